@@ -1,0 +1,454 @@
+//! Accounts and sessions: register, log in, resolve a session cookie, log
+//! out, and the administrator's actions on users.
+
+use std::sync::Arc;
+
+use portcullis_domain::{Email, Password, PasswordPolicy, Username};
+
+use crate::clock::{ms, now_ms};
+use crate::error::{AppError, FieldErrors, StoreError};
+use crate::hashing::HashPool;
+use crate::model::{NewUser, Session, User, UserSummary};
+use crate::ports::{LoginThrottle, SessionStore, UserStore};
+use crate::settings::AuthSettings;
+use crate::tokens;
+
+/// What the registration form carries.
+#[derive(Debug, Default, Clone)]
+pub struct Registration {
+    /// Raw username.
+    pub username: String,
+    /// Raw email.
+    pub email: String,
+    /// Raw password.
+    pub password: String,
+    /// Make an administrator (command line only).
+    pub is_admin: bool,
+    /// Mark the email verified (command line only).
+    pub email_verified: bool,
+}
+
+/// Where a login comes from, kept on the session.
+#[derive(Debug, Default, Clone)]
+pub struct ClientInfo {
+    /// Client IP.
+    pub ip: Option<String>,
+    /// User agent, truncated.
+    pub user_agent: Option<String>,
+}
+
+/// A new session: `cookie` goes to the browser, never into the store.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// `id.secret`.
+    pub cookie: String,
+    /// The stored record.
+    pub session: Session,
+}
+
+/// The account use cases.
+#[derive(Clone)]
+pub struct Accounts {
+    users: Arc<dyn UserStore>,
+    sessions: Arc<dyn SessionStore>,
+    throttle: Arc<dyn LoginThrottle>,
+    hasher: Arc<HashPool>,
+    settings: AuthSettings,
+}
+
+/// The lockout key of an existing account, or of a name nobody has.
+fn throttle_key(user: Option<&User>, normalized: &str) -> String {
+    match user {
+        Some(u) => format!("user:{}", u.id),
+        None => format!("name:{normalized}"),
+    }
+}
+
+/// Normalizes a login identifier (username or email) for lookup.
+fn normalize_login(identifier: &str) -> String {
+    identifier.trim().to_lowercase()
+}
+
+impl Accounts {
+    /// Wires the use cases to their ports.
+    pub fn new(
+        users: Arc<dyn UserStore>,
+        sessions: Arc<dyn SessionStore>,
+        throttle: Arc<dyn LoginThrottle>,
+        hasher: Arc<HashPool>,
+        settings: AuthSettings,
+    ) -> Self {
+        Self {
+            users,
+            sessions,
+            throttle,
+            hasher,
+            settings,
+        }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &AuthSettings {
+        &self.settings
+    }
+
+    /// The password policy in force.
+    pub fn password_policy(&self) -> PasswordPolicy {
+        PasswordPolicy {
+            min_length: self.settings.min_password_length,
+        }
+    }
+
+    /// The hashing pool.
+    pub fn hasher(&self) -> &Arc<HashPool> {
+        &self.hasher
+    }
+
+    /// Creates an account. Every field is checked and every problem reported at once.
+    pub async fn register(&self, form: Registration) -> Result<User, AppError> {
+        let mut errors = FieldErrors::default();
+        let username = Username::parse(&form.username)
+            .map_err(|e| errors.add("username", e.to_string()))
+            .ok();
+        let email = Email::parse(&form.email)
+            .map_err(|e| errors.add("email", e.to_string()))
+            .ok();
+        let password = Password::parse(&form.password, self.password_policy())
+            .map_err(|e| errors.add("password", e.to_string()))
+            .ok();
+        if let Some(u) = &username {
+            if self.users.username_taken(&u.normalized()).await? {
+                errors.add("username", StoreError::UsernameTaken.to_string());
+            }
+        }
+        if let Some(e) = &email {
+            if self.users.email_taken(&e.normalized()).await? {
+                errors.add("email", StoreError::EmailTaken.to_string());
+            }
+        }
+        let (Some(username), Some(email), Some(password)) = (username, email, password) else {
+            return Err(AppError::Invalid(errors));
+        };
+        if !errors.is_empty() {
+            return Err(AppError::Invalid(errors));
+        }
+        let password_hash = self.hasher.hash(password.expose()).await?;
+        let new = NewUser {
+            username,
+            email,
+            password_hash,
+            is_admin: form.is_admin,
+            email_verified: form.email_verified,
+            security_stamp: tokens::random_b64(16),
+            now: now_ms(),
+        };
+        // The unique indexes decide races the lookups above could not.
+        self.users.insert_user(&new).await.map_err(|e| match e {
+            StoreError::UsernameTaken => invalid("username", e.to_string()),
+            StoreError::EmailTaken => invalid("email", e.to_string()),
+            other => other.into(),
+        })
+    }
+
+    /// Checks a username-or-email and password. Unknown users, wrong passwords
+    /// and locked names cost the same and answer alike; at most
+    /// `lockout_threshold` guesses per name are ever verified, however many
+    /// arrive at once, because each attempt is counted before it is checked.
+    pub async fn authenticate(&self, identifier: &str, password: &str) -> Result<User, AppError> {
+        let normalized = normalize_login(identifier);
+        if normalized.is_empty()
+            || password.is_empty()
+            || normalized.len() > 254
+            || password.chars().count() > portcullis_domain::password::MAX_LEN
+        {
+            self.hasher.verify_dummy(password).await?;
+            return Err(AppError::InvalidCredentials);
+        }
+        let user = self.users.user_by_login(&normalized).await?;
+        let key = throttle_key(user.as_ref(), &normalized);
+        let now = now_ms();
+        let threshold = i64::from(self.settings.lockout_threshold.max(1));
+        let lock_ms = ms(self.settings.lockout_duration);
+        let attempts = self
+            .throttle
+            .reserve_attempt(
+                &key,
+                now,
+                threshold,
+                now.saturating_add(lock_ms),
+                now - lock_ms,
+            )
+            .await?;
+        if attempts > threshold {
+            return Err(AppError::Locked);
+        }
+        let Some(user) = user else {
+            self.hasher.verify_dummy(password).await?;
+            return Err(AppError::InvalidCredentials);
+        };
+        let verified = self.hasher.verify(password, &user.password_hash).await?;
+        if !verified.ok {
+            return Err(AppError::InvalidCredentials);
+        }
+        self.throttle.clear_attempts(&[key]).await?;
+        if verified.needs_rehash {
+            // Quietly move old (Werkzeug, cheaper Argon2) hashes to the current cost.
+            match self.hasher.hash(password).await {
+                Ok(h) => {
+                    self.users
+                        .update_password_hash(user.id, &h, now_ms())
+                        .await?
+                }
+                Err(e) => {
+                    tracing::warn!(user_id = user.id, error = %e, "password rehash postponed")
+                }
+            }
+        }
+        self.users.record_login(user.id, now_ms()).await?;
+        Ok(user)
+    }
+
+    /// Opens a new session for `user`. Any session the browser had is replaced by the caller.
+    pub async fn start_session(
+        &self,
+        user: &User,
+        remember: bool,
+        client: ClientInfo,
+    ) -> Result<NewSession, AppError> {
+        let token = tokens::mint();
+        let now = now_ms();
+        let life = if remember {
+            self.settings.remember_duration
+        } else {
+            self.settings.session_absolute_timeout
+        };
+        let session = Session {
+            id: token.id.clone(),
+            secret_hash: token.secret_hash.clone(),
+            user_id: user.id,
+            security_stamp: user.security_stamp.clone(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now.saturating_add(ms(life)),
+            remember,
+            ip: client.ip,
+            user_agent: client.user_agent.map(|ua| ua.chars().take(512).collect()),
+        };
+        self.sessions.insert_session(&session).await?;
+        Ok(NewSession {
+            cookie: token.value(),
+            session,
+        })
+    }
+
+    /// The live session and user behind a cookie value, if any. Enforces the
+    /// absolute and idle timeouts and the security stamp on the server.
+    pub async fn resolve_session(&self, cookie: &str) -> Result<Option<(Session, User)>, AppError> {
+        let Some((id, secret)) = tokens::parse(cookie) else {
+            return Ok(None);
+        };
+        let Some((session, user)) = self.sessions.session_with_user(id).await? else {
+            return Ok(None);
+        };
+        if !tokens::secret_matches(secret, &session.secret_hash) {
+            return Ok(None);
+        }
+        let now = now_ms();
+        let idle = ms(self.settings.session_idle_timeout);
+        let expired = now >= session.expires_at
+            || (!session.remember && now.saturating_sub(session.last_seen_at) >= idle)
+            || session.security_stamp != user.security_stamp;
+        if expired {
+            self.sessions.delete_session(user.id, &session.id).await?;
+            return Ok(None);
+        }
+        if now.saturating_sub(session.last_seen_at) >= ms(self.settings.touch_interval()) {
+            self.sessions.touch_session(&session.id, now).await?;
+        }
+        Ok(Some((session, user)))
+    }
+
+    /// Ends one session.
+    pub async fn logout(&self, session: &Session) -> Result<(), AppError> {
+        self.sessions
+            .delete_session(session.user_id, &session.id)
+            .await?;
+        Ok(())
+    }
+
+    /// Changes the password after checking the current one. Every session of
+    /// the user ends (the security stamp changes) and the caller gets a fresh
+    /// one in place of `current`.
+    pub async fn change_password(
+        &self,
+        current: &Session,
+        current_password: &str,
+        new: &Password,
+    ) -> Result<NewSession, AppError> {
+        let user = self.user(current.user_id).await?;
+        if !self
+            .hasher
+            .verify(current_password, &user.password_hash)
+            .await?
+            .ok
+        {
+            return Err(AppError::InvalidCredentials);
+        }
+        let hash = self.hasher.hash(new.expose()).await?;
+        let stamp = tokens::random_b64(16);
+        self.users
+            .set_password(user.id, &hash, &stamp, now_ms())
+            .await?;
+        self.sessions.delete_user_sessions(user.id, None).await?;
+        let user = self.user(user.id).await?;
+        let client = ClientInfo {
+            ip: current.ip.clone(),
+            user_agent: current.user_agent.clone(),
+        };
+        self.start_session(&user, current.remember, client).await
+    }
+
+    /// A user's live sessions, newest first.
+    pub async fn sessions_of(&self, user_id: i64) -> Result<Vec<Session>, AppError> {
+        Ok(self.sessions.user_sessions(user_id, now_ms()).await?)
+    }
+
+    /// Revokes one of the user's own sessions.
+    pub async fn revoke_session(&self, user_id: i64, session_id: &str) -> Result<(), AppError> {
+        if self.sessions.delete_session(user_id, session_id).await? {
+            Ok(())
+        } else {
+            Err(AppError::NotFound)
+        }
+    }
+
+    /// Revokes all of a user's sessions but `keep`.
+    pub async fn revoke_other_sessions(
+        &self,
+        user_id: i64,
+        keep: Option<&str>,
+    ) -> Result<u64, AppError> {
+        Ok(self.sessions.delete_user_sessions(user_id, keep).await?)
+    }
+
+    /// Deletes expired sessions; answers how many.
+    pub async fn purge_expired_sessions(&self) -> Result<u64, AppError> {
+        let now = now_ms();
+        Ok(self
+            .sessions
+            .purge_sessions(now, now - ms(self.settings.session_idle_timeout))
+            .await?)
+    }
+
+    /// A user by id.
+    pub async fn user(&self, id: i64) -> Result<User, AppError> {
+        self.users.user_by_id(id).await?.ok_or(AppError::NotFound)
+    }
+
+    /// A user by username (any case) or email.
+    pub async fn find_user(&self, identifier: &str) -> Result<User, AppError> {
+        self.users
+            .user_by_login(&normalize_login(identifier))
+            .await?
+            .ok_or(AppError::NotFound)
+    }
+
+    /// Users for the admin list, `limit` at a time after `after_id`.
+    pub async fn list_users(
+        &self,
+        query: Option<&str>,
+        after_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<UserSummary>, AppError> {
+        let query = query.map(str::trim).filter(|q| !q.is_empty());
+        Ok(self
+            .users
+            .list_users(query, after_id, limit, now_ms())
+            .await?)
+    }
+
+    /// Whether any administrator exists.
+    pub async fn has_admin(&self) -> Result<bool, AppError> {
+        Ok(self.users.count_admins().await? > 0)
+    }
+
+    /// Grants or revokes admin. The user's sessions end (privilege changed);
+    /// the last admin cannot be demoted.
+    pub async fn set_admin(&self, user_id: i64, is_admin: bool) -> Result<User, AppError> {
+        let user = self.user(user_id).await?;
+        if user.is_admin == is_admin {
+            return Ok(user);
+        }
+        let stamp = tokens::random_b64(16);
+        if !self
+            .users
+            .set_admin(user_id, is_admin, &stamp, now_ms())
+            .await?
+        {
+            return Err(AppError::Refused(
+                "The last administrator cannot be demoted".into(),
+            ));
+        }
+        self.sessions.delete_user_sessions(user_id, None).await?;
+        self.user(user_id).await
+    }
+
+    /// Locks a user out of logging in for the lockout duration (an admin's action).
+    pub async fn lock_user(&self, user_id: i64, until: i64) -> Result<(), AppError> {
+        let user = self.user(user_id).await?;
+        let now = now_ms();
+        self.throttle
+            .lock(
+                &throttle_key(Some(&user), ""),
+                now,
+                until,
+                i64::from(self.settings.lockout_threshold.max(1)),
+            )
+            .await?;
+        self.sessions.delete_user_sessions(user_id, None).await?;
+        Ok(())
+    }
+
+    /// Clears a user's failed-login lock.
+    pub async fn unlock_user(&self, user_id: i64) -> Result<(), AppError> {
+        let user = self.user(user_id).await?;
+        let keys = [
+            throttle_key(Some(&user), ""),
+            format!("name:{}", user.username.to_lowercase()),
+            format!("name:{}", user.email.to_lowercase()),
+        ];
+        self.throttle.clear_attempts(&keys).await?;
+        Ok(())
+    }
+
+    /// When a user is locked until, if now locked.
+    pub async fn locked_until(&self, user: &User) -> Result<Option<i64>, AppError> {
+        Ok(self
+            .throttle
+            .locked_until(&throttle_key(Some(user), ""), now_ms())
+            .await?)
+    }
+
+    /// Deletes a user, their posts and sessions; never the last admin.
+    pub async fn delete_user(&self, user_id: i64) -> Result<(), AppError> {
+        self.user(user_id).await?;
+        if self.users.delete_user(user_id).await? {
+            Ok(())
+        } else {
+            Err(AppError::Refused(
+                "The last administrator cannot be deleted".into(),
+            ))
+        }
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), AppError> {
+        Ok(self.users.ping().await?)
+    }
+}
+
+fn invalid(field: &'static str, message: String) -> AppError {
+    let mut e = FieldErrors::default();
+    e.add(field, message);
+    AppError::Invalid(e)
+}

@@ -1,0 +1,20 @@
+//! What Portcullis does: accounts, sessions, posts and administration, as use
+//! cases over ports (traits) that the store implements. No HTTP, no SQL here.
+
+pub mod accounts;
+pub mod clock;
+pub mod error;
+pub mod hashing;
+pub mod model;
+pub mod ports;
+pub mod posts;
+pub mod settings;
+pub mod tokens;
+
+pub use accounts::Accounts;
+pub use error::{AppError, FieldErrors, StoreError};
+pub use hashing::{HashPool, PoolBusy};
+pub use model::{NewUser, Post, Session, User, UserSummary};
+pub use ports::{LoginThrottle, PostStore, SessionStore, UserStore};
+pub use posts::Posts;
+pub use settings::{Argon2Settings, AuthSettings};

@@ -1,0 +1,101 @@
+//! Records as the store returns them.
+
+use portcullis_domain::{Email, Username};
+
+/// A user account.
+#[derive(Clone, Debug)]
+pub struct User {
+    /// Primary key.
+    pub id: i64,
+    /// As typed at registration.
+    pub username: String,
+    /// As typed.
+    pub email: String,
+    /// PHC string (Argon2id) or a Werkzeug hash awaiting upgrade.
+    pub password_hash: String,
+    /// Administrator.
+    pub is_admin: bool,
+    /// Email address confirmed.
+    pub email_verified: bool,
+    /// Changes whenever credentials or privileges change; sessions carry the
+    /// value they were made under, so changing it ends them all at once.
+    pub security_stamp: String,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms.
+    pub updated_at: i64,
+    /// Unix ms of the last successful login.
+    pub last_login_at: Option<i64>,
+}
+
+/// A user about to be inserted.
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    /// Parsed username.
+    pub username: Username,
+    /// Parsed email.
+    pub email: Email,
+    /// Already hashed.
+    pub password_hash: String,
+    /// Administrator.
+    pub is_admin: bool,
+    /// Email address confirmed.
+    pub email_verified: bool,
+    /// Fresh random stamp.
+    pub security_stamp: String,
+    /// Unix ms.
+    pub now: i64,
+}
+
+/// A line of the admin's user list.
+#[derive(Clone, Debug)]
+pub struct UserSummary {
+    /// The user.
+    pub user: User,
+    /// Locked by failed logins until this time (unix ms), if in the future.
+    pub locked_until: Option<i64>,
+}
+
+/// A server-side login session.
+#[derive(Clone, Debug)]
+pub struct Session {
+    /// Public half of the cookie.
+    pub id: String,
+    /// SHA-256 (hex) of the secret half.
+    pub secret_hash: String,
+    /// Owner.
+    pub user_id: i64,
+    /// The owner's security stamp when the session was made.
+    pub security_stamp: String,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms; written at most every `touch_interval`.
+    pub last_seen_at: i64,
+    /// Unix ms; the hard end.
+    pub expires_at: i64,
+    /// Made with "remember me".
+    pub remember: bool,
+    /// Client IP at login.
+    pub ip: Option<String>,
+    /// User agent at login.
+    pub user_agent: Option<String>,
+}
+
+/// A post with its author's name.
+#[derive(Clone, Debug)]
+pub struct Post {
+    /// Primary key.
+    pub id: i64,
+    /// Author's id.
+    pub author_id: i64,
+    /// Author's username.
+    pub author: String,
+    /// Title.
+    pub title: String,
+    /// Content.
+    pub content: String,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms.
+    pub updated_at: i64,
+}

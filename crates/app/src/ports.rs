@@ -1,0 +1,123 @@
+//! The ports: what the use cases need from storage. `portcullis-store`
+//! implements them on SQLite and PostgreSQL.
+
+use async_trait::async_trait;
+
+use crate::error::StoreError;
+use crate::model::{NewUser, Post, Session, User, UserSummary};
+
+/// Result of a store call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Users.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Inserts a user; a taken username or email is `UsernameTaken`/`EmailTaken`.
+    async fn insert_user(&self, user: &NewUser) -> StoreResult<User>;
+    /// By id.
+    async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>>;
+    /// By normalized username or normalized email.
+    async fn user_by_login(&self, normalized: &str) -> StoreResult<Option<User>>;
+    /// Whether a normalized username is taken.
+    async fn username_taken(&self, normalized: &str) -> StoreResult<bool>;
+    /// Whether a normalized email is taken.
+    async fn email_taken(&self, normalized: &str) -> StoreResult<bool>;
+    /// Users whose username or email contains `query` (case-insensitive), by id, after `after_id`.
+    async fn list_users(
+        &self,
+        query: Option<&str>,
+        after_id: Option<i64>,
+        limit: i64,
+        now: i64,
+    ) -> StoreResult<Vec<UserSummary>>;
+    /// Replaces the password hash (an upgrade: sessions stay).
+    async fn update_password_hash(&self, id: i64, hash: &str, now: i64) -> StoreResult<()>;
+    /// Sets a new password hash and security stamp (every session ends).
+    async fn set_password(&self, id: i64, hash: &str, new_stamp: &str, now: i64)
+    -> StoreResult<()>;
+    /// Grants or revokes admin and sets a new security stamp. Revoking the last
+    /// admin does nothing and answers `false`.
+    async fn set_admin(
+        &self,
+        id: i64,
+        is_admin: bool,
+        new_stamp: &str,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// Number of admins.
+    async fn count_admins(&self) -> StoreResult<i64>;
+    /// Notes a successful login.
+    async fn record_login(&self, id: i64, now: i64) -> StoreResult<()>;
+    /// Deletes a user with their posts and sessions, unless they are the last admin (`false`).
+    async fn delete_user(&self, id: i64) -> StoreResult<bool>;
+    /// Whether the store answers.
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// Login sessions.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Stores a new session.
+    async fn insert_session(&self, session: &Session) -> StoreResult<()>;
+    /// The session and its user, in one read.
+    async fn session_with_user(&self, id: &str) -> StoreResult<Option<(Session, User)>>;
+    /// Sets `last_seen_at`.
+    async fn touch_session(&self, id: &str, now: i64) -> StoreResult<()>;
+    /// Deletes one session of one user; `false` if there was none.
+    async fn delete_session(&self, user_id: i64, id: &str) -> StoreResult<bool>;
+    /// Deletes all of a user's sessions but `except`.
+    async fn delete_user_sessions(&self, user_id: i64, except: Option<&str>) -> StoreResult<u64>;
+    /// A user's sessions that are not past `expires_at`, newest first.
+    async fn user_sessions(&self, user_id: i64, now: i64) -> StoreResult<Vec<Session>>;
+    /// Deletes sessions past `expires_at`, and non-remembered ones last seen before `idle_cutoff`.
+    async fn purge_sessions(&self, now: i64, idle_cutoff: i64) -> StoreResult<u64>;
+}
+
+/// Failed-login counting, race-free.
+#[async_trait]
+pub trait LoginThrottle: Send + Sync {
+    /// Atomically counts one attempt for `key` and answers how many attempts
+    /// the current window now holds. A window whose lock has passed, or whose
+    /// last attempt is older than `window_start`, starts again at one. When the
+    /// count reaches `threshold` the key is locked until `lock_until`.
+    async fn reserve_attempt(
+        &self,
+        key: &str,
+        now: i64,
+        threshold: i64,
+        lock_until: i64,
+        window_start: i64,
+    ) -> StoreResult<i64>;
+    /// Forgets the attempts for these keys (a success, a reset, an unlock).
+    async fn clear_attempts(&self, keys: &[String]) -> StoreResult<()>;
+    /// Locks `key` until `until` (an admin's action).
+    async fn lock(&self, key: &str, now: i64, until: i64, threshold: i64) -> StoreResult<()>;
+    /// When `key` is locked until, if in the future.
+    async fn locked_until(&self, key: &str, now: i64) -> StoreResult<Option<i64>>;
+}
+
+/// Posts.
+#[async_trait]
+pub trait PostStore: Send + Sync {
+    /// Inserts a post and answers its id.
+    async fn insert_post(
+        &self,
+        author_id: i64,
+        title: &str,
+        content: &str,
+        now: i64,
+    ) -> StoreResult<i64>;
+    /// One post with its author.
+    async fn post_by_id(&self, id: i64) -> StoreResult<Option<Post>>;
+    /// Updates title and content.
+    async fn update_post(&self, id: i64, title: &str, content: &str, now: i64) -> StoreResult<()>;
+    /// Deletes a post.
+    async fn delete_post(&self, id: i64) -> StoreResult<()>;
+    /// Newest first, ids below `before_id`; of one author when given.
+    async fn list_posts(
+        &self,
+        author_id: Option<i64>,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<Post>>;
+}

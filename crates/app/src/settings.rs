@@ -1,0 +1,63 @@
+//! The knobs of the account system, read from configuration by the binary.
+
+use std::time::Duration;
+
+/// Argon2id cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Argon2Settings {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Settings {
+    fn default() -> Self {
+        // OWASP's first recommended set.
+        Self {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+/// Everything the account use cases need to know.
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    /// Shortest new password.
+    pub min_password_length: usize,
+    /// Failed logins for one name before it locks.
+    pub lockout_threshold: u32,
+    /// How long a lock lasts (and the window failures are counted in).
+    pub lockout_duration: Duration,
+    /// A session unused this long is dead.
+    pub session_idle_timeout: Duration,
+    /// A session without "remember me" dies this long after login.
+    pub session_absolute_timeout: Duration,
+    /// Lifetime of a "remember me" session.
+    pub remember_duration: Duration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            min_password_length: 8,
+            lockout_threshold: 5,
+            lockout_duration: Duration::from_secs(15 * 60),
+            session_idle_timeout: Duration::from_secs(2 * 3600),
+            session_absolute_timeout: Duration::from_secs(24 * 3600),
+            remember_duration: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+impl AuthSettings {
+    /// How long after the last write of `last_seen_at` the next one is due:
+    /// a tenth of the idle timeout, at most a minute.
+    pub fn touch_interval(&self) -> Duration {
+        (self.session_idle_timeout / 10).min(Duration::from_secs(60))
+    }
+}

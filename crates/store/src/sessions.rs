@@ -1,0 +1,125 @@
+//! `SessionStore` on SQL.
+
+use async_trait::async_trait;
+use sqlx::Row as _;
+use sqlx::any::AnyRow;
+
+use portcullis_app::ports::StoreResult;
+use portcullis_app::{Session, SessionStore, User};
+
+use crate::users::{USER_COLUMNS, user_from_row};
+use crate::{SqlStore, backend_err, flag};
+
+const SESSION_COLUMNS: &str = "s.id AS s_id, s.secret_hash, s.user_id, s.security_stamp AS s_stamp, s.created_at AS s_created_at, \
+     s.last_seen_at, s.expires_at, s.remember, s.ip, s.user_agent";
+
+fn session_from_row(row: &AnyRow) -> Result<Session, sqlx::Error> {
+    Ok(Session {
+        id: row.try_get("s_id")?,
+        secret_hash: row.try_get("secret_hash")?,
+        user_id: row.try_get("user_id")?,
+        security_stamp: row.try_get("s_stamp")?,
+        created_at: row.try_get("s_created_at")?,
+        last_seen_at: row.try_get("last_seen_at")?,
+        expires_at: row.try_get("expires_at")?,
+        remember: row.try_get::<i64, _>("remember")? != 0,
+        ip: row.try_get("ip")?,
+        user_agent: row.try_get("user_agent")?,
+    })
+}
+
+#[async_trait]
+impl SessionStore for SqlStore {
+    async fn insert_session(&self, s: &Session) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sessions (id, secret_hash, user_id, security_stamp, created_at, last_seen_at, expires_at, remember, ip, user_agent) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&s.id)
+        .bind(&s.secret_hash)
+        .bind(s.user_id)
+        .bind(&s.security_stamp)
+        .bind(s.created_at)
+        .bind(s.last_seen_at)
+        .bind(s.expires_at)
+        .bind(flag(s.remember))
+        .bind(s.ip.as_deref())
+        .bind(s.user_agent.as_deref())
+        .execute(&self.pool)
+        .await
+        .map_err(backend_err)?;
+        Ok(())
+    }
+
+    async fn session_with_user(&self, id: &str) -> StoreResult<Option<(Session, User)>> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS}, {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend_err)?;
+        row.map(|r| Ok((session_from_row(&r)?, user_from_row(&r)?)))
+            .transpose()
+            .map_err(backend_err)
+    }
+
+    async fn touch_session(&self, id: &str, now: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend_err)?;
+        Ok(())
+    }
+
+    async fn delete_session(&self, user_id: i64, id: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM sessions WHERE id = $1 AND user_id = $2")
+            .bind(id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_user_sessions(&self, user_id: i64, except: Option<&str>) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
+            .bind(user_id)
+            .bind(except.unwrap_or(""))
+            .execute(&self.pool)
+            .await
+            .map_err(backend_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn user_sessions(&self, user_id: i64, now: i64) -> StoreResult<Vec<Session>> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.user_id = $1 AND s.expires_at > $2 ORDER BY s.created_at DESC"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(user_id)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend_err)?;
+        rows.iter()
+            .map(session_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(backend_err)
+    }
+
+    async fn purge_sessions(&self, now: i64, idle_cutoff: i64) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM sessions WHERE expires_at <= $1 OR (remember = 0 AND last_seen_at < $2)",
+        )
+        .bind(now)
+        .bind(idle_cutoff)
+        .execute(&self.pool)
+        .await
+        .map_err(backend_err)?;
+        Ok(done.rows_affected())
+    }
+}

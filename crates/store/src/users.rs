@@ -1,0 +1,254 @@
+//! `UserStore` on SQL.
+
+use async_trait::async_trait;
+use sqlx::Row as _;
+use sqlx::any::AnyRow;
+
+use portcullis_app::ports::StoreResult;
+use portcullis_app::{NewUser, StoreError, User, UserStore, UserSummary};
+
+use crate::{SqlStore, backend_err, flag};
+
+pub(crate) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.password_hash, u.is_admin, u.email_verified, \
+     u.security_stamp, u.created_at, u.updated_at, u.last_login_at";
+
+pub(crate) fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
+    Ok(User {
+        id: row.try_get("id")?,
+        username: row.try_get("username")?,
+        email: row.try_get("email")?,
+        password_hash: row.try_get("password_hash")?,
+        is_admin: row.try_get::<i64, _>("is_admin")? != 0,
+        email_verified: row.try_get::<i64, _>("email_verified")? != 0,
+        security_stamp: row.try_get("security_stamp")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        last_login_at: row.try_get("last_login_at")?,
+    })
+}
+
+/// Maps a unique-constraint violation to the field it concerns.
+fn map_insert_error(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        if db.is_unique_violation() {
+            let text = format!("{} {}", db.message(), db.constraint().unwrap_or_default());
+            if text.contains("username") {
+                return StoreError::UsernameTaken;
+            }
+            if text.contains("email") {
+                return StoreError::EmailTaken;
+            }
+        }
+    }
+    backend_err(e)
+}
+
+/// `%`, `_` and `\` matched literally in a LIKE pattern.
+fn like_pattern(query: &str) -> String {
+    let mut p = String::with_capacity(query.len() + 2);
+    p.push('%');
+    for c in query.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+#[async_trait]
+impl UserStore for SqlStore {
+    async fn insert_user(&self, u: &NewUser) -> StoreResult<User> {
+        let sql = format!(
+            "INSERT INTO users (username, username_normalized, email, email_normalized, password_hash, is_admin, \
+             email_verified, security_stamp, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {}",
+            USER_COLUMNS.replace("u.", "")
+        );
+        let row = sqlx::query(&sql)
+            .bind(u.username.as_str())
+            .bind(u.username.normalized())
+            .bind(u.email.as_str())
+            .bind(u.email.normalized())
+            .bind(&u.password_hash)
+            .bind(flag(u.is_admin))
+            .bind(flag(u.email_verified))
+            .bind(&u.security_stamp)
+            .bind(u.now)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_insert_error)?;
+        user_from_row(&row).map_err(backend_err)
+    }
+
+    async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend_err)?;
+        row.as_ref()
+            .map(user_from_row)
+            .transpose()
+            .map_err(backend_err)
+    }
+
+    async fn user_by_login(&self, normalized: &str) -> StoreResult<Option<User>> {
+        // Two indexed lookups; a username can never contain '@', so at most one matches.
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.username_normalized = $1 \
+             UNION ALL SELECT {USER_COLUMNS} FROM users u WHERE u.email_normalized = $1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(normalized)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend_err)?;
+        row.as_ref()
+            .map(user_from_row)
+            .transpose()
+            .map_err(backend_err)
+    }
+
+    async fn username_taken(&self, normalized: &str) -> StoreResult<bool> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE username_normalized = $1")
+            .bind(normalized)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend_err)?;
+        Ok(row.try_get::<i64, _>("n").map_err(backend_err)? > 0)
+    }
+
+    async fn email_taken(&self, normalized: &str) -> StoreResult<bool> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE email_normalized = $1")
+            .bind(normalized)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend_err)?;
+        Ok(row.try_get::<i64, _>("n").map_err(backend_err)? > 0)
+    }
+
+    async fn list_users(
+        &self,
+        query: Option<&str>,
+        after_id: Option<i64>,
+        limit: i64,
+        now: i64,
+    ) -> StoreResult<Vec<UserSummary>> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS}, a.locked_until FROM users u \
+             LEFT JOIN login_attempts a ON a.key = 'user:' || u.id AND a.locked_until > $4 \
+             WHERE u.id > $1 AND ($2 = '' OR u.username_normalized LIKE $3 ESCAPE '\\' OR u.email_normalized LIKE $3 ESCAPE '\\') \
+             ORDER BY u.id LIMIT $5"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after_id.unwrap_or(0))
+            .bind(query.unwrap_or(""))
+            .bind(like_pattern(query.unwrap_or("")))
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(UserSummary {
+                    user: user_from_row(r)?,
+                    locked_until: r.try_get("locked_until")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(backend_err)
+    }
+
+    async fn update_password_hash(&self, id: i64, hash: &str, now: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+            .bind(hash)
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend_err)?;
+        Ok(())
+    }
+
+    async fn set_password(
+        &self,
+        id: i64,
+        hash: &str,
+        new_stamp: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET password_hash = $1, security_stamp = $2, updated_at = $3 WHERE id = $4")
+            .bind(hash)
+            .bind(new_stamp)
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend_err)?;
+        Ok(())
+    }
+
+    async fn set_admin(
+        &self,
+        id: i64,
+        is_admin: bool,
+        new_stamp: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        // One statement, so two demotions at once cannot both pass the count.
+        let done = sqlx::query(
+            "UPDATE users SET is_admin = $1, security_stamp = $2, updated_at = $3 \
+             WHERE id = $4 AND ($1 = 1 OR (SELECT COUNT(*) FROM users WHERE is_admin = 1 AND id <> $4) > 0)",
+        )
+        .bind(flag(is_admin))
+        .bind(new_stamp)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(backend_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn count_admins(&self) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE is_admin = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend_err)?;
+        row.try_get("n").map_err(backend_err)
+    }
+
+    async fn record_login(&self, id: i64, now: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET last_login_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend_err)?;
+        Ok(())
+    }
+
+    async fn delete_user(&self, id: i64) -> StoreResult<bool> {
+        // Posts and sessions go by ON DELETE CASCADE, in the same statement.
+        let done = sqlx::query(
+            "DELETE FROM users WHERE id = $1 AND (is_admin = 0 OR (SELECT COUNT(*) FROM users WHERE is_admin = 1 AND id <> $1) > 0)",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(backend_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(backend_err)?;
+        Ok(())
+    }
+}

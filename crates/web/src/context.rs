@@ -1,0 +1,412 @@
+//! The request context middleware: one place that, for every request,
+//! resolves the session cookie (one indexed read), checks CSRF on every
+//! state-changing request, reads flash messages, and afterwards writes the
+//! cookies the handler asked for and renders error pages.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, SET_COOKIE, USER_AGENT,
+};
+use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use portcullis_app::accounts::ClientInfo;
+use portcullis_app::{Session, User};
+use serde::{Deserialize, Serialize};
+
+use crate::cookies::{self, ANON, FLASH, SESSION};
+use crate::csrf;
+use crate::error::{ErrorInfo, WebError};
+use crate::state::AppState;
+use crate::templates::Rendered;
+
+/// A signed-in request's session and user.
+#[derive(Clone, Debug)]
+pub struct Auth {
+    /// The live session.
+    pub session: Session,
+    /// Its user, as read with it.
+    pub user: User,
+}
+
+/// A message shown once on the next page.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Flash {
+    /// `error`, `success` or `info`.
+    pub category: String,
+    /// The text.
+    pub message: String,
+}
+
+impl Flash {
+    /// An error message.
+    pub fn error(m: impl Into<String>) -> Self {
+        Self {
+            category: "error".into(),
+            message: m.into(),
+        }
+    }
+    /// A success message.
+    pub fn success(m: impl Into<String>) -> Self {
+        Self {
+            category: "success".into(),
+            message: m.into(),
+        }
+    }
+    /// An informational message.
+    pub fn info(m: impl Into<String>) -> Self {
+        Self {
+            category: "info".into(),
+            message: m.into(),
+        }
+    }
+}
+
+/// Everything a handler and a template need about the request.
+#[derive(Clone, Debug)]
+pub struct RequestCtx {
+    /// The signed-in user and session, if any.
+    pub auth: Option<Auth>,
+    /// A CSRF token for the forms of this page.
+    pub csrf_token: String,
+    /// Flash messages waiting to be shown.
+    pub flashes: Vec<Flash>,
+    /// The client's address (after trusted proxies).
+    pub client: ClientInfo,
+    /// Path and query of this request.
+    pub path_and_query: String,
+}
+
+/// What a handler asks of the session cookie, as a response extension.
+#[derive(Clone, Debug)]
+pub enum SessionChange {
+    /// Set a new session cookie (`remember` gives it a Max-Age).
+    Start {
+        /// `id.secret`.
+        cookie: String,
+        /// Persistent cookie.
+        remember: bool,
+    },
+    /// Delete the session cookie.
+    End,
+}
+
+/// Flash messages for the next page, as a response extension.
+#[derive(Clone, Debug, Default)]
+pub struct FlashOut(pub Vec<Flash>);
+
+const ANON_PURPOSE: &str = "anon";
+const FLASH_PURPOSE: &str = "flash";
+
+fn is_state_changing(m: &Method) -> bool {
+    !matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
+}
+
+/// The client's IP: the peer, or, when the peer is a trusted proxy, the
+/// right-most address in `X-Forwarded-For` that is not itself trusted.
+pub fn client_ip(state: &AppState, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+    let peer = peer?;
+    let trusted = |ip: &IpAddr| state.config.trusted_proxies.iter().any(|n| n.contains(ip));
+    if !trusted(&peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !trusted(ip))
+            .unwrap_or(peer),
+    )
+}
+
+/// Refuses requests a browser marks as coming from another site.
+fn cross_site(state: &AppState, headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        if !matches!(site, "same-origin" | "none") {
+            return true;
+        }
+    }
+    let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let base = state.config.base_url.origin().ascii_serialization();
+    if origin == base {
+        return false;
+    }
+    // The origin a browser would send for the Host it talked to.
+    let host = headers
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let same_host = url::Url::parse(origin)
+        .ok()
+        .and_then(|u| {
+            u.host_str().map(|h| match u.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h.to_owned(),
+            })
+        })
+        .is_some_and(|h| !host.is_empty() && h.eq_ignore_ascii_case(host));
+    !same_host
+}
+
+fn binding(auth: Option<&Auth>, anon: &str) -> String {
+    match auth {
+        Some(a) => format!("session:{}", a.session.id),
+        None => format!("anon:{anon}"),
+    }
+}
+
+/// Reads the CSRF token from the header or the urlencoded body, giving back
+/// a request whose body can be read again.
+async fn take_token(req: Request, limit: usize) -> Result<(Request, Option<String>), WebError> {
+    let header_token = req
+        .headers()
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(t) = header_token {
+        return Ok((req, Some(t)));
+    }
+    let is_form = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return Ok((req, None));
+    }
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(WebError::PayloadTooLarge);
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = to_bytes(body, limit)
+        .await
+        .map_err(|_| WebError::PayloadTooLarge)?;
+    let token = form_urlencoded::parse(&bytes)
+        .find(|(k, _)| k == "csrf_token")
+        .map(|(_, v)| v.into_owned());
+    Ok((Request::from_parts(parts, Body::from(bytes)), token))
+}
+
+/// The middleware itself.
+pub async fn request_context(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let https = state.config.is_https();
+    let headers = req.headers().clone();
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let client = ClientInfo {
+        ip: client_ip(&state, peer, &headers).map(|ip| ip.to_string()),
+        user_agent: headers
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    };
+
+    // The session, if the cookie names a live one.
+    let session_cookie = cookies::get(&headers, &cookies::name(SESSION, https));
+    let mut clear_session_cookie = false;
+    let auth = match session_cookie {
+        Some(value) => match state.accounts.resolve_session(value).await {
+            Ok(Some((session, user))) => Some(Auth { session, user }),
+            Ok(None) => {
+                clear_session_cookie = true;
+                None
+            }
+            Err(e) => return finish_error(&state, WebError::from(e), None, &client, &req),
+        },
+        None => None,
+    };
+
+    // Anonymous visitors carry their CSRF secret in a signed cookie: no write for them.
+    let anon_name = cookies::name(ANON, https);
+    let mut new_anon = None;
+    let anon = match cookies::get(&headers, &anon_name)
+        .and_then(|v| state.signer.verify(ANON_PURPOSE, v))
+    {
+        Some(secret) => String::from_utf8_lossy(&secret).into_owned(),
+        None if auth.is_none() => {
+            let secret = portcullis_app::tokens::random_b64(24);
+            new_anon = Some(state.signer.sign(ANON_PURPOSE, secret.as_bytes()));
+            secret
+        }
+        None => String::new(),
+    };
+
+    let flashes: Vec<Flash> = cookies::get(&headers, &cookies::name(FLASH, https))
+        .and_then(|v| state.signer.verify(FLASH_PURPOSE, v))
+        .and_then(|p| serde_json::from_slice(&p).ok())
+        .unwrap_or_default();
+
+    let bind = binding(auth.as_ref(), &anon);
+    if is_state_changing(req.method()) {
+        if cross_site(&state, &headers) {
+            return finish_error(&state, WebError::Csrf, auth.as_ref(), &client, &req);
+        }
+        let (r, token) = match take_token(req, state.config.body_limit).await {
+            Ok(x) => x,
+            Err(e) => {
+                let bare = Request::new(Body::empty());
+                return finish_error(&state, e, auth.as_ref(), &client, &bare);
+            }
+        };
+        req = r;
+        // A fresh anonymous cookie cannot have signed anything yet.
+        let ok = new_anon.is_none()
+            && token
+                .as_deref()
+                .is_some_and(|t| csrf::check(&state.signer, &bind, t));
+        if !ok {
+            return finish_error(&state, WebError::Csrf, auth.as_ref(), &client, &req);
+        }
+    }
+
+    let had_flashes = !flashes.is_empty();
+    let ctx = RequestCtx {
+        auth: auth.clone(),
+        csrf_token: csrf::mint(&state.signer, &bind),
+        flashes: flashes.clone(),
+        client: client.clone(),
+        path_and_query: req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/".into()),
+    };
+    req.extensions_mut().insert(ctx.clone());
+    let mut res = next.run(req).await;
+
+    // Error responses that nobody rendered get the site's page.
+    if res.status().is_client_error() || res.status().is_server_error() {
+        if res.extensions().get::<Rendered>().is_none() {
+            res = render_error_response(&state, res, &ctx);
+        }
+    }
+
+    let mut set: Vec<String> = Vec::new();
+    let change = res.extensions_mut().remove::<SessionChange>();
+    let signed_in_now = match &change {
+        Some(SessionChange::Start { cookie, remember }) => {
+            let age = remember.then_some(state.accounts.settings().remember_duration);
+            set.push(cookies::build(SESSION, cookie.clone(), https, age));
+            true
+        }
+        Some(SessionChange::End) => {
+            set.push(cookies::clear(SESSION, https));
+            false
+        }
+        None => {
+            if clear_session_cookie {
+                set.push(cookies::clear(SESSION, https));
+            }
+            auth.is_some()
+        }
+    };
+    if let Some(anon_value) = new_anon {
+        set.push(cookies::build(ANON, anon_value, https, None));
+    }
+    let out = res
+        .extensions_mut()
+        .remove::<FlashOut>()
+        .unwrap_or_default();
+    if res.status().is_redirection() {
+        if !out.0.is_empty() {
+            // Messages not yet shown travel on with the new ones.
+            let mut all = flashes;
+            all.extend(out.0);
+            let payload = serde_json::to_vec(&all).unwrap_or_default();
+            set.push(cookies::build(
+                FLASH,
+                state.signer.sign(FLASH_PURPOSE, &payload),
+                https,
+                None,
+            ));
+        }
+    } else if had_flashes {
+        set.push(cookies::clear(FLASH, https));
+    }
+    let h = res.headers_mut();
+    for c in set {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            h.append(SET_COOKIE, v);
+        }
+    }
+    if signed_in_now || auth.is_some() {
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+/// Answers with an error page before the handler ran.
+fn finish_error(
+    state: &AppState,
+    err: WebError,
+    auth: Option<&Auth>,
+    client: &ClientInfo,
+    req: &Request,
+) -> Response {
+    let ctx = RequestCtx {
+        auth: auth.cloned(),
+        csrf_token: String::new(),
+        flashes: Vec::new(),
+        client: client.clone(),
+        path_and_query: req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/".into()),
+    };
+    let res = err.into_response();
+    let mut res = render_error_response(state, res, &ctx);
+    if auth.is_some() {
+        res.headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+/// Replaces the body of an error response with the site's error page,
+/// keeping its status and headers such as `Allow` and `Retry-After`.
+fn render_error_response(state: &AppState, res: Response, ctx: &RequestCtx) -> Response {
+    let status = res.status();
+    let info = res.extensions().get::<ErrorInfo>().cloned();
+    let (mut parts, _) = res.into_parts();
+    let page = state
+        .templates
+        .error_page(ctx, status, info.as_ref().map(|i| i.message.as_str()));
+    let (page_parts, body) = page.into_parts();
+    parts.headers.remove(CONTENT_LENGTH);
+    for (k, v) in page_parts.headers.iter() {
+        parts.headers.insert(k, v.clone());
+    }
+    parts.status = status;
+    parts.extensions.insert(Rendered);
+    Response::from_parts(parts, body)
+}

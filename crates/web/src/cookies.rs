@@ -1,0 +1,163 @@
+//! Cookie names, flags and signing. With an https base URL every cookie is
+//! `Secure` and carries the `__Host-` prefix (bound to this host, path `/`).
+
+use axum::http::HeaderMap;
+use axum::http::header::COOKIE;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cookie::{Cookie, SameSite};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The session cookie: `id.secret` of a server-side session.
+pub const SESSION: &str = "portcullis_session";
+/// The anonymous visitor's signed CSRF secret.
+pub const ANON: &str = "portcullis_anon";
+/// Signed flash messages waiting to be shown.
+pub const FLASH: &str = "portcullis_flash";
+
+/// The name a cookie goes by on this site.
+pub fn name(base: &str, https: bool) -> String {
+    if https {
+        format!("__Host-{base}")
+    } else {
+        base.to_owned()
+    }
+}
+
+/// A cookie with our flags: HttpOnly, SameSite=Lax, Path=/, Secure on https.
+/// `max_age` of `None` makes a browser-session cookie.
+pub fn build(
+    base: &str,
+    value: String,
+    https: bool,
+    max_age: Option<std::time::Duration>,
+) -> String {
+    let mut c = Cookie::build((name(base, https), value))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(https);
+    if let Some(age) = max_age {
+        let secs = i64::try_from(age.as_secs()).unwrap_or(i64::MAX);
+        c = c.max_age(cookie::time::Duration::seconds(secs));
+    }
+    c.build().to_string()
+}
+
+/// A header that deletes the cookie.
+pub fn clear(base: &str, https: bool) -> String {
+    let c = Cookie::build((name(base, https), ""))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(https)
+        .max_age(cookie::time::Duration::ZERO)
+        .expires(cookie::time::OffsetDateTime::UNIX_EPOCH);
+    c.build().to_string()
+}
+
+/// The value of cookie `full_name` in the request, if present (first wins).
+pub fn get<'a>(headers: &'a HeaderMap, full_name: &str) -> Option<&'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == full_name)
+        .map(|(_, v)| v.trim_matches('"'))
+}
+
+/// HMAC-SHA256 under a key derived from the site's secret, one purpose each.
+#[derive(Clone)]
+pub struct Signer {
+    key: Vec<u8>,
+}
+
+impl Signer {
+    /// A signer for `secret`.
+    pub fn new(secret: &[u8]) -> Self {
+        Self {
+            key: secret.to_vec(),
+        }
+    }
+
+    /// The MAC of `data` for `purpose`.
+    pub fn mac(&self, purpose: &str, data: &[u8]) -> [u8; 32] {
+        // Keys are arbitrary length for HMAC; new_from_slice cannot fail.
+        let mut m = <HmacSha256 as Mac>::new_from_slice(&self.key)
+            .expect("HMAC accepts keys of any length");
+        m.update(purpose.as_bytes());
+        m.update(b"\0");
+        m.update(data);
+        m.finalize().into_bytes().into()
+    }
+
+    /// `payload.mac`, both base64url.
+    pub fn sign(&self, purpose: &str, payload: &[u8]) -> String {
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(payload),
+            URL_SAFE_NO_PAD.encode(self.mac(purpose, payload))
+        )
+    }
+
+    /// The payload of a value made by [`Signer::sign`] for `purpose`, if untouched.
+    pub fn verify(&self, purpose: &str, value: &str) -> Option<Vec<u8>> {
+        let (p, m) = value.split_once('.')?;
+        let payload = URL_SAFE_NO_PAD.decode(p).ok()?;
+        let mac = URL_SAFE_NO_PAD.decode(m).ok()?;
+        let mut check = <HmacSha256 as Mac>::new_from_slice(&self.key).ok()?;
+        check.update(purpose.as_bytes());
+        check.update(b"\0");
+        check.update(&payload);
+        check.verify_slice(&mac).ok()?;
+        Some(payload)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signed_values_resist_tampering() {
+        let s = Signer::new(b"k1");
+        let v = s.sign("flash", b"hello");
+        assert_eq!(s.verify("flash", &v).as_deref(), Some(&b"hello"[..]));
+        assert!(s.verify("anon", &v).is_none(), "purpose is bound");
+        assert!(
+            Signer::new(b"k2").verify("flash", &v).is_none(),
+            "key is bound"
+        );
+        let mut t = v.clone();
+        t.replace_range(0..1, if v.starts_with('a') { "b" } else { "a" });
+        assert!(s.verify("flash", &t).is_none());
+    }
+
+    #[test]
+    fn flags_follow_the_scheme() {
+        let http = build(SESSION, "v".into(), false, None);
+        assert!(
+            http.starts_with("portcullis_session=v")
+                && http.contains("HttpOnly")
+                && http.contains("SameSite=Lax")
+                && http.contains("Path=/")
+        );
+        assert!(!http.contains("Secure") && !http.contains("Max-Age"));
+        let https = build(
+            SESSION,
+            "v".into(),
+            true,
+            Some(std::time::Duration::from_secs(60)),
+        );
+        assert!(
+            https.starts_with("__Host-portcullis_session=v")
+                && https.contains("Secure")
+                && https.contains("Max-Age=60")
+        );
+    }
+}

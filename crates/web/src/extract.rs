@@ -1,0 +1,87 @@
+//! Extractors that decide who may enter, so a handler cannot forget to ask.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use portcullis_domain::Actor;
+
+use crate::context::{Auth, RequestCtx};
+use crate::error::WebError;
+
+/// The request context, signed in or not.
+#[derive(Clone, Debug)]
+pub struct Ctx(pub RequestCtx);
+
+/// A signed-in user; anonymous visitors are sent to `/login?next=…`.
+#[derive(Clone, Debug)]
+pub struct CurrentUser {
+    /// Session and user.
+    pub auth: Auth,
+    /// The whole request context, for rendering.
+    pub ctx: RequestCtx,
+}
+
+/// A signed-in administrator; other users get 403.
+#[derive(Clone, Debug)]
+pub struct AdminUser(pub CurrentUser);
+
+/// The user if signed in, for pages anyone may see.
+#[derive(Clone, Debug)]
+pub struct MaybeUser(pub Option<Auth>, pub RequestCtx);
+
+impl CurrentUser {
+    /// The policy's view of this user.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            user_id: self.auth.user.id,
+            is_admin: self.auth.user.is_admin,
+        }
+    }
+}
+
+fn request_ctx(parts: &Parts) -> Result<RequestCtx, WebError> {
+    parts
+        .extensions
+        .get::<RequestCtx>()
+        .cloned()
+        .ok_or_else(|| WebError::Internal("request context middleware missing".into()))
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Ctx {
+    type Rejection = WebError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, WebError> {
+        request_ctx(parts).map(Ctx)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for MaybeUser {
+    type Rejection = WebError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, WebError> {
+        let ctx = request_ctx(parts)?;
+        Ok(MaybeUser(ctx.auth.clone(), ctx))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
+    type Rejection = WebError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, WebError> {
+        let ctx = request_ctx(parts)?;
+        match ctx.auth.clone() {
+            Some(auth) => Ok(CurrentUser { auth, ctx }),
+            None => Err(WebError::LoginRequired {
+                next: ctx.path_and_query.clone(),
+            }),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AdminUser {
+    type Rejection = WebError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, WebError> {
+        let user = CurrentUser::from_request_parts(parts, state).await?;
+        if user.actor().can_administer() {
+            Ok(AdminUser(user))
+        } else {
+            Err(WebError::Forbidden("Administrators only.".into()))
+        }
+    }
+}

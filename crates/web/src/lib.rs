@@ -1,0 +1,17 @@
+//! Portcullis over HTTP: the router, the request context (session, CSRF,
+//! flash), extractors that decide who may enter, templates and error pages.
+//! It never writes SQL and never hashes a password: it calls `portcullis-app`.
+
+pub mod context;
+pub mod cookies;
+pub mod csrf;
+pub mod error;
+pub mod extract;
+pub mod headers;
+pub mod routes;
+pub mod state;
+pub mod templates;
+
+pub use error::WebError;
+pub use routes::router;
+pub use state::{AppState, WebConfig};

@@ -1,0 +1,75 @@
+//! The router: one module per resource, assembled here with the middleware.
+
+pub mod account;
+pub mod admin;
+pub mod auth;
+pub mod health;
+pub mod pages;
+pub mod posts;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderValue;
+use axum::http::StatusCode;
+use axum::http::header::{HeaderName, LOCATION};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::context::{Flash, FlashOut};
+use crate::error::WebError;
+use crate::state::AppState;
+
+/// A 303 to `to` (post/redirect/get).
+pub fn see_other(to: &str) -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert(LOCATION, v);
+    }
+    r
+}
+
+/// A 303 to `to` carrying flash messages.
+pub fn see_other_with(to: &str, flashes: Vec<Flash>) -> Response {
+    let mut r = see_other(to);
+    r.extensions_mut().insert(FlashOut(flashes));
+    r
+}
+
+async fn not_found() -> WebError {
+    WebError::NotFound
+}
+
+/// Every route and the middleware around them.
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let timeout = state.config.request_timeout;
+    let limit = state.config.body_limit;
+    Router::new()
+        .merge(pages::router())
+        .merge(auth::router())
+        .merge(posts::router())
+        .merge(account::router())
+        .merge(admin::router())
+        .merge(health::router())
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(CatchPanicLayer::new())
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, if timeout.is_zero() { Duration::from_secs(30) } else { timeout }))
+        .layer(from_fn_with_state(state.clone(), crate::context::request_context))
+        .layer(from_fn_with_state(state.clone(), crate::headers::security_headers))
+        .layer(CompressionLayer::new())
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}

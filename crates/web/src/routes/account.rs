@@ -1,0 +1,180 @@
+//! The signed-in user's own account: password and sessions.
+
+use axum::Form;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use minijinja::context;
+use portcullis_app::AppError;
+use portcullis_domain::Password;
+use serde::Deserialize;
+
+use crate::context::{Flash, SessionChange};
+use crate::error::WebError;
+use crate::extract::CurrentUser;
+use crate::routes::see_other_with;
+use crate::state::AppState;
+
+/// `/account*`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/account", get(get_account))
+        .route("/account/password", post(post_password))
+        .route("/account/sessions", get(get_sessions))
+        .route("/account/sessions/revoke-others", post(post_revoke_others))
+        .route("/account/sessions/{id}/revoke", post(post_revoke_session))
+}
+
+/// The password change form.
+#[derive(Debug, Default, Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    new_password: String,
+}
+
+/// Account settings.
+async fn get_account(State(state): State<AppState>, user: CurrentUser) -> Response {
+    state.templates.render(
+        &user.ctx,
+        "account.html",
+        context! { min_length => state.accounts.settings().min_password_length },
+    )
+}
+
+/// Changes the password: the current one is required; every other session ends.
+async fn post_password(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Form(form): Form<PasswordForm>,
+) -> Result<Response, WebError> {
+    let policy = state.accounts.password_policy();
+    let back = |flash: Flash| see_other_with("/account", vec![flash]);
+    let new = match Password::parse(&form.new_password, policy) {
+        Ok(p) => p,
+        Err(e) => return Ok(back(Flash::error(e.to_string()))),
+    };
+    match state
+        .accounts
+        .change_password(&user.auth.session, &form.current_password, &new)
+        .await
+    {
+        Ok(new) => {
+            let mut r = back(Flash::success(
+                "Your password was changed. Other sessions were signed out.",
+            ));
+            r.extensions_mut().insert(SessionChange::Start {
+                cookie: new.cookie,
+                remember: new.session.remember,
+            });
+            Ok(r)
+        }
+        Err(AppError::InvalidCredentials) => {
+            Ok(back(Flash::error("Current password is incorrect")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The user's sessions.
+async fn get_sessions(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<Response, WebError> {
+    let sessions = state.accounts.sessions_of(user.auth.user.id).await?;
+    let current = &user.auth.session.id;
+    let list: Vec<_> = sessions
+        .iter()
+        .map(|s| {
+            context! {
+                id => s.id.clone(),
+                device => describe_agent(s.user_agent.as_deref().unwrap_or("")),
+                ip => s.ip.clone().unwrap_or_default(),
+                created_at => s.created_at,
+                last_seen_at => s.last_seen_at,
+                remember => s.remember,
+                current => &s.id == current,
+            }
+        })
+        .collect();
+    Ok(state
+        .templates
+        .render(&user.ctx, "sessions.html", context! { sessions => list }))
+}
+
+/// Ends one of the user's sessions.
+async fn post_revoke_session(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    if id == user.auth.session.id {
+        return Ok(see_other_with(
+            "/account/sessions",
+            vec![Flash::error("To end this session, log out.")],
+        ));
+    }
+    state
+        .accounts
+        .revoke_session(user.auth.user.id, &id)
+        .await?;
+    Ok(see_other_with(
+        "/account/sessions",
+        vec![Flash::success("Session revoked")],
+    ))
+}
+
+/// Ends every session but this one.
+async fn post_revoke_others(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<Response, WebError> {
+    let n = state
+        .accounts
+        .revoke_other_sessions(user.auth.user.id, Some(&user.auth.session.id))
+        .await?;
+    Ok(see_other_with(
+        "/account/sessions",
+        vec![Flash::success(format!(
+            "Signed out of {n} other session(s)"
+        ))],
+    ))
+}
+
+/// A short name for a browser from its user agent.
+pub fn describe_agent(ua: &str) -> String {
+    if ua.is_empty() {
+        return "Unknown device".into();
+    }
+    let browser = [
+        ("Edg/", "Edge"),
+        ("OPR/", "Opera"),
+        ("Firefox/", "Firefox"),
+        ("Chrome/", "Chrome"),
+        ("Chromium/", "Chromium"),
+        ("Safari/", "Safari"),
+        ("curl/", "curl"),
+    ]
+    .iter()
+    .find(|(k, _)| ua.contains(k))
+    .map(|(_, v)| *v);
+    let os = [
+        ("Android", "Android"),
+        ("iPhone", "iPhone"),
+        ("iPad", "iPad"),
+        ("Windows", "Windows"),
+        ("Mac OS X", "macOS"),
+        ("Linux", "Linux"),
+    ]
+    .iter()
+    .find(|(k, _)| ua.contains(k))
+    .map(|(_, v)| *v);
+    match (browser, os) {
+        (Some(b), Some(o)) => format!("{b} on {o}"),
+        (Some(b), None) => b.into(),
+        (None, Some(o)) => o.into(),
+        (None, None) => ua.chars().take(40).collect(),
+    }
+}

@@ -1,0 +1,220 @@
+//! The admin area: users, searchable and paginated, and actions on them.
+//! Every action is a POST behind a confirmation page.
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::get;
+use minijinja::context;
+use portcullis_app::clock::now_ms;
+use serde::Deserialize;
+
+use crate::context::Flash;
+use crate::error::WebError;
+use crate::extract::AdminUser;
+use crate::routes::see_other_with;
+use crate::state::AppState;
+
+/// Users per page.
+const PAGE_SIZE: i64 = 25;
+
+/// `/admin/*`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin", get(get_admin))
+        .route("/admin/users", get(get_users))
+        .route(
+            "/admin/users/{id}/{action}",
+            get(get_confirm).post(post_action),
+        )
+}
+
+/// `?q=&after=`.
+#[derive(Debug, Default, Deserialize)]
+pub struct UserQuery {
+    #[serde(default)]
+    q: String,
+    after: Option<i64>,
+}
+
+/// What an admin can do to a user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    Lock,
+    Unlock,
+    GrantAdmin,
+    RevokeAdmin,
+    RevokeSessions,
+    Delete,
+}
+
+impl Action {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "lock" => Self::Lock,
+            "unlock" => Self::Unlock,
+            "grant-admin" => Self::GrantAdmin,
+            "revoke-admin" => Self::RevokeAdmin,
+            "revoke-sessions" => Self::RevokeSessions,
+            "delete" => Self::Delete,
+            _ => return None,
+        })
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Lock => "Lock account",
+            Self::Unlock => "Unlock account",
+            Self::GrantAdmin => "Make administrator",
+            Self::RevokeAdmin => "Remove administrator",
+            Self::RevokeSessions => "Sign out everywhere",
+            Self::Delete => "Delete user",
+        }
+    }
+
+    fn consequence(self) -> &'static str {
+        match self {
+            Self::Lock => {
+                "The user cannot log in until unlocked (or the lock expires), and all their sessions end."
+            }
+            Self::Unlock => "The user can log in again.",
+            Self::GrantAdmin => {
+                "The user gets full access to the admin area. Their sessions end, so they sign in again."
+            }
+            Self::RevokeAdmin => {
+                "The user loses access to the admin area at once. Their sessions end."
+            }
+            Self::RevokeSessions => "Every session of this user ends.",
+            Self::Delete => "The user and all their posts are deleted. This cannot be undone.",
+        }
+    }
+}
+
+/// `/admin` is the user list.
+async fn get_admin() -> Response {
+    crate::routes::see_other("/admin/users")
+}
+
+/// The user list with search and keyset pagination.
+async fn get_users(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    Query(q): Query<UserQuery>,
+) -> Result<Response, WebError> {
+    let query = q.q.trim().chars().take(100).collect::<String>();
+    let mut rows = state
+        .accounts
+        .list_users(Some(&query), q.after, PAGE_SIZE + 1)
+        .await?;
+    let more = rows.len() as i64 > PAGE_SIZE;
+    rows.truncate(PAGE_SIZE as usize);
+    let next_after = if more {
+        rows.last().map(|r| r.user.id)
+    } else {
+        None
+    };
+    let users: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            context! {
+                id => r.user.id,
+                username => r.user.username.clone(),
+                email => r.user.email.clone(),
+                is_admin => r.user.is_admin,
+                email_verified => r.user.email_verified,
+                locked => r.locked_until.is_some(),
+                created_at => r.user.created_at,
+                last_login_at => r.user.last_login_at,
+                is_self => r.user.id == admin.auth.user.id,
+            }
+        })
+        .collect();
+    Ok(state.templates.render(
+        &admin.ctx,
+        "admin_users.html",
+        context! { users, q => query, next_after, paged => q.after.is_some() },
+    ))
+}
+
+/// The confirmation step before an action.
+async fn get_confirm(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    Path((id, action)): Path<(String, String)>,
+) -> Result<Response, WebError> {
+    let action_enum = Action::parse(&action).ok_or(WebError::NotFound)?;
+    let user = state
+        .accounts
+        .user(id.parse().map_err(|_| WebError::NotFound)?)
+        .await?;
+    Ok(state.templates.render(
+        &admin.ctx,
+        "admin_confirm.html",
+        context! {
+            user => context! { id => user.id, username => user.username, email => user.email },
+            action,
+            label => action_enum.label(),
+            consequence => action_enum.consequence(),
+            danger => matches!(action_enum, Action::Delete | Action::Lock | Action::RevokeAdmin),
+        },
+    ))
+}
+
+/// Carries out an action.
+async fn post_action(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    Path((id, action)): Path<(String, String)>,
+) -> Result<Response, WebError> {
+    let action = Action::parse(&action).ok_or(WebError::NotFound)?;
+    let id: i64 = id.parse().map_err(|_| WebError::NotFound)?;
+    let user = state.accounts.user(id).await?;
+    let accounts = &state.accounts;
+    let result = match action {
+        Action::Lock => {
+            let until = now_ms() + portcullis_app::clock::ms(accounts.settings().lockout_duration);
+            accounts
+                .lock_user(id, until)
+                .await
+                .map(|()| format!("{} is locked", user.username))
+        }
+        Action::Unlock => accounts
+            .unlock_user(id)
+            .await
+            .map(|()| format!("{} is unlocked", user.username)),
+        Action::GrantAdmin => accounts
+            .set_admin(id, true)
+            .await
+            .map(|u| format!("{} is now an administrator", u.username)),
+        Action::RevokeAdmin => accounts
+            .set_admin(id, false)
+            .await
+            .map(|u| format!("{} is no longer an administrator", u.username)),
+        Action::RevokeSessions => accounts
+            .revoke_other_sessions(id, None)
+            .await
+            .map(|n| format!("Ended {n} session(s) of {}", user.username)),
+        Action::Delete => accounts
+            .delete_user(id)
+            .await
+            .map(|()| format!("{} was deleted", user.username)),
+    };
+    let flash = match result {
+        Ok(msg) => Flash::success(msg),
+        Err(portcullis_app::AppError::Refused(msg)) => Flash::error(msg),
+        Err(e) => return Err(e.into()),
+    };
+    // An admin who demoted or deleted themselves has no admin page to return to.
+    let to = if id == admin.auth.user.id
+        && matches!(
+            action,
+            Action::RevokeAdmin | Action::Delete | Action::RevokeSessions | Action::Lock
+        )
+        && flash.category == "success"
+    {
+        "/"
+    } else {
+        "/admin/users"
+    };
+    Ok(see_other_with(to, vec![flash]))
+}

@@ -1,0 +1,238 @@
+//! Register, log in, log out, and the dashboard.
+
+use axum::Form;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use axum::routing::get;
+use minijinja::context;
+use portcullis_app::AppError;
+use portcullis_app::accounts::Registration;
+use portcullis_domain::safe_next;
+use serde::Deserialize;
+
+use crate::context::{Flash, SessionChange};
+use crate::error::WebError;
+use crate::extract::{Ctx, CurrentUser};
+use crate::routes::pages::PageQuery;
+use crate::routes::posts::post_list;
+use crate::routes::{see_other, see_other_with};
+use crate::state::AppState;
+
+/// `/register`, `/login`, `/logout`, `/dashboard`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/register", get(get_register).post(post_register))
+        .route("/login", get(get_login).post(post_login))
+        .route("/logout", get(get_logout).post(post_logout))
+        .route("/dashboard", get(get_dashboard))
+}
+
+/// The registration form. Unknown fields (`is_admin`…) are never read.
+#[derive(Debug, Default, Deserialize)]
+pub struct RegisterForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// The login form.
+#[derive(Debug, Default, Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    remember_me: Option<String>,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// `?next=`.
+#[derive(Debug, Default, Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+/// Where to go after login: `next` if it is a local path, else the dashboard.
+fn landing(next: Option<&str>) -> String {
+    next.and_then(safe_next).unwrap_or("/dashboard").to_owned()
+}
+
+/// The registration page.
+async fn get_register(State(state): State<AppState>, Ctx(ctx): Ctx) -> Response {
+    if ctx.auth.is_some() {
+        return see_other("/dashboard");
+    }
+    state.templates.render(
+        &ctx,
+        "register.html",
+        context! { min_length => state.accounts.settings().min_password_length },
+    )
+}
+
+/// Creates the account and signs the new user in.
+async fn post_register(
+    State(state): State<AppState>,
+    Ctx(mut ctx): Ctx,
+    Form(form): Form<RegisterForm>,
+) -> Result<Response, WebError> {
+    if ctx.auth.is_some() {
+        return Ok(see_other("/dashboard"));
+    }
+    let reg = Registration {
+        username: form.username.clone(),
+        email: form.email.clone(),
+        password: form.password,
+        ..Default::default()
+    };
+    match state.accounts.register(reg).await {
+        Ok(user) => {
+            let new = state
+                .accounts
+                .start_session(&user, false, ctx.client.clone())
+                .await?;
+            let mut r = see_other_with(
+                "/dashboard",
+                vec![Flash::success(format!(
+                    "Welcome to Portcullis, {}!",
+                    user.username
+                ))],
+            );
+            r.extensions_mut().insert(SessionChange::Start {
+                cookie: new.cookie,
+                remember: false,
+            });
+            Ok(r)
+        }
+        Err(AppError::Invalid(errors)) => {
+            ctx.flashes
+                .extend(errors.0.iter().map(|(_, m)| Flash::error(m.clone())));
+            let field_errors: std::collections::BTreeMap<&str, &str> = errors
+                .0
+                .iter()
+                .rev()
+                .map(|(f, m)| (*f, m.as_str()))
+                .collect();
+            Ok(state.templates.render_status(
+                &ctx,
+                axum::http::StatusCode::OK,
+                "register.html",
+                context! {
+                    errors => field_errors,
+                    username => form.username,
+                    email => form.email,
+                    min_length => state.accounts.settings().min_password_length,
+                },
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The login page; a signed-in user goes straight on.
+async fn get_login(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Query(q): Query<NextQuery>,
+) -> Response {
+    if ctx.auth.is_some() {
+        return see_other(&landing(q.next.as_deref()));
+    }
+    let next = q.next.as_deref().and_then(safe_next);
+    state
+        .templates
+        .render(&ctx, "login.html", context! { next })
+}
+
+/// Checks the credentials and opens a fresh session (never reusing one from before login).
+async fn post_login(
+    State(state): State<AppState>,
+    Ctx(mut ctx): Ctx,
+    Query(q): Query<NextQuery>,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, WebError> {
+    let next = form.next.clone().filter(|n| !n.is_empty()).or(q.next);
+    if ctx.auth.is_some() {
+        return Ok(see_other(&landing(next.as_deref())));
+    }
+    match state
+        .accounts
+        .authenticate(&form.username, &form.password)
+        .await
+    {
+        Ok(user) => {
+            let remember = form
+                .remember_me
+                .as_deref()
+                .is_some_and(|v| !v.is_empty() && v != "0" && v != "off" && v != "false");
+            let new = state
+                .accounts
+                .start_session(&user, remember, ctx.client.clone())
+                .await?;
+            let mut r = see_other(&landing(next.as_deref()));
+            r.extensions_mut().insert(SessionChange::Start {
+                cookie: new.cookie,
+                remember,
+            });
+            Ok(r)
+        }
+        Err(e @ (AppError::InvalidCredentials | AppError::Locked)) => {
+            ctx.flashes.push(Flash::error(e.to_string()));
+            let next = next.as_deref().and_then(safe_next);
+            Ok(state.templates.render(
+                &ctx,
+                "login.html",
+                context! { username => form.username, next, failed => true },
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Asks before logging out: a link must not end a session.
+async fn get_logout(State(state): State<AppState>, user: CurrentUser) -> Response {
+    state
+        .templates
+        .render(&user.ctx, "logout.html", context! {})
+}
+
+/// Ends the session on the server and clears the cookie.
+async fn post_logout(State(state): State<AppState>, Ctx(ctx): Ctx) -> Result<Response, WebError> {
+    if let Some(auth) = &ctx.auth {
+        state.accounts.logout(&auth.session).await?;
+    }
+    let mut r = see_other_with("/", vec![Flash::info("You have been logged out.")]);
+    r.extensions_mut().insert(SessionChange::End);
+    Ok(r)
+}
+
+/// The signed-in user's home: a greeting and their posts.
+async fn get_dashboard(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, WebError> {
+    let (posts, next) = post_list(&state, Some(user.auth.user.id), q.before).await?;
+    Ok(state.templates.render(
+        &user.ctx,
+        "dashboard.html",
+        context! { posts, next_before => next, paged => q.before.is_some() },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::landing;
+
+    #[test]
+    fn landing_falls_back_to_the_dashboard() {
+        assert_eq!(landing(Some("/posts/1?x=2")), "/posts/1?x=2");
+        assert_eq!(landing(Some("//evil.com")), "/dashboard");
+        assert_eq!(landing(None), "/dashboard");
+    }
+}

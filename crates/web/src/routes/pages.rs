@@ -1,0 +1,67 @@
+//! The home page and the static assets.
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use minijinja::context;
+use serde::Deserialize;
+
+use crate::error::WebError;
+use crate::extract::Ctx;
+use crate::routes::posts::post_list;
+use crate::state::AppState;
+
+const APP_CSS: &str = include_str!("../../../../static/app.css");
+const PASSWORD_JS: &str = include_str!("../../../../static/password.js");
+
+/// Keyset pagination: show items with ids below `before`.
+#[derive(Debug, Default, Deserialize)]
+pub struct PageQuery {
+    /// Id to continue below.
+    pub before: Option<i64>,
+}
+
+/// `/`, `/static/*`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(get_home))
+        .route("/static/app.css", get(get_css))
+        .route("/static/password.js", get(get_js))
+}
+
+/// Home: the newest posts.
+async fn get_home(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, WebError> {
+    let (posts, next) = post_list(&state, None, q.before).await?;
+    Ok(state.templates.render(
+        &ctx,
+        "home.html",
+        context! { posts, next_before => next, paged => q.before.is_some() },
+    ))
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (CONTENT_TYPE, content_type),
+            (CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The stylesheet.
+async fn get_css() -> Response {
+    asset("text/css; charset=utf-8", APP_CSS)
+}
+
+/// The password field helper.
+async fn get_js() -> Response {
+    asset("text/javascript; charset=utf-8", PASSWORD_JS)
+}

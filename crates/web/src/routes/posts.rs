@@ -1,0 +1,197 @@
+//! Posts: anyone reads, the author writes, the author or an admin deletes.
+
+use axum::Form;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use minijinja::{Value, context};
+use portcullis_app::{AppError, Post};
+use serde::Deserialize;
+
+use crate::context::Flash;
+use crate::error::WebError;
+use crate::extract::{CurrentUser, MaybeUser};
+use crate::routes::see_other_with;
+use crate::state::AppState;
+
+/// Posts per page.
+pub const PAGE_SIZE: i64 = 10;
+
+/// `/posts/*`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/posts/new", get(get_new_post).post(post_new_post))
+        .route("/posts/{id}", get(get_post))
+        .route("/posts/{id}/edit", get(get_edit_post).post(post_edit_post))
+        .route("/posts/{id}/delete", post(post_delete_post))
+}
+
+/// The post form.
+#[derive(Debug, Default, Deserialize)]
+pub struct PostForm {
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    content: String,
+}
+
+/// A post as templates see it.
+pub fn post_value(p: &Post) -> Value {
+    context! {
+        id => p.id,
+        author_id => p.author_id,
+        author => p.author.clone(),
+        title => p.title.clone(),
+        content => p.content.clone(),
+        created_at => p.created_at,
+        updated_at => p.updated_at,
+        edited => p.updated_at > p.created_at,
+    }
+}
+
+/// One page of posts (of one author when given) and the `before` for the next page.
+pub async fn post_list(
+    state: &AppState,
+    author: Option<i64>,
+    before: Option<i64>,
+) -> Result<(Vec<Value>, Option<i64>), WebError> {
+    let mut posts = state.posts.list(author, before, PAGE_SIZE + 1).await?;
+    let more = posts.len() as i64 > PAGE_SIZE;
+    posts.truncate(PAGE_SIZE as usize);
+    let next = if more {
+        posts.last().map(|p| p.id)
+    } else {
+        None
+    };
+    Ok((posts.iter().map(post_value).collect(), next))
+}
+
+/// Path ids that are not numbers are simply not found.
+fn parse_id(raw: &str) -> Result<i64, WebError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or(WebError::NotFound)
+}
+
+/// The form for a new post.
+async fn get_new_post(State(state): State<AppState>, user: CurrentUser) -> Response {
+    state
+        .templates
+        .render(&user.ctx, "post_form.html", context! { mode => "new" })
+}
+
+/// Publishes a new post.
+async fn post_new_post(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Form(form): Form<PostForm>,
+) -> Result<Response, WebError> {
+    match state
+        .posts
+        .create(user.actor(), &form.title, &form.content)
+        .await
+    {
+        Ok(id) => Ok(see_other_with(
+            &format!("/posts/{id}"),
+            vec![Flash::success("Post created successfully")],
+        )),
+        Err(AppError::Invalid(errors)) => Ok(form_errors(&state, user, "new", None, form, errors)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn form_errors(
+    state: &AppState,
+    user: CurrentUser,
+    mode: &str,
+    id: Option<i64>,
+    form: PostForm,
+    errors: portcullis_app::FieldErrors,
+) -> Response {
+    let mut ctx = user.ctx;
+    ctx.flashes
+        .extend(errors.0.iter().map(|(_, m)| Flash::error(m.clone())));
+    let field_errors: std::collections::BTreeMap<&str, &str> =
+        errors.0.iter().map(|(f, m)| (*f, m.as_str())).collect();
+    state.templates.render(
+        &ctx,
+        "post_form.html",
+        context! { mode, post => context! { id, title => form.title, content => form.content }, errors => field_errors },
+    )
+}
+
+/// One post.
+async fn get_post(
+    State(state): State<AppState>,
+    MaybeUser(auth, ctx): MaybeUser,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    let post = state.posts.get(parse_id(&id)?).await?;
+    let actor = auth.as_ref().map(|a| portcullis_domain::Actor {
+        user_id: a.user.id,
+        is_admin: a.user.is_admin,
+    });
+    let can_edit = actor.is_some_and(|a| a.can_edit_post(post.author_id));
+    let can_delete = actor.is_some_and(|a| a.can_delete_post(post.author_id));
+    Ok(state.templates.render(
+        &ctx,
+        "post.html",
+        context! { post => post_value(&post), can_edit, can_delete },
+    ))
+}
+
+/// The edit form, for the author only.
+async fn get_edit_post(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    let post = state
+        .posts
+        .get_for_edit(user.actor(), parse_id(&id)?)
+        .await?;
+    Ok(state.templates.render(
+        &user.ctx,
+        "post_form.html",
+        context! { mode => "edit", post => post_value(&post) },
+    ))
+}
+
+/// Saves an edit, for the author only.
+async fn post_edit_post(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    Form(form): Form<PostForm>,
+) -> Result<Response, WebError> {
+    let id = parse_id(&id)?;
+    match state
+        .posts
+        .update(user.actor(), id, &form.title, &form.content)
+        .await
+    {
+        Ok(()) => Ok(see_other_with(
+            &format!("/posts/{id}"),
+            vec![Flash::success("Post updated successfully")],
+        )),
+        Err(AppError::Invalid(errors)) => {
+            Ok(form_errors(&state, user, "edit", Some(id), form, errors))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes a post, for its author or an admin.
+async fn post_delete_post(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    state.posts.delete(user.actor(), parse_id(&id)?).await?;
+    Ok(see_other_with(
+        "/dashboard",
+        vec![Flash::success("Post deleted")],
+    ))
+}

@@ -1,0 +1,76 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use portcullis_app::{Accounts, Posts};
+
+use crate::cookies::Signer;
+use crate::templates::Templates;
+
+/// HTTP-facing settings, read from configuration by the binary.
+#[derive(Clone, Debug)]
+pub struct WebConfig {
+    /// The public URL; https turns on `Secure`, `__Host-` and HSTS.
+    pub base_url: url::Url,
+    /// Key for every HMAC the web layer makes (CSRF, signed cookies).
+    pub secret_key: Vec<u8>,
+    /// Largest request body accepted.
+    pub body_limit: usize,
+    /// Longest a request may take.
+    pub request_timeout: Duration,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl WebConfig {
+    /// Whether the site is served over https.
+    pub fn is_https(&self) -> bool {
+        self.base_url.scheme() == "https"
+    }
+}
+
+/// Shared state: the use cases, the templates and the keys.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// The contents of [`AppState`].
+pub struct Inner {
+    /// Account and session use cases.
+    pub accounts: Accounts,
+    /// Post use cases.
+    pub posts: Posts,
+    /// Compiled templates.
+    pub templates: Templates,
+    /// HTTP settings.
+    pub config: WebConfig,
+    /// Signs cookies and CSRF tokens.
+    pub signer: Signer,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Builds the state; fails only if the templates do not compile.
+    pub fn new(
+        accounts: Accounts,
+        posts: Posts,
+        config: WebConfig,
+    ) -> Result<Self, minijinja::Error> {
+        let templates = Templates::load()?;
+        let signer = Signer::new(&config.secret_key);
+        Ok(Self(Arc::new(Inner {
+            accounts,
+            posts,
+            templates,
+            config,
+            signer,
+        })))
+    }
+}

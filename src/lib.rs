@@ -1,0 +1,9 @@
+//! Portcullis: user accounts and sessions done right. This crate is the only
+//! place that knows every concrete type: it reads the configuration, opens
+//! the store, starts the server and its background work, and shuts down
+//! gracefully.
+
+pub mod config;
+pub mod server;
+#[cfg(feature = "testing")]
+pub mod testing;

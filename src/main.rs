@@ -1,0 +1,247 @@
+//! The `portcullis` command: serve, migrate, and manage users.
+
+use std::io::BufRead as _;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use portcullis::config::{Config, Sources};
+use portcullis::server::{self, StartError};
+use portcullis_app::AppError;
+use portcullis_app::accounts::Registration;
+
+/// User accounts and sessions done right.
+///
+/// Configuration comes from PORTCULLIS_* environment variables over an
+/// optional TOML file (PORTCULLIS_CONFIG, default ./portcullis.toml);
+/// see the README for every variable.
+#[derive(Parser)]
+#[command(name = "portcullis", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending migrations, then serve HTTP until SIGINT/SIGTERM (the default).
+    Serve,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from standard input (one line).
+    Create {
+        /// 3–32 letters, digits, '_', '-' or '.'; unique without regard to case.
+        #[arg(long)]
+        username: String,
+        /// Email address; unique without regard to case.
+        #[arg(long)]
+        email: String,
+        /// Make the user an administrator.
+        #[arg(long)]
+        admin: bool,
+        /// Mark the email address as verified.
+        #[arg(long)]
+        verified: bool,
+        /// Read the password from standard input (required: passwords never go on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// List users, one a line: id, username, email, admin, verified, locked.
+    List,
+    /// Grant (or with --revoke, remove) administrator rights; the user's sessions end.
+    SetAdmin {
+        /// Username or email.
+        user: String,
+        /// Remove administrator rights instead.
+        #[arg(long)]
+        revoke: bool,
+    },
+    /// Clear a failed-login lock.
+    Unlock {
+        /// Username or email.
+        user: String,
+    },
+}
+
+/// A command's failure: configuration problems exit 2, others 1.
+enum Failure {
+    Config(String),
+    Other(String),
+}
+
+impl From<StartError> for Failure {
+    fn from(e: StartError) -> Self {
+        match e {
+            StartError::Config(c) => Failure::Config(c.to_string()),
+            StartError::Other(s) => Failure::Other(s),
+        }
+    }
+}
+
+impl From<AppError> for Failure {
+    fn from(e: AppError) -> Self {
+        Failure::Other(match e {
+            AppError::NotFound => "no such user".into(),
+            other => other.to_string(),
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Sources::from_process().and_then(|s| Config::load(&s)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Config(m)) => {
+            eprintln!("error: {m}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Other(m)) => {
+            eprintln!("error: {m}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::new(&config.log);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(command: Command, config: Config) -> Result<(), Failure> {
+    let services = server::open(&config).await?;
+    match command {
+        Command::Migrate => {
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Serve => {
+            if config.redis_url.is_some() {
+                tracing::warn!(
+                    "PORTCULLIS_REDIS_URL is set, but this build keeps sessions and counters in the database"
+                );
+            }
+            let state = server::web_state(&config, &services)?;
+            let listener = server::bind(config.bind).await?;
+            let purger = server::spawn_purger(services.accounts.clone());
+            let addr = listener
+                .local_addr()
+                .map_err(|e| Failure::Other(e.to_string()))?;
+            tracing::info!(
+                "Portcullis is serving http://{addr} (public URL {})",
+                config.base_url
+            );
+            if !services.accounts.has_admin().await? {
+                tracing::warn!(
+                    "no administrator yet; create one with: portcullis user create --username admin --email admin@example.com --admin --verified --password-stdin"
+                );
+            }
+            server::serve(listener, state, server::shutdown_signal())
+                .await
+                .map_err(|e| Failure::Other(e.to_string()))?;
+            purger.abort();
+            services.store.close().await;
+            Ok(())
+        }
+        Command::User(cmd) => user_command(cmd, &services).await,
+    }
+}
+
+async fn user_command(cmd: UserCommand, services: &server::Services) -> Result<(), Failure> {
+    let accounts = &services.accounts;
+    match cmd {
+        UserCommand::Create {
+            username,
+            email,
+            admin,
+            verified,
+            password_stdin: _,
+        } => {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .map_err(|e| Failure::Other(format!("cannot read the password: {e}")))?;
+            let password = line.trim_end_matches(['\n', '\r']).to_owned();
+            let reg = Registration {
+                username,
+                email,
+                password,
+                is_admin: admin,
+                email_verified: verified,
+            };
+            let user = accounts.register(reg).await?;
+            println!("created user {} (id {})", user.username, user.id);
+            Ok(())
+        }
+        UserCommand::List => {
+            let mut after = None;
+            loop {
+                let page = accounts.list_users(None, after, 500).await?;
+                for row in &page {
+                    let u = &row.user;
+                    println!(
+                        "{}\t{}\t{}\tadmin={}\tverified={}\tlocked={}",
+                        u.id,
+                        u.username,
+                        u.email,
+                        u.is_admin,
+                        u.email_verified,
+                        row.locked_until.is_some()
+                    );
+                }
+                match page.last() {
+                    Some(last) if page.len() == 500 => after = Some(last.user.id),
+                    _ => break,
+                }
+            }
+            Ok(())
+        }
+        UserCommand::SetAdmin { user, revoke } => {
+            let u = accounts.find_user(&user).await?;
+            let u = accounts.set_admin(u.id, !revoke).await?;
+            println!(
+                "{} is {}an administrator",
+                u.username,
+                if u.is_admin { "" } else { "no longer " }
+            );
+            Ok(())
+        }
+        UserCommand::Unlock { user } => {
+            let u = accounts.find_user(&user).await?;
+            accounts.unlock_user(u.id).await?;
+            println!("{} is unlocked", u.username);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Wiring: configuration → store → use cases → router → a listening server.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_app::{Accounts, HashPool, Posts};
+use portcullis_store::SqlStore;
+use portcullis_web::{AppState, WebConfig};
+use tokio::net::TcpListener;
+
+use crate::config::{Config, ConfigError};
+
+/// Why start-up failed; each names the variable to fix when there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A configuration value.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Anything else, with context.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Everything a running node holds.
+#[derive(Clone)]
+pub struct Services {
+    /// The store.
+    pub store: SqlStore,
+    /// Account use cases.
+    pub accounts: Accounts,
+    /// Post use cases.
+    pub posts: Posts,
+    /// HMAC key.
+    pub secret_key: Vec<u8>,
+}
+
+/// Reads the secret key from configuration or the data dir, generating it
+/// (mode 0600) on first start.
+fn load_secret(config: &Config) -> Result<Vec<u8>, StartError> {
+    if let Some(k) = &config.secret_key {
+        return Ok(k.as_bytes().to_vec());
+    }
+    let path = config.data_dir.join("secret.key");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if s.trim().len() >= 32 => Ok(s.trim().as_bytes().to_vec()),
+        Ok(_) => Err(StartError::Other(format!(
+            "{} is too short; delete it to generate a new one",
+            path.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = hex::encode(rand::random::<[u8; 32]>());
+            write_private(&path, &key)
+                .map_err(|e| StartError::Other(format!("cannot write {}: {e}", path.display())))?;
+            tracing::info!(path = %path.display(), "generated a new secret key");
+            Ok(key.into_bytes())
+        }
+        Err(e) => Err(StartError::Other(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
+}
+
+/// Opens the data dir and the store, applies migrations, and builds the use cases.
+pub async fn open(config: &Config) -> Result<Services, StartError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        StartError::Config(ConfigError {
+            var: "PORTCULLIS_DATA_DIR".into(),
+            message: format!("cannot create {}: {e}", config.data_dir.display()),
+        })
+    })?;
+    let secret_key = load_secret(config)?;
+    let store = SqlStore::connect(&config.database_url, config.database_max_connections)
+        .await
+        .map_err(|e| ConfigError {
+            var: "PORTCULLIS_DATABASE_URL".into(),
+            message: format!(
+                "cannot open {}: {e}",
+                portcullis_store::redact(&config.database_url)
+            ),
+        })?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    let hasher = Arc::new(
+        HashPool::new(config.argon2, config.hash_workers, config.hash_queue)
+            .map_err(|e| StartError::Other(e.to_string()))?,
+    );
+    let shared = Arc::new(store.clone());
+    let accounts = Accounts::new(
+        shared.clone(),
+        shared.clone(),
+        shared.clone(),
+        hasher,
+        config.auth.clone(),
+    );
+    let posts = Posts::new(shared);
+    Ok(Services {
+        store,
+        accounts,
+        posts,
+        secret_key,
+    })
+}
+
+/// The HTTP state for these services.
+pub fn web_state(config: &Config, services: &Services) -> Result<AppState, StartError> {
+    let web = WebConfig {
+        base_url: config.base_url.clone(),
+        secret_key: services.secret_key.clone(),
+        body_limit: config.body_limit,
+        request_timeout: config.request_timeout,
+        trusted_proxies: config.trusted_proxies.clone(),
+    };
+    AppState::new(services.accounts.clone(), services.posts.clone(), web)
+        .map_err(|e| StartError::Other(format!("templates: {e}")))
+}
+
+/// Deletes expired sessions now and then.
+pub fn spawn_purger(accounts: Accounts) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let every = (accounts.settings().session_idle_timeout / 2)
+            .clamp(Duration::from_secs(1), Duration::from_secs(300));
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            match accounts.purge_expired_sessions().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(sessions = n, "purged expired sessions"),
+                Err(e) => tracing::warn!(error = %e, "session purge failed"),
+            }
+        }
+    })
+}
+
+/// Binds the listener, failing with the variable named.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        StartError::Config(ConfigError {
+            var: "PORTCULLIS_BIND".into(),
+            message: format!("cannot listen on {addr}: {e}"),
+        })
+    })
+}
+
+/// Serves until `shutdown` completes; in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = portcullis_web::router(state);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -12,7 +12,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor as _};
+use sqlx::{AnyPool, Connection as _, Executor as _};
 
 use portcullis_app::StoreError;
 
@@ -92,6 +92,15 @@ impl SqlStore {
         };
         let options =
             AnyConnectOptions::from_str(&url).map_err(|e| OpenError::Connect(e.to_string()))?;
+        // One plain attempt first: an unreachable server fails at once rather
+        // than after the pool's retries.
+        let probe = sqlx::AnyConnection::connect_with(&options)
+            .await
+            .map_err(|e| OpenError::Connect(e.to_string()))?;
+        probe
+            .close()
+            .await
+            .map_err(|e| OpenError::Connect(e.to_string()))?;
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))

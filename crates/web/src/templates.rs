@@ -36,6 +36,19 @@ fn iso(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// The first `n` characters of `text`, cut at a word boundary, with an ellipsis.
+fn excerpt(text: &str, n: usize) -> String {
+    if text.chars().count() <= n {
+        return text.to_owned();
+    }
+    let cut: String = text.chars().take(n).collect();
+    let cut = match cut.rfind(char::is_whitespace) {
+        Some(i) if i > n / 2 => &cut[..i],
+        _ => cut.as_str(),
+    };
+    format!("{}…", cut.trim_end())
+}
+
 impl Templates {
     /// Loads and checks every template.
     pub fn load() -> Result<Self, minijinja::Error> {
@@ -48,6 +61,7 @@ impl Templates {
         }
         env.add_filter("datetime", datetime);
         env.add_filter("iso", iso);
+        env.add_filter("excerpt", excerpt);
         // Fail at start-up, not on the first visitor.
         for name in [
             "base.html",

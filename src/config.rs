@@ -172,7 +172,7 @@ fn duration(src: &Sources, var: &str, default: &str) -> Result<Duration, ConfigE
     Ok(d)
 }
 
-fn number<T: std::str::FromStr>(
+fn number<T>(
     src: &Sources,
     var: &str,
     default: T,
@@ -180,7 +180,7 @@ fn number<T: std::str::FromStr>(
     max: T,
 ) -> Result<T, ConfigError>
 where
-    T: PartialOrd + std::fmt::Display + Copy,
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
 {
     let Some(raw) = src.get(var) else {
         return Ok(default);

@@ -477,7 +477,8 @@ async fn every_state_changing_form_refuses_bad_csrf_tokens() {
     // (path, fields, signed in as alice?)
     let edit = format!("/posts/{post_id}/edit");
     let delete = format!("/posts/{post_id}/delete");
-    let forms: Vec<(&str, Vec<(&str, &str)>, bool)> = vec![
+    type Fields<'a> = Vec<(&'a str, &'a str)>;
+    let forms: Vec<(&str, Fields, bool)> = vec![
         (
             "/register",
             vec![

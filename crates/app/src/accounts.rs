@@ -116,15 +116,15 @@ impl Accounts {
         let password = Password::parse(&form.password, self.password_policy())
             .map_err(|e| errors.add("password", e.to_string()))
             .ok();
-        if let Some(u) = &username {
-            if self.users.username_taken(&u.normalized()).await? {
+        if let Some(u) = &username
+            && self.users.username_taken(&u.normalized()).await?
+        {
                 errors.add("username", StoreError::UsernameTaken.to_string());
-            }
         }
-        if let Some(e) = &email {
-            if self.users.email_taken(&e.normalized()).await? {
+        if let Some(e) = &email
+            && self.users.email_taken(&e.normalized()).await?
+        {
                 errors.add("email", StoreError::EmailTaken.to_string());
-            }
         }
         let (Some(username), Some(email), Some(password)) = (username, email, password) else {
             return Err(AppError::Invalid(errors));

@@ -29,15 +29,15 @@ pub(crate) fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
 
 /// Maps a unique-constraint violation to the field it concerns.
 fn map_insert_error(e: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &e {
-        if db.is_unique_violation() {
-            let text = format!("{} {}", db.message(), db.constraint().unwrap_or_default());
-            if text.contains("username") {
-                return StoreError::UsernameTaken;
-            }
-            if text.contains("email") {
-                return StoreError::EmailTaken;
-            }
+    if let sqlx::Error::Database(db) = &e
+        && db.is_unique_violation()
+    {
+        let text = format!("{} {}", db.message(), db.constraint().unwrap_or_default());
+        if text.contains("username") {
+            return StoreError::UsernameTaken;
+        }
+        if text.contains("email") {
+            return StoreError::EmailTaken;
         }
     }
     backend_err(e)

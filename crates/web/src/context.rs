@@ -134,10 +134,10 @@ pub fn client_ip(state: &AppState, peer: Option<IpAddr>, headers: &HeaderMap) ->
 
 /// Refuses requests a browser marks as coming from another site.
 fn cross_site(state: &AppState, headers: &HeaderMap) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        if !matches!(site, "same-origin" | "none") {
-            return true;
-        }
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && !matches!(site, "same-origin" | "none")
+    {
+        return true;
     }
     let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else {
         return false;
@@ -304,10 +304,10 @@ pub async fn request_context(
     let mut res = next.run(req).await;
 
     // Error responses that nobody rendered get the site's page.
-    if res.status().is_client_error() || res.status().is_server_error() {
-        if res.extensions().get::<Rendered>().is_none() {
-            res = render_error_response(&state, res, &ctx);
-        }
+    if (res.status().is_client_error() || res.status().is_server_error())
+        && res.extensions().get::<Rendered>().is_none()
+    {
+        res = render_error_response(&state, res, &ctx);
     }
 
     let mut set: Vec<String> = Vec::new();

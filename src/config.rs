@@ -172,13 +172,7 @@ fn duration(src: &Sources, var: &str, default: &str) -> Result<Duration, ConfigE
     Ok(d)
 }
 
-fn number<T>(
-    src: &Sources,
-    var: &str,
-    default: T,
-    min: T,
-    max: T,
-) -> Result<T, ConfigError>
+fn number<T>(src: &Sources, var: &str, default: T, min: T, max: T) -> Result<T, ConfigError>
 where
     T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
 {

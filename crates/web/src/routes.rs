@@ -11,11 +11,13 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
 use axum::http::HeaderValue;
-use axum::http::StatusCode;
 use axum::http::header::{HeaderName, LOCATION};
+use axum::http::{Method, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -46,18 +48,68 @@ async fn not_found() -> WebError {
     WebError::NotFound
 }
 
+/// Builds the router and, with it, the list of every route it serves, so
+/// tests can check that each route is classified (who may use it).
+pub struct RouteTable {
+    router: Router<AppState>,
+    entries: Vec<(Method, &'static str)>,
+}
+
+impl RouteTable {
+    fn new() -> Self {
+        Self {
+            router: Router::new(),
+            entries: Vec::new(),
+        }
+    }
+
+    /// Adds a GET (and HEAD) route.
+    pub fn get<H, T>(self, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.add(Method::GET, path, axum::routing::get(handler))
+    }
+
+    /// Adds a POST route.
+    pub fn post<H, T>(self, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.add(Method::POST, path, axum::routing::post(handler))
+    }
+
+    fn add(mut self, method: Method, path: &'static str, route: MethodRouter<AppState>) -> Self {
+        self.router = self.router.route(path, route);
+        self.entries.push((method, path));
+        self
+    }
+}
+
+fn table() -> RouteTable {
+    let t = RouteTable::new();
+    let t = pages::routes(t);
+    let t = auth::routes(t);
+    let t = posts::routes(t);
+    let t = account::routes(t);
+    let t = admin::routes(t);
+    health::routes(t)
+}
+
+/// Every (method, path pattern) the router serves.
+pub fn route_list() -> Vec<(Method, &'static str)> {
+    table().entries
+}
+
 /// Every route and the middleware around them.
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let timeout = state.config.request_timeout;
     let limit = state.config.body_limit;
-    Router::new()
-        .merge(pages::router())
-        .merge(auth::router())
-        .merge(posts::router())
-        .merge(account::router())
-        .merge(admin::router())
-        .merge(health::router())
+    table()
+        .router
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(CatchPanicLayer::new())

@@ -1,10 +1,9 @@
 //! The signed-in user's own account: password and sessions.
 
+use crate::routes::RouteTable;
 use axum::Form;
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use axum::routing::{get, post};
 use minijinja::context;
 use portcullis_app::AppError;
 use portcullis_domain::Password;
@@ -17,13 +16,12 @@ use crate::routes::see_other_with;
 use crate::state::AppState;
 
 /// `/account*`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/account", get(get_account))
-        .route("/account/password", post(post_password))
-        .route("/account/sessions", get(get_sessions))
-        .route("/account/sessions/revoke-others", post(post_revoke_others))
-        .route("/account/sessions/{id}/revoke", post(post_revoke_session))
+pub fn routes(t: RouteTable) -> RouteTable {
+    t.get("/account", get_account)
+        .post("/account/password", post_password)
+        .get("/account/sessions", get_sessions)
+        .post("/account/sessions/revoke-others", post_revoke_others)
+        .post("/account/sessions/{id}/revoke", post_revoke_session)
 }
 
 /// The password change form.

@@ -1,10 +1,9 @@
 //! The admin area: users, searchable and paginated, and actions on them.
 //! Every action is a POST behind a confirmation page.
 
-use axum::Router;
+use crate::routes::RouteTable;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use axum::routing::get;
 use minijinja::context;
 use portcullis_app::clock::now_ms;
 use serde::Deserialize;
@@ -19,14 +18,11 @@ use crate::state::AppState;
 const PAGE_SIZE: i64 = 25;
 
 /// `/admin/*`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/admin", get(get_admin))
-        .route("/admin/users", get(get_users))
-        .route(
-            "/admin/users/{id}/{action}",
-            get(get_confirm).post(post_action),
-        )
+pub fn routes(t: RouteTable) -> RouteTable {
+    t.get("/admin", get_admin)
+        .get("/admin/users", get_users)
+        .get("/admin/users/{id}/{action}", get_confirm)
+        .post("/admin/users/{id}/{action}", post_action)
 }
 
 /// `?q=&after=`.
@@ -91,7 +87,7 @@ impl Action {
 }
 
 /// `/admin` is the user list.
-async fn get_admin() -> Response {
+async fn get_admin(_admin: AdminUser) -> Response {
     crate::routes::see_other("/admin/users")
 }
 

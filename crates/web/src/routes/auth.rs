@@ -1,10 +1,9 @@
 //! Register, log in, log out, and the dashboard.
 
+use crate::routes::RouteTable;
 use axum::Form;
-use axum::Router;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use axum::routing::get;
 use minijinja::context;
 use portcullis_app::AppError;
 use portcullis_app::accounts::Registration;
@@ -20,12 +19,14 @@ use crate::routes::{see_other, see_other_with};
 use crate::state::AppState;
 
 /// `/register`, `/login`, `/logout`, `/dashboard`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/register", get(get_register).post(post_register))
-        .route("/login", get(get_login).post(post_login))
-        .route("/logout", get(get_logout).post(post_logout))
-        .route("/dashboard", get(get_dashboard))
+pub fn routes(t: RouteTable) -> RouteTable {
+    t.get("/register", get_register)
+        .post("/register", post_register)
+        .get("/login", get_login)
+        .post("/login", post_login)
+        .get("/logout", get_logout)
+        .post("/logout", post_logout)
+        .get("/dashboard", get_dashboard)
 }
 
 /// The registration form. Unknown fields (`is_admin`…) are never read.

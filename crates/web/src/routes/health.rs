@@ -1,17 +1,14 @@
 //! Liveness and readiness.
 
-use axum::Router;
+use crate::routes::RouteTable;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
 
 use crate::state::AppState;
 
 /// `/healthz`, `/readyz`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(get_healthz))
-        .route("/readyz", get(get_readyz))
+pub fn routes(t: RouteTable) -> RouteTable {
+    t.get("/healthz", get_healthz).get("/readyz", get_readyz)
 }
 
 /// The process answers.

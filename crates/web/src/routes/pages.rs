@@ -1,10 +1,9 @@
 //! The home page and the static assets.
 
-use axum::Router;
+use crate::routes::RouteTable;
 use axum::extract::{Query, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use minijinja::context;
 use serde::Deserialize;
 
@@ -24,11 +23,10 @@ pub struct PageQuery {
 }
 
 /// `/`, `/static/*`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(get_home))
-        .route("/static/app.css", get(get_css))
-        .route("/static/password.js", get(get_js))
+pub fn routes(t: RouteTable) -> RouteTable {
+    t.get("/", get_home)
+        .get("/static/app.css", get_css)
+        .get("/static/password.js", get_js)
 }
 
 /// Home: the newest posts.

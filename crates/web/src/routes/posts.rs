@@ -1,10 +1,9 @@
 //! Posts: anyone reads, the author writes, the author or an admin deletes.
 
+use crate::routes::RouteTable;
 use axum::Form;
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use axum::routing::{get, post};
 use minijinja::{Value, context};
 use portcullis_app::{AppError, Post};
 use serde::Deserialize;
@@ -19,12 +18,13 @@ use crate::state::AppState;
 pub const PAGE_SIZE: i64 = 10;
 
 /// `/posts/*`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/posts/new", get(get_new_post).post(post_new_post))
-        .route("/posts/{id}", get(get_post))
-        .route("/posts/{id}/edit", get(get_edit_post).post(post_edit_post))
-        .route("/posts/{id}/delete", post(post_delete_post))
+pub fn routes(t: RouteTable) -> RouteTable {
+    t.get("/posts/new", get_new_post)
+        .post("/posts/new", post_new_post)
+        .get("/posts/{id}", get_post)
+        .get("/posts/{id}/edit", get_edit_post)
+        .post("/posts/{id}/edit", post_edit_post)
+        .post("/posts/{id}/delete", post_delete_post)
 }
 
 /// The post form.

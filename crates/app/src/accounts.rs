@@ -119,12 +119,12 @@ impl Accounts {
         if let Some(u) = &username
             && self.users.username_taken(&u.normalized()).await?
         {
-                errors.add("username", StoreError::UsernameTaken.to_string());
+            errors.add("username", StoreError::UsernameTaken.to_string());
         }
         if let Some(e) = &email
             && self.users.email_taken(&e.normalized()).await?
         {
-                errors.add("email", StoreError::EmailTaken.to_string());
+            errors.add("email", StoreError::EmailTaken.to_string());
         }
         let (Some(username), Some(email), Some(password)) = (username, email, password) else {
             return Err(AppError::Invalid(errors));

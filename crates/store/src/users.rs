@@ -1,13 +1,13 @@
 //! `UserStore` on SQL.
 
 use async_trait::async_trait;
-use sqlx::Row as _;
 use sqlx::any::AnyRow;
+use sqlx::{Any, Row as _, Transaction};
 
 use portcullis_app::ports::StoreResult;
 use portcullis_app::{NewUser, StoreError, User, UserStore, UserSummary};
 
-use crate::{SqlStore, backend_err, flag};
+use crate::{Backend, SqlStore, backend_err, flag};
 
 pub(crate) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.password_hash, u.is_admin, u.email_verified, \
      u.security_stamp, u.created_at, u.updated_at, u.last_login_at";
@@ -55,6 +55,32 @@ fn like_pattern(query: &str) -> String {
     }
     p.push('%');
     p
+}
+
+/// Key of the PostgreSQL advisory lock that changes able to remove an admin
+/// take first ("pcadmin" in ASCII).
+const ADMINS_LOCK_KEY: i64 = 0x0070_6361_646d_696e;
+
+impl SqlStore {
+    /// Makes changes that could remove the last admin (a demotion, a deletion)
+    /// wait for each other, so that each counts the admins the one before left.
+    /// SQLite needs nothing: it runs one writer at a time, and the guarded
+    /// statement reads and writes under that one lock. PostgreSQL (read
+    /// committed) would let two such statements each count the other's admin as
+    /// the one remaining, and both succeed; an advisory lock held until the
+    /// transaction ends queues them, and each statement then sees the last.
+    async fn lock_admins(&self, tx: &mut Transaction<'static, Any>) -> StoreResult<()> {
+        if self.backend == Backend::Postgres {
+            // `pg_advisory_xact_lock` returns `void`, which the Any driver
+            // cannot decode: select a constant from it instead.
+            sqlx::query("SELECT 1 AS locked FROM pg_advisory_xact_lock($1)")
+                .bind(ADMINS_LOCK_KEY)
+                .execute(&mut **tx)
+                .await
+                .map_err(backend_err)?;
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -199,18 +225,22 @@ impl UserStore for SqlStore {
         new_stamp: &str,
         now: i64,
     ) -> StoreResult<bool> {
-        // One statement, so two demotions at once cannot both pass the count.
+        let mut tx = self.pool.begin().await.map_err(backend_err)?;
+        self.lock_admins(&mut tx).await?;
+        // Granting, or revoking a non-admin, never removes an admin.
         let done = sqlx::query(
             "UPDATE users SET is_admin = $1, security_stamp = $2, updated_at = $3 \
-             WHERE id = $4 AND ($1 = 1 OR (SELECT COUNT(*) FROM users WHERE is_admin = 1 AND id <> $4) > 0)",
+             WHERE id = $4 AND ($1 = 1 OR is_admin = 0 \
+               OR (SELECT COUNT(*) FROM users WHERE is_admin = 1 AND id <> $4) > 0)",
         )
         .bind(flag(is_admin))
         .bind(new_stamp)
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(backend_err)?;
+        tx.commit().await.map_err(backend_err)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -233,14 +263,18 @@ impl UserStore for SqlStore {
     }
 
     async fn delete_user(&self, id: i64) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(backend_err)?;
+        self.lock_admins(&mut tx).await?;
         // Posts and sessions go by ON DELETE CASCADE, in the same statement.
         let done = sqlx::query(
-            "DELETE FROM users WHERE id = $1 AND (is_admin = 0 OR (SELECT COUNT(*) FROM users WHERE is_admin = 1 AND id <> $1) > 0)",
+            "DELETE FROM users WHERE id = $1 \
+             AND (is_admin = 0 OR (SELECT COUNT(*) FROM users WHERE is_admin = 1 AND id <> $1) > 0)",
         )
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(backend_err)?;
+        tx.commit().await.map_err(backend_err)?;
         Ok(done.rows_affected() == 1)
     }
 

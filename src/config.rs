@@ -22,10 +22,7 @@ pub struct ConfigError {
 }
 
 fn err(var: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        var: var.to_owned(),
-        message: message.into(),
-    }
+    ConfigError { var: var.to_owned(), message: message.into() }
 }
 
 /// Everything Portcullis reads from its configuration.
@@ -51,10 +48,6 @@ pub struct Config {
     pub mail_from: String,
     /// Account settings.
     pub auth: AuthSettings,
-    /// Password-reset link lifetime.
-    pub reset_token_ttl: Duration,
-    /// Verification link lifetime.
-    pub verify_token_ttl: Duration,
     /// Argon2id cost.
     pub argon2: Argon2Settings,
     /// Concurrent password hashes.
@@ -84,52 +77,33 @@ pub struct Sources {
 impl Sources {
     /// The process environment and the TOML file it points to.
     pub fn from_process() -> Result<Self, ConfigError> {
-        let env: BTreeMap<String, String> = std::env::vars()
-            .filter(|(k, _)| k.starts_with("PORTCULLIS_"))
-            .collect();
+        let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("PORTCULLIS_")).collect();
         let (path, explicit) = match env.get("PORTCULLIS_CONFIG") {
             Some(p) => (PathBuf::from(p), true),
             None => (PathBuf::from("portcullis.toml"), false),
         };
-        let file = if explicit || path.exists() {
-            read_toml(&path)?
-        } else {
-            BTreeMap::new()
-        };
+        let file = if explicit || path.exists() { read_toml(&path)? } else { BTreeMap::new() };
         Ok(Self { env, file })
     }
 
     /// Explicit values (as environment variables would give them), no file.
     pub fn from_map(env: BTreeMap<String, String>) -> Self {
-        Self {
-            env,
-            file: BTreeMap::new(),
-        }
+        Self { env, file: BTreeMap::new() }
     }
 
     fn get(&self, var: &str) -> Option<String> {
-        self.env
-            .get(var)
-            .cloned()
-            .or_else(|| self.file.get(var).cloned())
+        self.env.get(var).cloned().or_else(|| self.file.get(var).cloned())
     }
 }
 
 /// Reads a TOML file of `key = value` lines; keys are the variable names in
 /// lower case without the `PORTCULLIS_` prefix (`bind`, `lockout_threshold`).
 fn read_toml(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        err(
-            "PORTCULLIS_CONFIG",
-            format!("cannot read {}: {e}", path.display()),
-        )
-    })?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        err(
-            "PORTCULLIS_CONFIG",
-            format!("{}: {}", path.display(), e.message()),
-        )
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err("PORTCULLIS_CONFIG", format!("cannot read {}: {e}", path.display())))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| err("PORTCULLIS_CONFIG", format!("{}: {}", path.display(), e.message())))?;
     let mut out = BTreeMap::new();
     for (k, v) in table {
         let value = match v {
@@ -139,18 +113,11 @@ fn read_toml(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
             toml::Value::Float(f) => f.to_string(),
             toml::Value::Array(a) => a
                 .iter()
-                .map(|x| {
-                    x.as_str()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| x.to_string())
-                })
+                .map(|x| x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string()))
                 .collect::<Vec<_>>()
                 .join(","),
             other => {
-                return Err(err(
-                    "PORTCULLIS_CONFIG",
-                    format!("{k}: unsupported value {other}"),
-                ));
+                return Err(err("PORTCULLIS_CONFIG", format!("{k}: unsupported value {other}")));
             }
         };
         out.insert(format!("PORTCULLIS_{}", k.to_ascii_uppercase()), value);
@@ -160,12 +127,8 @@ fn read_toml(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
 
 fn duration(src: &Sources, var: &str, default: &str) -> Result<Duration, ConfigError> {
     let raw = src.get(var).unwrap_or_else(|| default.to_owned());
-    let d = humantime::parse_duration(raw.trim()).map_err(|e| {
-        err(
-            var,
-            format!("{raw:?} is not a duration like 90s, 15m, 2h or 30d ({e})"),
-        )
-    })?;
+    let d = humantime::parse_duration(raw.trim())
+        .map_err(|e| err(var, format!("{raw:?} is not a duration like 90s, 15m, 2h or 30d ({e})")))?;
     if d.is_zero() {
         return Err(err(var, "must be longer than zero"));
     }
@@ -179,10 +142,7 @@ where
     let Some(raw) = src.get(var) else {
         return Ok(default);
     };
-    let n: T = raw
-        .trim()
-        .parse()
-        .map_err(|_| err(var, format!("{raw:?} is not a whole number")))?;
+    let n: T = raw.trim().parse().map_err(|_| err(var, format!("{raw:?} is not a whole number")))?;
     if n < min || n > max {
         return Err(err(var, format!("{n} is out of range ({min}–{max})")));
     }
@@ -192,50 +152,32 @@ where
 impl Config {
     /// Parses and checks every value.
     pub fn load(src: &Sources) -> Result<Self, ConfigError> {
-        let bind_raw = src
-            .get("PORTCULLIS_BIND")
-            .unwrap_or_else(|| "127.0.0.1:8080".into());
-        let bind = bind_raw.trim().parse().map_err(|_| {
-            err(
-                "PORTCULLIS_BIND",
-                format!("{bind_raw:?} is not an address like 127.0.0.1:8080"),
-            )
-        })?;
+        let bind_raw = src.get("PORTCULLIS_BIND").unwrap_or_else(|| "127.0.0.1:8080".into());
+        let bind = bind_raw
+            .trim()
+            .parse()
+            .map_err(|_| err("PORTCULLIS_BIND", format!("{bind_raw:?} is not an address like 127.0.0.1:8080")))?;
 
-        let base_raw = src
-            .get("PORTCULLIS_BASE_URL")
-            .unwrap_or_else(|| "http://127.0.0.1:8080".into());
-        let base_url = url::Url::parse(base_raw.trim())
-            .map_err(|e| err("PORTCULLIS_BASE_URL", format!("{base_raw:?}: {e}")))?;
+        let base_raw = src.get("PORTCULLIS_BASE_URL").unwrap_or_else(|| "http://127.0.0.1:8080".into());
+        let base_url =
+            url::Url::parse(base_raw.trim()).map_err(|e| err("PORTCULLIS_BASE_URL", format!("{base_raw:?}: {e}")))?;
         if !matches!(base_url.scheme(), "http" | "https") || base_url.host_str().is_none() {
-            return Err(err(
-                "PORTCULLIS_BASE_URL",
-                format!("{base_raw:?} must be an http:// or https:// URL"),
-            ));
+            return Err(err("PORTCULLIS_BASE_URL", format!("{base_raw:?} must be an http:// or https:// URL")));
         }
 
-        let data_dir = PathBuf::from(
-            src.get("PORTCULLIS_DATA_DIR")
-                .unwrap_or_else(|| "./portcullis-data".into()),
-        );
+        let data_dir = PathBuf::from(src.get("PORTCULLIS_DATA_DIR").unwrap_or_else(|| "./portcullis-data".into()));
         let database_url = match src.get("PORTCULLIS_DATABASE_URL") {
             Some(u) => {
                 let u = u.trim().to_owned();
-                portcullis_store::Backend::from_url(&u)
-                    .map_err(|e| err("PORTCULLIS_DATABASE_URL", e.to_string()))?;
+                portcullis_store::Backend::from_url(&u).map_err(|e| err("PORTCULLIS_DATABASE_URL", e.to_string()))?;
                 u
             }
             None => format!("sqlite://{}", data_dir.join("portcullis.db").display()),
         };
-        let redis_url = src
-            .get("PORTCULLIS_REDIS_URL")
-            .filter(|s| !s.trim().is_empty());
+        let redis_url = src.get("PORTCULLIS_REDIS_URL").filter(|s| !s.trim().is_empty());
         if let Some(r) = &redis_url {
             if !(r.starts_with("redis://") || r.starts_with("rediss://")) {
-                return Err(err(
-                    "PORTCULLIS_REDIS_URL",
-                    "must start with redis:// or rediss://",
-                ));
+                return Err(err("PORTCULLIS_REDIS_URL", "must start with redis:// or rediss://"));
             }
         }
         let secret_key = src.get("PORTCULLIS_SECRET_KEY").filter(|s| !s.is_empty());
@@ -247,26 +189,19 @@ impl Config {
                 ));
             }
         }
-        let smtp_url = src
-            .get("PORTCULLIS_SMTP_URL")
-            .filter(|s| !s.trim().is_empty());
+        let smtp_url = src.get("PORTCULLIS_SMTP_URL").filter(|s| !s.trim().is_empty());
         if let Some(s) = &smtp_url {
             let scheme = s.split_once("://").map(|(a, _)| a).unwrap_or("");
-            if !matches!(scheme, "smtp" | "smtps") || url::Url::parse(s).is_err() {
-                return Err(err(
-                    "PORTCULLIS_SMTP_URL",
-                    "must be smtp://host:port or smtps://host:port",
-                ));
+            if !matches!(scheme, "smtp" | "smtps") {
+                return Err(err("PORTCULLIS_SMTP_URL", "must be smtp://host:port or smtps://host:port"));
+            }
+            if let Err(e) = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(s) {
+                return Err(err("PORTCULLIS_SMTP_URL", e.to_string()));
             }
         }
-        let mail_from = src
-            .get("PORTCULLIS_MAIL_FROM")
-            .unwrap_or_else(|| "Portcullis <no-reply@localhost>".into());
-        if !mail_from.contains('@') {
-            return Err(err(
-                "PORTCULLIS_MAIL_FROM",
-                format!("{mail_from:?} is not an address"),
-            ));
+        let mail_from = src.get("PORTCULLIS_MAIL_FROM").unwrap_or_else(|| "Portcullis <no-reply@localhost>".into());
+        if mail_from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(err("PORTCULLIS_MAIL_FROM", format!("{mail_from:?} is not an address like Name <user@host>")));
         }
 
         let auth = AuthSettings {
@@ -276,23 +211,17 @@ impl Config {
             session_idle_timeout: duration(src, "PORTCULLIS_SESSION_IDLE_TIMEOUT", "2h")?,
             session_absolute_timeout: duration(src, "PORTCULLIS_SESSION_ABSOLUTE_TIMEOUT", "24h")?,
             remember_duration: duration(src, "PORTCULLIS_REMEMBER_DURATION", "30d")?,
+            reset_token_ttl: duration(src, "PORTCULLIS_RESET_TOKEN_TTL", "1h")?,
+            verify_token_ttl: duration(src, "PORTCULLIS_VERIFY_TOKEN_TTL", "48h")?,
+            base_url: base_url.as_str().trim_end_matches('/').to_owned(),
         };
         let argon2 = Argon2Settings {
-            memory_kib: number(
-                src,
-                "PORTCULLIS_ARGON2_MEMORY_KIB",
-                19_456u32,
-                8,
-                4 * 1024 * 1024,
-            )?,
+            memory_kib: number(src, "PORTCULLIS_ARGON2_MEMORY_KIB", 19_456u32, 8, 4 * 1024 * 1024)?,
             iterations: number(src, "PORTCULLIS_ARGON2_ITERATIONS", 2u32, 1, 100)?,
             parallelism: number(src, "PORTCULLIS_ARGON2_PARALLELISM", 1u32, 1, 64)?,
         };
         if argon2.memory_kib < 8 * argon2.parallelism {
-            return Err(err(
-                "PORTCULLIS_ARGON2_MEMORY_KIB",
-                "must be at least 8 × PORTCULLIS_ARGON2_PARALLELISM",
-            ));
+            return Err(err("PORTCULLIS_ARGON2_MEMORY_KIB", "must be at least 8 × PORTCULLIS_ARGON2_PARALLELISM"));
         }
         let (workers, queue) = portcullis_app::HashPool::default_sizes();
         let trusted_proxies = src
@@ -301,70 +230,39 @@ impl Config {
             .split(|c: char| c == ',' || c.is_whitespace())
             .filter(|s| !s.is_empty())
             .map(|s| {
-                s.parse::<IpNet>()
-                    .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
-                    .map_err(|_| {
-                        err(
-                            "PORTCULLIS_TRUSTED_PROXIES",
-                            format!("{s:?} is not a CIDR like 10.0.0.0/8 or an IP address"),
-                        )
-                    })
+                s.parse::<IpNet>().or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from)).map_err(|_| {
+                    err("PORTCULLIS_TRUSTED_PROXIES", format!("{s:?} is not a CIDR like 10.0.0.0/8 or an IP address"))
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let log_format = src
-            .get("PORTCULLIS_LOG_FORMAT")
-            .unwrap_or_else(|| "pretty".into());
+        let log_format = src.get("PORTCULLIS_LOG_FORMAT").unwrap_or_else(|| "pretty".into());
         let log_json = match log_format.trim() {
             "pretty" => false,
             "json" => true,
             other => {
-                return Err(err(
-                    "PORTCULLIS_LOG_FORMAT",
-                    format!("{other:?} is neither pretty nor json"),
-                ));
+                return Err(err("PORTCULLIS_LOG_FORMAT", format!("{other:?} is neither pretty nor json")));
             }
         };
         let log = src.get("PORTCULLIS_LOG").unwrap_or_else(|| "info".into());
-        tracing_subscriber::EnvFilter::try_new(&log)
-            .map_err(|e| err("PORTCULLIS_LOG", e.to_string()))?;
+        tracing_subscriber::EnvFilter::try_new(&log).map_err(|e| err("PORTCULLIS_LOG", e.to_string()))?;
 
         Ok(Self {
             bind,
             base_url,
             data_dir,
             database_url,
-            database_max_connections: number(
-                src,
-                "PORTCULLIS_DATABASE_MAX_CONNECTIONS",
-                16u32,
-                1,
-                1000,
-            )?,
+            database_max_connections: number(src, "PORTCULLIS_DATABASE_MAX_CONNECTIONS", 16u32, 1, 1000)?,
             redis_url,
             secret_key,
             smtp_url,
             mail_from,
             auth,
-            reset_token_ttl: duration(src, "PORTCULLIS_RESET_TOKEN_TTL", "1h")?,
-            verify_token_ttl: duration(src, "PORTCULLIS_VERIFY_TOKEN_TTL", "48h")?,
             argon2,
             hash_workers: number(src, "PORTCULLIS_HASH_WORKERS", workers, 1, 1024)?,
             hash_queue: number(src, "PORTCULLIS_HASH_QUEUE", queue, 0, 100_000)?,
-            rate_limit_per_minute: number(
-                src,
-                "PORTCULLIS_RATE_LIMIT_PER_MINUTE",
-                20u32,
-                0,
-                1_000_000,
-            )?,
+            rate_limit_per_minute: number(src, "PORTCULLIS_RATE_LIMIT_PER_MINUTE", 20u32, 0, 1_000_000)?,
             trusted_proxies,
-            body_limit: number(
-                src,
-                "PORTCULLIS_BODY_LIMIT",
-                64 * 1024usize,
-                1024,
-                64 * 1024 * 1024,
-            )?,
+            body_limit: number(src, "PORTCULLIS_BODY_LIMIT", 64 * 1024usize, 1024, 64 * 1024 * 1024)?,
             request_timeout: duration(src, "PORTCULLIS_REQUEST_TIMEOUT", "30s")?,
             log,
             log_json,
@@ -377,10 +275,7 @@ mod tests {
     use super::*;
 
     fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let map = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         Config::load(&Sources::from_map(map))
     }
 
@@ -391,17 +286,8 @@ mod tests {
         assert_eq!(c.auth.lockout_threshold, 5);
         assert_eq!(c.auth.lockout_duration, Duration::from_secs(900));
         assert_eq!(c.auth.remember_duration, Duration::from_secs(30 * 86400));
-        assert_eq!(
-            c.argon2,
-            Argon2Settings {
-                memory_kib: 19_456,
-                iterations: 2,
-                parallelism: 1
-            }
-        );
-        assert!(
-            c.database_url.starts_with("sqlite://") && c.database_url.ends_with("portcullis.db")
-        );
+        assert_eq!(c.argon2, Argon2Settings { memory_kib: 19_456, iterations: 2, parallelism: 1 });
+        assert!(c.database_url.starts_with("sqlite://") && c.database_url.ends_with("portcullis.db"));
         assert_eq!(c.rate_limit_per_minute, 20);
     }
 

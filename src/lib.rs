@@ -4,6 +4,7 @@
 //! gracefully.
 
 pub mod config;
+pub mod mail;
 pub mod server;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -103,10 +103,7 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -128,9 +125,7 @@ fn main() -> ExitCode {
 
 fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::new(&config.log);
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if config.log_json {
         builder.json().init();
     } else {
@@ -153,14 +148,9 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
             }
             let state = server::web_state(&config, &services)?;
             let listener = server::bind(config.bind).await?;
-            let purger = server::spawn_purger(services.accounts.clone());
-            let addr = listener
-                .local_addr()
-                .map_err(|e| Failure::Other(e.to_string()))?;
-            tracing::info!(
-                "Portcullis is serving http://{addr} (public URL {})",
-                config.base_url
-            );
+            let background = server::start_background(&services);
+            let addr = listener.local_addr().map_err(|e| Failure::Other(e.to_string()))?;
+            tracing::info!("Portcullis is serving http://{addr} (public URL {})", config.base_url);
             if !services.accounts.has_admin().await? {
                 tracing::warn!(
                     "no administrator yet; create one with: portcullis user create --username admin --email admin@example.com --admin --verified --password-stdin"
@@ -169,7 +159,9 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
             server::serve(listener, state, server::shutdown_signal())
                 .await
                 .map_err(|e| Failure::Other(e.to_string()))?;
-            purger.abort();
+            for task in background {
+                task.abort();
+            }
             services.store.close().await;
             Ok(())
         }
@@ -180,26 +172,14 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
 async fn user_command(cmd: UserCommand, services: &server::Services) -> Result<(), Failure> {
     let accounts = &services.accounts;
     match cmd {
-        UserCommand::Create {
-            username,
-            email,
-            admin,
-            verified,
-            password_stdin: _,
-        } => {
+        UserCommand::Create { username, email, admin, verified, password_stdin: _ } => {
             let mut line = String::new();
             std::io::stdin()
                 .lock()
                 .read_line(&mut line)
                 .map_err(|e| Failure::Other(format!("cannot read the password: {e}")))?;
             let password = line.trim_end_matches(['\n', '\r']).to_owned();
-            let reg = Registration {
-                username,
-                email,
-                password,
-                is_admin: admin,
-                email_verified: verified,
-            };
+            let reg = Registration { username, email, password, is_admin: admin, email_verified: verified };
             let user = accounts.register(reg).await?;
             println!("created user {} (id {})", user.username, user.id);
             Ok(())
@@ -230,11 +210,7 @@ async fn user_command(cmd: UserCommand, services: &server::Services) -> Result<(
         UserCommand::SetAdmin { user, revoke } => {
             let u = accounts.find_user(&user).await?;
             let u = accounts.set_admin(u.id, !revoke).await?;
-            println!(
-                "{} is {}an administrator",
-                u.username,
-                if u.is_admin { "" } else { "no longer " }
-            );
+            println!("{} is {}an administrator", u.username, if u.is_admin { "" } else { "no longer " });
             Ok(())
         }
         UserCommand::Unlock { user } => {

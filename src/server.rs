@@ -5,7 +5,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_app::{Accounts, HashPool, Posts};
+use portcullis_app::accounts::{AccountPorts, Mailer};
+use portcullis_app::mail::{MailTransport, OutboxWorker, Sealer};
+use portcullis_app::{Accounts, HashPool, OutboxStore, Posts};
+use portcullis_web::mail::MailTemplates;
+use tokio::sync::Notify;
+
+use crate::mail::{DirMailer, SmtpMailer};
 use portcullis_store::SqlStore;
 use portcullis_web::{AppState, WebConfig};
 use tokio::net::TcpListener;
@@ -34,6 +40,47 @@ pub struct Services {
     pub posts: Posts,
     /// HMAC key.
     pub secret_key: Vec<u8>,
+    /// Seals outbox bodies.
+    pub sealer: Sealer,
+    /// Wakes the outbox worker.
+    pub wake: Arc<Notify>,
+    /// Where mail goes.
+    pub transport: Arc<dyn MailTransport>,
+}
+
+/// SMTP when configured, else the dev outbox in the data dir.
+fn mail_transport(config: &Config) -> Result<Arc<dyn MailTransport>, StartError> {
+    let from: lettre::message::Mailbox = config
+        .mail_from
+        .parse()
+        .map_err(|e| StartError::Config(ConfigError { var: "PORTCULLIS_MAIL_FROM".into(), message: format!("{e}") }))?;
+    match &config.smtp_url {
+        Some(url) => {
+            let t = SmtpMailer::new(url, from)
+                .map_err(|e| StartError::Config(ConfigError { var: "PORTCULLIS_SMTP_URL".into(), message: e }))?;
+            Ok(Arc::new(t))
+        }
+        None => {
+            let dir = config.data_dir.join("outbox");
+            let t = DirMailer::new(dir.clone(), from)
+                .map_err(|e| StartError::Other(format!("cannot create {}: {e}", dir.display())))?;
+            Ok(Arc::new(t))
+        }
+    }
+}
+
+/// Starts the background work of a node: the session purger and the outbox
+/// worker. Dropping the handles does not stop them; abort them to.
+pub fn start_background(services: &Services) -> Vec<tokio::task::JoinHandle<()>> {
+    let store: Arc<dyn OutboxStore> = Arc::new(services.store.clone());
+    let worker = OutboxWorker::new(
+        store,
+        services.transport.clone(),
+        services.sealer.clone(),
+        services.wake.clone(),
+        Duration::from_secs(1),
+    );
+    vec![spawn_purger(services.accounts.clone()), tokio::spawn(worker.run())]
 }
 
 /// Reads the secret key from configuration or the data dir, generating it
@@ -45,10 +92,7 @@ fn load_secret(config: &Config) -> Result<Vec<u8>, StartError> {
     let path = config.data_dir.join("secret.key");
     match std::fs::read_to_string(&path) {
         Ok(s) if s.trim().len() >= 32 => Ok(s.trim().as_bytes().to_vec()),
-        Ok(_) => Err(StartError::Other(format!(
-            "{} is too short; delete it to generate a new one",
-            path.display()
-        ))),
+        Ok(_) => Err(StartError::Other(format!("{} is too short; delete it to generate a new one", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = hex::encode(rand::random::<[u8; 32]>());
             write_private(&path, &key)
@@ -56,10 +100,7 @@ fn load_secret(config: &Config) -> Result<Vec<u8>, StartError> {
             tracing::info!(path = %path.display(), "generated a new secret key");
             Ok(key.into_bytes())
         }
-        Err(e) => Err(StartError::Other(format!(
-            "cannot read {}: {e}",
-            path.display()
-        ))),
+        Err(e) => Err(StartError::Other(format!("cannot read {}: {e}", path.display()))),
     }
 }
 
@@ -86,38 +127,31 @@ pub async fn open(config: &Config) -> Result<Services, StartError> {
         })
     })?;
     let secret_key = load_secret(config)?;
-    let store = SqlStore::connect(&config.database_url, config.database_max_connections)
-        .await
-        .map_err(|e| ConfigError {
+    let store =
+        SqlStore::connect(&config.database_url, config.database_max_connections).await.map_err(|e| ConfigError {
             var: "PORTCULLIS_DATABASE_URL".into(),
-            message: format!(
-                "cannot open {}: {e}",
-                portcullis_store::redact(&config.database_url)
-            ),
+            message: format!("cannot open {}: {e}", portcullis_store::redact(&config.database_url)),
         })?;
-    store
-        .migrate()
-        .await
-        .map_err(|e| StartError::Other(e.to_string()))?;
+    store.migrate().await.map_err(|e| StartError::Other(e.to_string()))?;
     let hasher = Arc::new(
         HashPool::new(config.argon2, config.hash_workers, config.hash_queue)
             .map_err(|e| StartError::Other(e.to_string()))?,
     );
     let shared = Arc::new(store.clone());
-    let accounts = Accounts::new(
-        shared.clone(),
-        shared.clone(),
-        shared.clone(),
-        hasher,
-        config.auth.clone(),
-    );
+    let renderer = Arc::new(MailTemplates::load().map_err(|e| StartError::Other(format!("mail templates: {e}")))?);
+    let sealer = Sealer::new(&secret_key);
+    let wake = Arc::new(Notify::new());
+    let mailer = Mailer::new(renderer, sealer.clone(), wake.clone());
+    let ports = AccountPorts {
+        users: shared.clone(),
+        sessions: shared.clone(),
+        throttle: shared.clone(),
+        tokens: shared.clone(),
+    };
+    let accounts = Accounts::new(ports, mailer, hasher, config.auth.clone());
     let posts = Posts::new(shared);
-    Ok(Services {
-        store,
-        accounts,
-        posts,
-        secret_key,
-    })
+    let transport = mail_transport(config)?;
+    Ok(Services { store, accounts, posts, secret_key, sealer, wake, transport })
 }
 
 /// The HTTP state for these services.
@@ -136,8 +170,8 @@ pub fn web_state(config: &Config, services: &Services) -> Result<AppState, Start
 /// Deletes expired sessions now and then.
 pub fn spawn_purger(accounts: Accounts) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let every = (accounts.settings().session_idle_timeout / 2)
-            .clamp(Duration::from_secs(1), Duration::from_secs(300));
+        let every =
+            (accounts.settings().session_idle_timeout / 2).clamp(Duration::from_secs(1), Duration::from_secs(300));
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
@@ -167,12 +201,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = portcullis_web::router(state);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Completes on SIGINT or SIGTERM.

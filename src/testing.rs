@@ -47,10 +47,7 @@ impl TestApp {
     pub async fn spawn_with(vars: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let app = Self::spawn_in(dir.path(), vars).await;
-        Self {
-            dir: Some(dir),
-            ..app
-        }
+        Self { dir: Some(dir), ..app }
     }
 
     /// A server on an existing data directory (to test restarts); the caller owns the directory.
@@ -73,20 +70,17 @@ impl TestApp {
         let listener = server::bind(config.bind).await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (tx, rx) = oneshot::channel::<()>();
+        let background = server::start_background(&services);
         let handle = tokio::spawn(async move {
             let _ = server::serve(listener, state, async {
                 let _ = rx.await;
             })
             .await;
+            for task in background {
+                task.abort();
+            }
         });
-        Self {
-            addr,
-            config,
-            services,
-            dir: None,
-            shutdown: Some(tx),
-            handle: Some(handle),
-        }
+        Self { addr, config, services, dir: None, shutdown: Some(tx), handle: Some(handle) }
     }
 
     /// Stops the server and waits for in-flight requests.
@@ -102,9 +96,7 @@ impl TestApp {
 
     /// The data directory.
     pub fn data_dir(&self) -> &std::path::Path {
-        self.dir
-            .as_ref()
-            .map_or(self.config.data_dir.as_path(), |d| d.path())
+        self.dir.as_ref().map_or(self.config.data_dir.as_path(), |d| d.path())
     }
 
     /// `http://127.0.0.1:port` + `path`.
@@ -118,13 +110,7 @@ impl TestApp {
     }
 
     /// Creates a user through the use case (password policy applies).
-    pub async fn create_user(
-        &self,
-        username: &str,
-        email: &str,
-        password: &str,
-        admin: bool,
-    ) -> User {
+    pub async fn create_user(&self, username: &str, email: &str, password: &str, admin: bool) -> User {
         let reg = Registration {
             username: username.into(),
             email: email.into(),
@@ -132,32 +118,20 @@ impl TestApp {
             is_admin: admin,
             email_verified: true,
         };
-        self.services
-            .accounts
-            .register(reg)
-            .await
-            .expect("create user")
+        self.services.accounts.register(reg).await.expect("create user")
     }
 
     /// A client already signed in as `user`, through the store and not the form.
     pub async fn login_as(&self, user: &User) -> TestClient {
         // Read the user afresh: a stale copy carries an old security stamp.
-        let user = self
-            .services
-            .accounts
-            .user(user.id)
-            .await
-            .expect("user exists");
+        let user = self.services.accounts.user(user.id).await.expect("user exists");
         let new = self
             .services
             .accounts
             .start_session(
                 &user,
                 false,
-                ClientInfo {
-                    ip: Some("127.0.0.1".into()),
-                    user_agent: Some("TestClient".into()),
-                },
+                ClientInfo { ip: Some("127.0.0.1".into()), user_agent: Some("TestClient".into()) },
             )
             .await
             .expect("start session");
@@ -168,10 +142,7 @@ impl TestApp {
 
     /// The session cookie's name under this configuration.
     pub fn session_cookie_name(&self) -> String {
-        portcullis_web::cookies::name(
-            portcullis_web::cookies::SESSION,
-            self.config.base_url.scheme() == "https",
-        )
+        portcullis_web::cookies::name(portcullis_web::cookies::SESSION, self.config.base_url.scheme() == "https")
     }
 }
 
@@ -199,19 +170,12 @@ impl TestResponse {
 
     /// Every `Set-Cookie` header.
     pub fn set_cookies(&self) -> Vec<String> {
-        self.headers
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .collect()
+        self.headers.get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect()
     }
 
     /// The `Set-Cookie` header for cookie `name`.
     pub fn set_cookie(&self, name: &str) -> Option<String> {
-        self.set_cookies()
-            .into_iter()
-            .find(|c| c.starts_with(&format!("{name}=")))
+        self.set_cookies().into_iter().find(|c| c.starts_with(&format!("{name}=")))
     }
 
     /// The CSRF token in the page.
@@ -240,16 +204,8 @@ pub struct TestClient {
 impl TestClient {
     /// A client for `base` (`http://host:port`).
     pub fn new(base: String) -> Self {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("http client");
-        Self {
-            http,
-            base,
-            cookies: Mutex::new(BTreeMap::new()),
-            user_agent: Mutex::new("TestClient".into()),
-        }
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("http client");
+        Self { http, base, cookies: Mutex::new(BTreeMap::new()), user_agent: Mutex::new("TestClient".into()) }
     }
 
     /// Sets the User-Agent sent from now on.
@@ -264,10 +220,7 @@ impl TestClient {
 
     /// Sets (or replaces) a cookie.
     pub fn set_cookie(&self, name: &str, value: &str) {
-        self.cookies
-            .lock()
-            .expect("lock")
-            .insert(name.into(), value.into());
+        self.cookies.lock().expect("lock").insert(name.into(), value.into());
     }
 
     /// Forgets a cookie.
@@ -277,13 +230,7 @@ impl TestClient {
 
     /// All cookies, as a `Cookie:` header value.
     pub fn cookie_header(&self) -> String {
-        self.cookies
-            .lock()
-            .expect("lock")
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
+        self.cookies.lock().expect("lock").iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
     }
 
     /// Sends a request with our cookies and headers, and records the cookies set.
@@ -294,23 +241,15 @@ impl TestClient {
         body: Option<String>,
         extra: &[(&str, &str)],
     ) -> TestResponse {
-        let url = if path.starts_with("http") {
-            path.to_owned()
-        } else {
-            format!("{}{}", self.base, path)
-        };
-        let mut req = self
-            .http
-            .request(method, url)
-            .header("user-agent", self.user_agent.lock().expect("lock").clone());
+        let url = if path.starts_with("http") { path.to_owned() } else { format!("{}{}", self.base, path) };
+        let mut req =
+            self.http.request(method, url).header("user-agent", self.user_agent.lock().expect("lock").clone());
         let cookies = self.cookie_header();
         if !cookies.is_empty() {
             req = req.header("cookie", cookies);
         }
         if let Some(b) = body {
-            req = req
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(b);
+            req = req.header("content-type", "application/x-www-form-urlencoded").body(b);
         }
         for (k, v) in extra {
             req = req.header(*k, *v);
@@ -320,11 +259,7 @@ impl TestClient {
         let headers = res.headers().clone();
         let body = res.text().await.unwrap_or_default();
         let mut jar = self.cookies.lock().expect("lock");
-        for sc in headers
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-        {
+        for sc in headers.get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()) {
             let first = sc.split(';').next().unwrap_or("");
             if let Some((k, v)) = first.split_once('=') {
                 let lower = sc.to_ascii_lowercase();
@@ -335,11 +270,7 @@ impl TestClient {
                 }
             }
         }
-        TestResponse {
-            status,
-            headers,
-            body,
-        }
+        TestResponse { status, headers, body }
     }
 
     /// GET.
@@ -349,11 +280,8 @@ impl TestClient {
 
     /// POST a urlencoded form as given (no token added).
     pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> TestResponse {
-        let body = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(fields)
-            .finish();
-        self.send(reqwest::Method::POST, path, Some(body), &[])
-            .await
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
+        self.send(reqwest::Method::POST, path, Some(body), &[]).await
     }
 
     /// GETs `page` for its CSRF token, then POSTs `fields` and the token to `action`.
@@ -372,4 +300,122 @@ impl TestClient {
         }
         self.submit("/login", "/login", &fields).await
     }
+}
+
+/// A real SMTP server on loopback that keeps every message it receives: the
+/// other end of `PORTCULLIS_SMTP_URL` in tests. It can be stopped and started
+/// again on the same port to play an outage.
+pub struct SmtpSink {
+    /// The port it listens on.
+    pub port: u16,
+    messages: std::sync::Arc<Mutex<Vec<String>>>,
+    tasks: Option<tokio::task::JoinSet<()>>,
+}
+
+impl SmtpSink {
+    /// A sink on a free port.
+    pub async fn start() -> Self {
+        Self::start_on(0).await
+    }
+
+    /// A sink on `port` (0: any free port).
+    pub async fn start_on(port: u16) -> Self {
+        let mut sink = Self { port, messages: Default::default(), tasks: None };
+        sink.resume().await;
+        sink
+    }
+
+    /// `smtp://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops listening and drops every open connection.
+    pub async fn stop(&mut self) {
+        if let Some(mut tasks) = self.tasks.take() {
+            tasks.shutdown().await;
+        }
+    }
+
+    /// Listens again on the same port, keeping the messages received so far.
+    pub async fn resume(&mut self) {
+        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await.expect("bind smtp sink");
+        self.port = listener.local_addr().expect("addr").port();
+        let store = self.messages.clone();
+        let mut tasks = tokio::task::JoinSet::new();
+        let conns = std::sync::Arc::new(Mutex::new(tokio::task::JoinSet::new()));
+        let conns_for_stop = conns.clone();
+        tasks.spawn(async move {
+            // Connection tasks live in a set owned by this task: stopping the
+            // sink drops it and so ends them too.
+            let _keep = conns_for_stop;
+            loop {
+                let Ok((socket, _)) = listener.accept().await else { return };
+                let store = store.clone();
+                conns.lock().expect("lock").spawn(async move {
+                    let (read, mut write) = socket.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    let _ = write.write_all(b"220 sink ESMTP\r\n").await;
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let verb = line.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+                        let reply: &[u8] = match verb.as_str() {
+                            "EHLO" => b"250-sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n",
+                            "HELO" | "MAIL" | "RCPT" | "RSET" | "NOOP" => b"250 OK\r\n",
+                            "DATA" => {
+                                let _ = write.write_all(b"354 go ahead\r\n").await;
+                                let mut data = String::new();
+                                while let Ok(Some(l)) = lines.next_line().await {
+                                    if l == "." {
+                                        break;
+                                    }
+                                    data.push_str(l.strip_prefix('.').filter(|_| l.starts_with("..")).unwrap_or(&l));
+                                    data.push('\n');
+                                }
+                                store.lock().expect("lock").push(data);
+                                b"250 queued\r\n"
+                            }
+                            "QUIT" => {
+                                let _ = write.write_all(b"221 bye\r\n").await;
+                                return;
+                            }
+                            _ => b"502 not implemented\r\n",
+                        };
+                        if write.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        self.tasks = Some(tasks);
+    }
+
+    /// Every message received, raw.
+    pub fn messages(&self) -> Vec<String> {
+        self.messages.lock().expect("lock").clone()
+    }
+
+    /// Waits (up to `secs` seconds) until at least `n` messages arrived.
+    pub async fn wait_for(&self, n: usize, secs: u64) -> Vec<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let m = self.messages();
+            if m.len() >= n || std::time::Instant::now() > deadline {
+                return m;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The first link in `message` whose path starts with `path` (e.g.
+/// `/reset-password/`), as an absolute URL.
+pub fn find_link(message: &str, path: &str) -> Option<String> {
+    let at = message.find(path)?;
+    let start = message[..at].rfind("http")?;
+    let end = message[at + path.len()..]
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        .map_or(message.len(), |i| at + path.len() + i);
+    Some(message[start..end].to_owned())
 }

@@ -16,16 +16,7 @@ fn normalized(res: &TestResponse) -> String {
 }
 
 async fn register(c: &TestClient, username: &str, email: &str, password: &str) -> TestResponse {
-    c.submit(
-        "/register",
-        "/register",
-        &[
-            ("username", username),
-            ("email", email),
-            ("password", password),
-        ],
-    )
-    .await
+    c.submit("/register", "/register", &[("username", username), ("email", email), ("password", password)]).await
 }
 
 #[tokio::test]
@@ -51,40 +42,22 @@ async fn register_logs_in_and_lands_on_the_dashboard() {
     let dash = c.get("/dashboard").await;
     assert_eq!(dash.status, 200);
     assert!(dash.body.contains("Welcome, alice!"));
-    assert!(
-        dash.body.contains("Logout")
-            && dash.body.contains("New Post")
-            && !dash.body.contains(">Register<")
-    );
+    assert!(dash.body.contains("Logout") && dash.body.contains("New Post") && !dash.body.contains(">Register<"));
     assert_eq!(dash.header("cache-control"), Some("no-store"));
-    let user = app
-        .services
-        .accounts
-        .find_user("alice")
-        .await
-        .expect("created");
-    assert!(
-        !user.is_admin && !user.email_verified,
-        "extra form fields are ignored"
-    );
+    let user = app.services.accounts.find_user("alice").await.expect("created");
+    assert!(!user.is_admin && !user.email_verified, "extra form fields are ignored");
     assert!(user.password_hash.starts_with("$argon2id$"));
 }
 
 #[tokio::test]
 async fn registration_errors_use_the_contract_wording() {
     let app = TestApp::spawn_with(&[("PORTCULLIS_MIN_PASSWORD_LENGTH", "10")]).await;
-    app.create_user("alice", "alice@example.com", PW, false)
-        .await;
+    app.create_user("alice", "alice@example.com", PW, false).await;
     let c = app.client();
     let cases = [
         ("ALICE", "new@example.com", PW, "Username already exists"),
         ("bob", "Alice@Example.com", PW, "Email already registered"),
-        (
-            "bob",
-            "bob@example.com",
-            "short",
-            "Password must be at least 10 characters",
-        ),
+        ("bob", "bob@example.com", "short", "Password must be at least 10 characters"),
         ("bob", "bob@example.com", "password123", "too common"),
         ("b", "bob@example.com", PW, "between 3 and 32"),
         ("bad name", "bob@example.com", PW, "may only contain"),
@@ -110,8 +83,7 @@ async fn registration_errors_use_the_contract_wording() {
 #[tokio::test]
 async fn login_by_username_or_email_in_any_case() {
     let app = TestApp::spawn().await;
-    app.create_user("Alice", "alice@example.com", PW, false)
-        .await;
+    app.create_user("Alice", "alice@example.com", PW, false).await;
     for id in ["Alice", "alice", "alice@example.com", "ALICE@EXAMPLE.COM"] {
         let c = app.client();
         let res = c.login(id, PW, false).await;
@@ -127,37 +99,27 @@ async fn login_by_username_or_email_in_any_case() {
 #[tokio::test]
 async fn wrong_password_and_unknown_user_look_the_same() {
     let app = TestApp::spawn().await;
-    app.create_user("alice", "alice@example.com", PW, false)
-        .await;
+    app.create_user("alice", "alice@example.com", PW, false).await;
     let c = app.client();
     let wrong = c.login("alice", "not the password", false).await;
     let unknown = c.login("mallory", "not the password", false).await;
     assert_eq!(wrong.status, 200);
     assert_eq!(unknown.status, wrong.status);
-    assert!(
-        wrong.body.contains("Invalid username or password") && wrong.body.contains("flash error")
-    );
-    assert_eq!(
-        normalized(&wrong).replace("alice", "X"),
-        normalized(&unknown).replace("mallory", "X")
-    );
+    assert!(wrong.body.contains("Invalid username or password") && wrong.body.contains("flash error"));
+    assert_eq!(normalized(&wrong).replace("alice", "X"), normalized(&unknown).replace("mallory", "X"));
     assert!(c.cookie("portcullis_session").is_none());
 }
 
 #[tokio::test]
 async fn next_is_followed_only_to_local_paths() {
     let app = TestApp::spawn().await;
-    app.create_user("alice", "alice@example.com", PW, false)
-        .await;
+    app.create_user("alice", "alice@example.com", PW, false).await;
 
     // A protected page sends you to login with next, and you come back to it.
     let c = app.client();
     let res = c.get("/posts/new?draft=1").await;
     assert!(matches!(res.status, 302 | 303));
-    assert_eq!(
-        res.location(),
-        Some("/login?next=%2Fposts%2Fnew%3Fdraft%3D1")
-    );
+    assert_eq!(res.location(), Some("/login?next=%2Fposts%2Fnew%3Fdraft%3D1"));
     let page = c.get(res.location().expect("location")).await;
     let token = page.csrf_token().expect("token");
     let action = page
@@ -168,16 +130,7 @@ async fn next_is_followed_only_to_local_paths() {
         .expect("form action")
         .replace("&amp;", "&")
         .replace("&#x2f;", "/");
-    let res = c
-        .post_form(
-            &action,
-            &[
-                ("username", "alice"),
-                ("password", PW),
-                ("csrf_token", &token),
-            ],
-        )
-        .await;
+    let res = c.post_form(&action, &[("username", "alice"), ("password", PW), ("csrf_token", &token)]).await;
     assert_eq!(res.location(), Some("/posts/new?draft=1"));
 
     let hostile = [
@@ -205,20 +158,12 @@ async fn next_is_followed_only_to_local_paths() {
         let encoded: String = portcullis_form(next);
         let page = format!("/login?next={encoded}");
         // Through the query string.
-        let res = c
-            .submit(&page, &page, &[("username", "alice"), ("password", PW)])
-            .await;
+        let res = c.submit(&page, &page, &[("username", "alice"), ("password", PW)]).await;
         assert_eq!(res.status, 303, "{next:?}");
         assert_eq!(res.location(), Some("/dashboard"), "query next {next:?}");
         // And through the form field.
         let c = app.client();
-        let res = c
-            .submit(
-                "/login",
-                "/login",
-                &[("username", "alice"), ("password", PW), ("next", next)],
-            )
-            .await;
+        let res = c.submit("/login", "/login", &[("username", "alice"), ("password", PW), ("next", next)]).await;
         assert_eq!(res.location(), Some("/dashboard"), "form next {next:?}");
     }
 }
@@ -226,11 +171,7 @@ async fn next_is_followed_only_to_local_paths() {
 fn portcullis_form(s: &str) -> String {
     s.bytes()
         .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
+            if b.is_ascii_alphanumeric() || b"-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }
         })
         .collect()
 }
@@ -238,8 +179,7 @@ fn portcullis_form(s: &str) -> String {
 #[tokio::test]
 async fn a_cookie_from_before_login_never_becomes_authenticated() {
     let app = TestApp::spawn().await;
-    app.create_user("alice", "alice@example.com", PW, false)
-        .await;
+    app.create_user("alice", "alice@example.com", PW, false).await;
     let victim = app.client();
     // An attacker plants a session cookie of their choosing before the victim logs in.
     let planted = "AAAAAAAAAAAAAAAAAAAAAA.BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
@@ -248,9 +188,7 @@ async fn a_cookie_from_before_login_never_becomes_authenticated() {
     let before = victim.cookie_header();
     let res = victim.login("alice", PW, false).await;
     assert_eq!(res.status, 303);
-    let after = victim
-        .cookie("portcullis_session")
-        .expect("new session cookie");
+    let after = victim.cookie("portcullis_session").expect("new session cookie");
     assert_ne!(after, planted);
 
     // Replaying every cookie the browser had before login gets nothing.
@@ -262,40 +200,28 @@ async fn a_cookie_from_before_login_never_becomes_authenticated() {
     }
     attacker.set_cookie("portcullis_session", planted);
     let res = attacker.get("/dashboard").await;
-    assert!(
-        matches!(res.status, 302 | 303),
-        "pre-login cookies are anonymous"
-    );
+    assert!(matches!(res.status, 302 | 303), "pre-login cookies are anonymous");
     assert_eq!(victim.get("/dashboard").await.status, 200);
 }
 
 #[tokio::test]
 async fn cookie_flags_follow_the_base_url() {
     let app = TestApp::spawn().await;
-    app.create_user("alice", "alice@example.com", PW, false)
-        .await;
+    app.create_user("alice", "alice@example.com", PW, false).await;
     let c = app.client();
     let res = c.login("alice", PW, false).await;
-    let sc = res
-        .set_cookie("portcullis_session")
-        .expect("session cookie");
+    let sc = res.set_cookie("portcullis_session").expect("session cookie");
     for flag in ["HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(sc.contains(flag), "{sc}");
     }
-    assert!(
-        !sc.contains("Secure") && !sc.contains("Max-Age") && !sc.contains("Expires"),
-        "{sc}"
-    );
+    assert!(!sc.contains("Secure") && !sc.contains("Max-Age") && !sc.contains("Expires"), "{sc}");
 
     let app = TestApp::spawn_with(&[("PORTCULLIS_BASE_URL", "https://portcullis.example")]).await;
-    app.create_user("alice", "alice@example.com", PW, false)
-        .await;
+    app.create_user("alice", "alice@example.com", PW, false).await;
     let c = app.client();
     let res = c.login("alice", PW, false).await;
     assert_eq!(res.status, 303, "{}", res.body);
-    let sc = res
-        .set_cookie("__Host-portcullis_session")
-        .expect("__Host- session cookie");
+    let sc = res.set_cookie("__Host-portcullis_session").expect("__Host- session cookie");
     for flag in ["HttpOnly", "SameSite=Lax", "Path=/", "Secure"] {
         assert!(sc.contains(flag), "{sc}");
     }
@@ -311,27 +237,18 @@ async fn remember_me_gives_a_persistent_cookie_and_a_long_session() {
         ("PORTCULLIS_REMEMBER_DURATION", "7d"),
     ])
     .await;
-    app.create_user("alice", "alice@example.com", PW, false)
-        .await;
+    app.create_user("alice", "alice@example.com", PW, false).await;
     let c = app.client();
     let res = c.login("alice", PW, true).await;
     let sc = res.set_cookie("portcullis_session").expect("cookie");
     assert!(sc.contains(&format!("Max-Age={}", 7 * 86400)), "{sc}");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(
-        c.get("/dashboard").await.status,
-        200,
-        "a remembered session outlives the short timeouts"
-    );
+    assert_eq!(c.get("/dashboard").await.status, 200, "a remembered session outlives the short timeouts");
 
     let plain = app.client();
     plain.login("alice", PW, false).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(
-        plain.get("/dashboard").await.status,
-        303,
-        "a plain session does not"
-    );
+    assert_eq!(plain.get("/dashboard").await.status, 303, "a plain session does not");
 }
 
 #[tokio::test]
@@ -341,8 +258,7 @@ async fn idle_timeout_is_enforced_on_the_server() {
         ("PORTCULLIS_SESSION_ABSOLUTE_TIMEOUT", "1h"),
     ])
     .await;
-    app.create_user("alice", "alice@example.com", PW, false)
-        .await;
+    app.create_user("alice", "alice@example.com", PW, false).await;
     let c = app.client();
     c.login("alice", PW, false).await;
     // Activity keeps it alive past the idle timeout...
@@ -364,8 +280,7 @@ async fn absolute_timeout_ends_even_a_busy_session() {
         ("PORTCULLIS_SESSION_ABSOLUTE_TIMEOUT", "2s"),
     ])
     .await;
-    app.create_user("alice", "alice@example.com", PW, false)
-        .await;
+    app.create_user("alice", "alice@example.com", PW, false).await;
     let c = app.client();
     c.login("alice", PW, false).await;
     let cookie = c.cookie("portcullis_session").expect("cookie");
@@ -381,9 +296,7 @@ async fn absolute_timeout_ends_even_a_busy_session() {
 #[tokio::test]
 async fn logout_ends_the_session_on_the_server() {
     let app = TestApp::spawn().await;
-    let alice = app
-        .create_user("alice", "alice@example.com", PW, false)
-        .await;
+    let alice = app.create_user("alice", "alice@example.com", PW, false).await;
     let c = app.login_as(&alice).await;
     assert_eq!(c.get("/dashboard").await.status, 200);
     let stolen = c.cookie("portcullis_session").expect("cookie");
@@ -391,16 +304,8 @@ async fn logout_ends_the_session_on_the_server() {
     // GET only asks.
     let confirm = c.get("/logout").await;
     assert_eq!(confirm.status, 200);
-    assert!(
-        confirm
-            .body
-            .contains("<button type=\"submit\">Log out</button>")
-    );
-    assert_eq!(
-        c.get("/dashboard").await.status,
-        200,
-        "GET /logout changed nothing"
-    );
+    assert!(confirm.body.contains("<button type=\"submit\">Log out</button>"));
+    assert_eq!(c.get("/dashboard").await.status, 200, "GET /logout changed nothing");
 
     let res = c.submit("/dashboard", "/logout", &[]).await;
     assert_eq!((res.status, res.location()), (303, Some("/")));
@@ -411,19 +316,8 @@ async fn logout_ends_the_session_on_the_server() {
 
     let replay = app.client();
     replay.set_cookie("portcullis_session", &stolen);
-    assert_eq!(
-        replay.get("/dashboard").await.status,
-        303,
-        "the old cookie is dead"
-    );
-    assert!(
-        app.services
-            .accounts
-            .sessions_of(alice.id)
-            .await
-            .expect("sessions")
-            .is_empty()
-    );
+    assert_eq!(replay.get("/dashboard").await.status, 303, "the old cookie is dead");
+    assert!(app.services.accounts.sessions_of(alice.id).await.expect("sessions").is_empty());
 }
 
 #[tokio::test]
@@ -442,95 +336,40 @@ async fn flash_messages_show_once() {
 #[tokio::test]
 async fn every_state_changing_form_refuses_bad_csrf_tokens() {
     let app = TestApp::spawn().await;
-    let alice = app
-        .create_user("alice", "alice@example.com", PW, false)
-        .await;
+    let alice = app.create_user("alice", "alice@example.com", PW, false).await;
     let bob = app.create_user("bobby", "bob@example.com", PW, false).await;
     let post_id = app
         .services
         .posts
-        .create(
-            portcullis_domain::Actor {
-                user_id: alice.id,
-                is_admin: false,
-            },
-            "Hello",
-            "World",
-        )
+        .create(portcullis_domain::Actor { user_id: alice.id, is_admin: false }, "Hello", "World")
         .await
         .expect("post");
 
-    let foreign_anon = app
-        .client()
-        .get("/login")
-        .await
-        .csrf_token()
-        .expect("token");
-    let foreign_user = app
-        .login_as(&bob)
-        .await
-        .get("/dashboard")
-        .await
-        .csrf_token()
-        .expect("token");
+    let foreign_anon = app.client().get("/login").await.csrf_token().expect("token");
+    let foreign_user = app.login_as(&bob).await.get("/dashboard").await.csrf_token().expect("token");
 
     // (path, fields, signed in as alice?)
     let edit = format!("/posts/{post_id}/edit");
     let delete = format!("/posts/{post_id}/delete");
     type Fields<'a> = Vec<(&'a str, &'a str)>;
     let forms: Vec<(&str, Fields, bool)> = vec![
-        (
-            "/register",
-            vec![
-                ("username", "mallory"),
-                ("email", "m@example.com"),
-                ("password", PW),
-            ],
-            false,
-        ),
-        (
-            "/login",
-            vec![("username", "alice"), ("password", PW)],
-            false,
-        ),
+        ("/register", vec![("username", "mallory"), ("email", "m@example.com"), ("password", PW)], false),
+        ("/login", vec![("username", "alice"), ("password", PW)], false),
         ("/logout", vec![], true),
-        (
-            "/posts/new",
-            vec![("title", "Injected"), ("content", "x")],
-            true,
-        ),
+        ("/posts/new", vec![("title", "Injected"), ("content", "x")], true),
         (&edit, vec![("title", "Defaced"), ("content", "x")], true),
         (&delete, vec![], true),
-        (
-            "/account/password",
-            vec![
-                ("current_password", PW),
-                ("new_password", "a brand new passphrase"),
-            ],
-            true,
-        ),
+        ("/account/password", vec![("current_password", PW), ("new_password", "a brand new passphrase")], true),
         ("/account/sessions/revoke-others", vec![], true),
     ];
     for (path, fields, signed_in) in forms {
-        let c = if signed_in {
-            app.login_as(&alice).await
-        } else {
-            app.client()
-        };
-        let own = c
-            .get(if signed_in { "/dashboard" } else { "/login" })
-            .await
-            .csrf_token()
-            .expect("own token");
+        let c = if signed_in { app.login_as(&alice).await } else { app.client() };
+        let own = c.get(if signed_in { "/dashboard" } else { "/login" }).await.csrf_token().expect("own token");
         let mut tampered = own.clone();
         let flip = if tampered.ends_with('A') { 'B' } else { 'A' };
         tampered.pop();
         tampered.push(flip);
-        let foreign = if signed_in {
-            foreign_user.clone()
-        } else {
-            foreign_anon.clone()
-        };
+        let foreign = if signed_in { foreign_user.clone() } else { foreign_anon.clone() };
         for (label, token) in [
             ("missing", None),
             ("foreign", Some(foreign)),
@@ -543,10 +382,7 @@ async fn every_state_changing_form_refuses_bad_csrf_tokens() {
             }
             let res = c.post_form(path, &all).await;
             assert_eq!(res.status, 403, "{path} with a {label} token");
-            assert!(
-                res.body.contains("Forbidden"),
-                "{path}: the site's 403 page"
-            );
+            assert!(res.body.contains("Forbidden"), "{path}: the site's 403 page");
         }
         // The same request with its own token is accepted.
         let mut all = fields.clone();
@@ -558,79 +394,35 @@ async fn every_state_changing_form_refuses_bad_csrf_tokens() {
             assert!(app.services.accounts.find_user("mallory").await.is_ok());
         }
         if path == "/account/password" {
-            let alice_now = app
-                .services
-                .accounts
-                .find_user("alice")
-                .await
-                .expect("alice");
-            let s = app
-                .services
-                .accounts
-                .start_session(&alice_now, false, Default::default())
-                .await
-                .expect("s");
+            let alice_now = app.services.accounts.find_user("alice").await.expect("alice");
+            let s = app.services.accounts.start_session(&alice_now, false, Default::default()).await.expect("s");
             let p = portcullis_domain::Password::parse(PW, Default::default()).expect("pw");
-            app.services
-                .accounts
-                .change_password(&s.session, "a brand new passphrase", &p)
-                .await
-                .expect("restore");
+            app.services.accounts.change_password(&s.session, "a brand new passphrase", &p).await.expect("restore");
         }
     }
     let post = app.services.posts.get(post_id).await;
-    assert!(
-        post.is_err(),
-        "deleted only by the request with a valid token"
-    );
-    let titles: Vec<String> = app
-        .services
-        .posts
-        .list(None, None, 50)
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|p| p.title)
-        .collect();
-    assert_eq!(
-        titles,
-        vec!["Injected".to_owned()],
-        "only the valid-token post exists"
-    );
+    assert!(post.is_err(), "deleted only by the request with a valid token");
+    let titles: Vec<String> =
+        app.services.posts.list(None, None, 50).await.expect("list").into_iter().map(|p| p.title).collect();
+    assert_eq!(titles, vec!["Injected".to_owned()], "only the valid-token post exists");
 }
 
 #[tokio::test]
 async fn cross_site_requests_are_refused_even_with_a_token() {
     let app = TestApp::spawn().await;
-    let alice = app
-        .create_user("alice", "alice@example.com", PW, false)
-        .await;
+    let alice = app.create_user("alice", "alice@example.com", PW, false).await;
     let c = app.login_as(&alice).await;
     let token = c.get("/posts/new").await.csrf_token().expect("token");
     let body = format!("title=x&content=y&csrf_token={token}");
-    for headers in [
-        vec![("origin", "https://evil.example")],
-        vec![("sec-fetch-site", "cross-site")],
-        vec![("origin", "null")],
-    ] {
-        let res = c
-            .send(
-                reqwest::Method::POST,
-                "/posts/new",
-                Some(body.clone()),
-                &headers,
-            )
-            .await;
+    for headers in
+        [vec![("origin", "https://evil.example")], vec![("sec-fetch-site", "cross-site")], vec![("origin", "null")]]
+    {
+        let res = c.send(reqwest::Method::POST, "/posts/new", Some(body.clone()), &headers).await;
         assert_eq!(res.status, 403, "{headers:?}");
     }
     let same = format!("http://{}", app.addr);
     let res = c
-        .send(
-            reqwest::Method::POST,
-            "/posts/new",
-            Some(body),
-            &[("origin", &same), ("sec-fetch-site", "same-origin")],
-        )
+        .send(reqwest::Method::POST, "/posts/new", Some(body), &[("origin", &same), ("sec-fetch-site", "same-origin")])
         .await;
     assert_eq!(res.status, 303);
 }
@@ -638,13 +430,9 @@ async fn cross_site_requests_are_refused_even_with_a_token() {
 #[tokio::test]
 async fn a_werkzeug_user_logs_in_and_is_upgraded_to_argon2id() {
     let app = TestApp::spawn().await;
-    let user = app
-        .create_user("flasky", "flasky@example.com", PW, false)
-        .await;
-    let fixtures: serde_json::Value = serde_json::from_str(include_str!(
-        "../crates/app/tests/fixtures/werkzeug_hashes.json"
-    ))
-    .expect("json");
+    let user = app.create_user("flasky", "flasky@example.com", PW, false).await;
+    let fixtures: serde_json::Value =
+        serde_json::from_str(include_str!("../crates/app/tests/fixtures/werkzeug_hashes.json")).expect("json");
     let entry = fixtures["hashes"]
         .as_array()
         .expect("list")
@@ -652,10 +440,7 @@ async fn a_werkzeug_user_logs_in_and_is_upgraded_to_argon2id() {
         .find(|h| h["method"] == "scrypt")
         .expect("scrypt fixture")
         .clone();
-    let (password, hash) = (
-        entry["password"].as_str().expect("pw"),
-        entry["hash"].as_str().expect("hash"),
-    );
+    let (password, hash) = (entry["password"].as_str().expect("pw"), entry["hash"].as_str().expect("hash"));
     sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
         .bind(hash)
         .bind(user.id)
@@ -664,47 +449,26 @@ async fn a_werkzeug_user_logs_in_and_is_upgraded_to_argon2id() {
         .expect("plant werkzeug hash");
 
     let c = app.client();
-    assert_eq!(
-        c.login("flasky", "wrong password!", false).await.status,
-        200
-    );
+    assert_eq!(c.login("flasky", "wrong password!", false).await.status, 200);
     let res = c.login("flasky", password, false).await;
     assert_eq!(res.status, 303);
-    let upgraded = app
-        .services
-        .accounts
-        .user(user.id)
-        .await
-        .expect("user")
-        .password_hash;
-    assert!(
-        upgraded.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"),
-        "{upgraded}"
-    );
+    let upgraded = app.services.accounts.user(user.id).await.expect("user").password_hash;
+    assert!(upgraded.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"), "{upgraded}");
     // And the new hash works.
-    assert_eq!(
-        app.client().login("flasky", password, false).await.status,
-        303
-    );
+    assert_eq!(app.client().login("flasky", password, false).await.status, 303);
 }
 
 #[tokio::test]
 async fn parallel_guesses_never_exceed_the_lockout_threshold() {
-    let app = TestApp::spawn_with(&[
-        ("PORTCULLIS_LOCKOUT_THRESHOLD", "3"),
-        ("PORTCULLIS_LOCKOUT_DURATION", "2s"),
-    ])
-    .await;
-    app.create_user("alice", "alice@example.com", PW, false)
-        .await;
+    let app =
+        TestApp::spawn_with(&[("PORTCULLIS_LOCKOUT_THRESHOLD", "3"), ("PORTCULLIS_LOCKOUT_DURATION", "2s")]).await;
+    app.create_user("alice", "alice@example.com", PW, false).await;
     for target in ["alice", "ghost"] {
         let mut tasks = Vec::new();
         for i in 0..30 {
             let c = app.client();
             let target = target.to_owned();
-            tasks.push(tokio::spawn(async move {
-                c.login(&target, &format!("guess number {i}"), false).await
-            }));
+            tasks.push(tokio::spawn(async move { c.login(&target, &format!("guess number {i}"), false).await }));
         }
         let (mut invalid, mut locked) = (0, 0);
         for t in tasks {
@@ -723,10 +487,7 @@ async fn parallel_guesses_never_exceed_the_lockout_threshold() {
     let right = app.client().login("alice", PW, false).await;
     let ghost = app.client().login("ghost", PW, false).await;
     assert!(right.body.contains("temporarily locked"));
-    assert_eq!(
-        normalized(&right).replace("alice", "X"),
-        normalized(&ghost).replace("ghost", "X")
-    );
+    assert_eq!(normalized(&right).replace("alice", "X"), normalized(&ghost).replace("ghost", "X"));
     // Until the lock runs out.
     tokio::time::sleep(Duration::from_millis(2200)).await;
     assert_eq!(app.client().login("alice", PW, false).await.status, 303);

@@ -6,24 +6,12 @@ use std::process::{Command, Stdio};
 use portcullis::testing::TestApp;
 
 fn assert_security_headers(res: &portcullis::testing::TestResponse, what: &str) {
-    let csp = res
-        .header("content-security-policy")
-        .unwrap_or_else(|| panic!("{what}: no CSP"));
+    let csp = res.header("content-security-policy").unwrap_or_else(|| panic!("{what}: no CSP"));
     assert!(csp.contains("frame-ancestors 'none'"), "{what}: {csp}");
     assert!(!csp.contains("unsafe-inline"), "{what}: {csp}");
-    assert_eq!(
-        res.header("x-content-type-options"),
-        Some("nosniff"),
-        "{what}"
-    );
-    assert!(
-        res.header("referrer-policy").is_some(),
-        "{what}: no Referrer-Policy"
-    );
-    assert!(
-        res.header("x-request-id").is_some(),
-        "{what}: no request id"
-    );
+    assert_eq!(res.header("x-content-type-options"), Some("nosniff"), "{what}");
+    assert!(res.header("referrer-policy").is_some(), "{what}: no Referrer-Policy");
+    assert!(res.header("x-request-id").is_some(), "{what}: no request id");
 }
 
 #[tokio::test]
@@ -38,53 +26,29 @@ async fn health_readiness_home_and_errors() {
 
     let home = c.get("/").await;
     assert_eq!(home.status, 200);
-    assert!(
-        home.body.contains(">Home<")
-            && home.body.contains(">Login<")
-            && home.body.contains(">Register<")
-    );
+    assert!(home.body.contains(">Home<") && home.body.contains(">Login<") && home.body.contains(">Register<"));
     assert!(!home.body.contains("Logout") && !home.body.contains("Dashboard"));
-    assert!(
-        !home.body.contains("<script>") && !home.body.contains("style="),
-        "no inline script or style"
-    );
+    assert!(!home.body.contains("<script>") && !home.body.contains("style="), "no inline script or style");
 
     let nf = c.get("/no/such/page").await;
     assert_eq!(nf.status, 404);
-    assert!(
-        nf.body.contains("Page not found") && nf.body.contains("/static/app.css"),
-        "site's own 404 page"
-    );
+    assert!(nf.body.contains("Page not found") && nf.body.contains("/static/app.css"), "site's own 404 page");
 
     let bad_method = c.submit("/login", "/healthz", &[]).await;
     assert_eq!(bad_method.status, 405);
     assert!(bad_method.body.contains("Method not allowed"));
 
-    for res in [
-        &h,
-        &r,
-        &home,
-        &nf,
-        &bad_method,
-        &c.get("/static/app.css").await,
-        &c.get("/login").await,
-    ] {
+    for res in [&h, &r, &home, &nf, &bad_method, &c.get("/static/app.css").await, &c.get("/login").await] {
         assert_security_headers(res, "response");
     }
-    assert!(
-        home.header("strict-transport-security").is_none(),
-        "no HSTS over http"
-    );
+    assert!(home.header("strict-transport-security").is_none(), "no HSTS over http");
 }
 
 #[tokio::test]
 async fn https_base_url_sends_hsts() {
     let app = TestApp::spawn_with(&[("PORTCULLIS_BASE_URL", "https://portcullis.example")]).await;
     let res = app.client().get("/").await;
-    assert!(
-        res.header("strict-transport-security")
-            .is_some_and(|v| v.contains("max-age="))
-    );
+    assert!(res.header("strict-transport-security").is_some_and(|v| v.contains("max-age=")));
 }
 
 #[tokio::test]
@@ -96,20 +60,12 @@ async fn large_bodies_get_413_and_change_nothing() {
     let res = c
         .post_form(
             "/register",
-            &[
-                ("csrf_token", &token),
-                ("username", "biggy"),
-                ("email", "b@example.com"),
-                ("password", &huge),
-            ],
+            &[("csrf_token", &token), ("username", "biggy"), ("email", "b@example.com"), ("password", &huge)],
         )
         .await;
     assert_eq!(res.status, 413);
     assert!(res.body.contains("Request too large"));
-    assert!(
-        app.services.accounts.find_user("biggy").await.is_err(),
-        "no user created"
-    );
+    assert!(app.services.accounts.find_user("biggy").await.is_err(), "no user created");
 }
 
 #[tokio::test]
@@ -175,15 +131,7 @@ fn cli_creates_lists_and_promotes_users() {
     let data = dir.path().join("data");
     let (code, _, err) = portcullis(
         &data,
-        &[
-            "user",
-            "create",
-            "--username",
-            "Alice",
-            "--email",
-            "alice@example.com",
-            "--password-stdin",
-        ],
+        &["user", "create", "--username", "Alice", "--email", "alice@example.com", "--password-stdin"],
         Some("a long passphrase\n"),
         &[],
     );
@@ -192,15 +140,7 @@ fn cli_creates_lists_and_promotes_users() {
     // Same name in another case: refused, one line, non-zero.
     let (code, _, err) = portcullis(
         &data,
-        &[
-            "user",
-            "create",
-            "--username",
-            "alice",
-            "--email",
-            "other@example.com",
-            "--password-stdin",
-        ],
+        &["user", "create", "--username", "alice", "--email", "other@example.com", "--password-stdin"],
         Some("another passphrase\n"),
         &[],
     );
@@ -210,15 +150,7 @@ fn cli_creates_lists_and_promotes_users() {
 
     let (code, _, err) = portcullis(
         &data,
-        &[
-            "user",
-            "create",
-            "--username",
-            "bob",
-            "--email",
-            "ALICE@example.com",
-            "--password-stdin",
-        ],
+        &["user", "create", "--username", "bob", "--email", "ALICE@example.com", "--password-stdin"],
         Some("another passphrase\n"),
         &[],
     );
@@ -227,15 +159,7 @@ fn cli_creates_lists_and_promotes_users() {
 
     let (code, _, err) = portcullis(
         &data,
-        &[
-            "user",
-            "create",
-            "--username",
-            "weak",
-            "--email",
-            "weak@example.com",
-            "--password-stdin",
-        ],
+        &["user", "create", "--username", "weak", "--email", "weak@example.com", "--password-stdin"],
         Some("password\n"),
         &[],
     );
@@ -244,15 +168,7 @@ fn cli_creates_lists_and_promotes_users() {
 
     let (code, _, err) = portcullis(
         &data,
-        &[
-            "user",
-            "create",
-            "--username",
-            "bad",
-            "--email",
-            "not-an-email",
-            "--password-stdin",
-        ],
+        &["user", "create", "--username", "bad", "--email", "not-an-email", "--password-stdin"],
         Some("fine passphrase\n"),
         &[],
     );
@@ -263,11 +179,7 @@ fn cli_creates_lists_and_promotes_users() {
     assert_eq!(code, 0);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 1, "{out}");
-    assert!(
-        lines[0].contains("Alice")
-            && lines[0].contains("alice@example.com")
-            && lines[0].contains("admin=false")
-    );
+    assert!(lines[0].contains("Alice") && lines[0].contains("alice@example.com") && lines[0].contains("admin=false"));
 
     let (code, _, err) = portcullis(&data, &["user", "set-admin", "alice"], None, &[]);
     assert_eq!(code, 0, "{err}");
@@ -275,12 +187,7 @@ fn cli_creates_lists_and_promotes_users() {
     assert!(out.contains("admin=true"), "{out}");
 
     // The last admin cannot be demoted.
-    let (code, _, err) = portcullis(
-        &data,
-        &["user", "set-admin", "alice", "--revoke"],
-        None,
-        &[],
-    );
+    let (code, _, err) = portcullis(&data, &["user", "set-admin", "alice", "--revoke"], None, &[]);
     assert_ne!(code, 0);
     assert!(err.contains("last administrator"), "{err}");
 
@@ -299,10 +206,7 @@ fn bad_configuration_stops_start_up_naming_the_variable() {
         ("PORTCULLIS_DATABASE_URL", "mysql://localhost/x"),
         ("PORTCULLIS_SESSION_IDLE_TIMEOUT", "a while"),
         ("PORTCULLIS_LOCKOUT_THRESHOLD", "many"),
-        (
-            "PORTCULLIS_DATABASE_URL",
-            "postgres://nobody@127.0.0.1:1/none",
-        ),
+        ("PORTCULLIS_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none"),
     ] {
         let (code, _, err) = portcullis(&data, &["serve"], None, &[(var, value)]);
         assert_eq!(code, 2, "{var}={value}: {err}");

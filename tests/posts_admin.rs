@@ -7,17 +7,11 @@ use portcullis_domain::Actor;
 const PW: &str = "correct horse battery staple";
 
 fn actor(u: &User) -> Actor {
-    Actor {
-        user_id: u.id,
-        is_admin: u.is_admin,
-    }
+    Actor { user_id: u.id, is_admin: u.is_admin }
 }
 
 fn is_login_redirect(res: &TestResponse) -> bool {
-    matches!(res.status, 302 | 303)
-        && res
-            .location()
-            .is_some_and(|l| l.starts_with("/login?next="))
+    matches!(res.status, 302 | 303) && res.location().is_some_and(|l| l.starts_with("/login?next="))
 }
 
 struct World {
@@ -29,21 +23,10 @@ struct World {
 
 async fn world() -> World {
     let app = TestApp::spawn().await;
-    let owner = app
-        .create_user("owner", "owner@example.com", PW, false)
-        .await;
-    let other = app
-        .create_user("other", "other@example.com", PW, false)
-        .await;
-    let admin = app
-        .create_user("admin", "admin@example.com", PW, true)
-        .await;
-    World {
-        app,
-        owner,
-        other,
-        admin,
-    }
+    let owner = app.create_user("owner", "owner@example.com", PW, false).await;
+    let other = app.create_user("other", "other@example.com", PW, false).await;
+    let admin = app.create_user("admin", "admin@example.com", PW, true).await;
+    World { app, owner, other, admin }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,12 +48,7 @@ impl World {
     }
 
     async fn post_of_owner(&self) -> i64 {
-        self.app
-            .services
-            .posts
-            .create(actor(&self.owner), "Owner's post", "Original words")
-            .await
-            .expect("post")
+        self.app.services.posts.create(actor(&self.owner), "Owner's post", "Original words").await.expect("post")
     }
 }
 
@@ -89,38 +67,21 @@ async fn route_table_every_route_for_every_role() {
     let w = world().await;
     let routes = portcullis_web::routes::route_list();
     assert!(routes.len() >= 20, "the table lists the router's routes");
-    let victim = w
-        .app
-        .create_user("victim", "victim@example.com", PW, false)
-        .await;
+    let victim = w.app.create_user("victim", "victim@example.com", PW, false).await;
     for (method, pattern) in routes {
         for role in [Role::Anonymous, Role::User, Role::Owner, Role::Admin] {
             let post_id = w.post_of_owner().await;
             let path = pattern
                 .replace("/posts/{id}", &format!("/posts/{post_id}"))
-                .replace(
-                    "/admin/users/{id}/{action}",
-                    &format!("/admin/users/{}/unlock", victim.id),
-                )
-                .replace(
-                    "/account/sessions/{id}/revoke",
-                    "/account/sessions/AAAAAAAAAAAAAAAAAAAAAA/revoke",
-                );
-            assert!(
-                !path.contains('{'),
-                "unclassified path parameter in {pattern}"
-            );
+                .replace("/admin/users/{id}/{action}", &format!("/admin/users/{}/unlock", victim.id))
+                .replace("/account/sessions/{id}/revoke", "/account/sessions/AAAAAAAAAAAAAAAAAAAAAA/revoke")
+                .replace("{token}", &format!("{}.{}", "A".repeat(22), "B".repeat(43)));
+            assert!(!path.contains('{'), "unclassified path parameter in {pattern}");
             use Role::*;
             let expected: Outcome = match (method.as_str(), pattern) {
-                (
-                    "GET",
-                    "/"
-                    | "/static/app.css"
-                    | "/static/password.js"
-                    | "/healthz"
-                    | "/readyz"
-                    | "/posts/{id}",
-                ) => Status(200),
+                ("GET", "/" | "/static/app.css" | "/static/password.js" | "/healthz" | "/readyz" | "/posts/{id}") => {
+                    Status(200)
+                }
                 ("GET", "/register" | "/login") => {
                     if role == Anonymous {
                         Status(200)
@@ -135,16 +96,12 @@ async fn route_table_every_route_for_every_role() {
                         Status(303)
                     }
                 }
-                ("POST", "/logout") => Status(303),
-                (
-                    "GET",
-                    "/logout" | "/dashboard" | "/posts/new" | "/account" | "/account/sessions",
-                ) => {
-                    if role == Anonymous {
-                        Login
-                    } else {
-                        Status(200)
-                    }
+                ("POST", "/logout" | "/forgot-password") => Status(303),
+                ("GET", "/forgot-password") => Status(200),
+                (_, "/verify-email/{token}" | "/reset-password/{token}") => Status(400),
+                ("POST", "/verify-email/resend") => if role == Anonymous { Login } else { Status(303) },
+                ("GET", "/logout" | "/dashboard" | "/posts/new" | "/account" | "/account/sessions") => {
+                    if role == Anonymous { Login } else { Status(200) }
                 }
                 ("POST", "/posts/new") => {
                     if role == Anonymous {
@@ -200,15 +157,8 @@ async fn route_table_every_route_for_every_role() {
                 other => panic!("route {other:?} is not classified: add it to this table"),
             };
             let c = w.client(role).await;
-            let token = c
-                .get(if role == Role::Anonymous {
-                    "/login"
-                } else {
-                    "/dashboard"
-                })
-                .await
-                .csrf_token()
-                .expect("token");
+            let token =
+                c.get(if role == Role::Anonymous { "/login" } else { "/dashboard" }).await.csrf_token().expect("token");
             let res = if method == reqwest::Method::GET {
                 c.get(&path).await
             } else {
@@ -223,18 +173,12 @@ async fn route_table_every_route_for_every_role() {
             };
             match expected {
                 Status(code) => assert_eq!(res.status, code, "{method} {path} as {role:?}"),
-                Login => assert!(
-                    is_login_redirect(&res),
-                    "{method} {path} as {role:?}: {} {:?}",
-                    res.status,
-                    res.location()
-                ),
+                Login => {
+                    assert!(is_login_redirect(&res), "{method} {path} as {role:?}: {} {:?}", res.status, res.location())
+                }
             }
             if res.status == 403 {
-                assert!(
-                    res.body.contains("Forbidden"),
-                    "{method} {path}: the site's 403 page"
-                );
+                assert!(res.body.contains("Forbidden"), "{method} {path}: the site's 403 page");
             }
         }
     }
@@ -252,36 +196,17 @@ async fn ownership_matrix_changes_nothing_when_refused() {
     let page = c.get(&edit).await;
     assert_eq!(page.status, 403);
     assert!(page.body.contains("You can only edit your own posts"));
-    let res = c
-        .submit(
-            "/dashboard",
-            &edit,
-            &[("title", "Hacked"), ("content", "Hacked")],
-        )
-        .await;
+    let res = c.submit("/dashboard", &edit, &[("title", "Hacked"), ("content", "Hacked")]).await;
     assert_eq!(res.status, 403);
     assert!(res.body.contains("You can only edit your own posts"));
     let res = c.submit("/dashboard", &delete, &[]).await;
     assert_eq!(res.status, 403);
     let post = w.app.services.posts.get(id).await.expect("still there");
-    assert_eq!(
-        (post.title.as_str(), post.content.as_str()),
-        ("Owner's post", "Original words")
-    );
+    assert_eq!((post.title.as_str(), post.content.as_str()), ("Owner's post", "Original words"));
 
     // The admin may delete but not edit.
     let admin = w.client(Role::Admin).await;
-    assert_eq!(
-        admin
-            .submit(
-                "/dashboard",
-                &edit,
-                &[("title", "Admin words"), ("content", "x")]
-            )
-            .await
-            .status,
-        403
-    );
+    assert_eq!(admin.submit("/dashboard", &edit, &[("title", "Admin words"), ("content", "x")]).await.status, 403);
     let res = admin.submit("/dashboard", &delete, &[]).await;
     assert_eq!(res.status, 303);
     assert!(w.app.services.posts.get(id).await.is_err());
@@ -296,28 +221,17 @@ async fn ownership_matrix_changes_nothing_when_refused() {
             &[("title", "New title"), ("content", "New words")],
         )
         .await;
-    assert_eq!(
-        (res.status, res.location()),
-        (303, Some(format!("/posts/{id}").as_str()))
-    );
+    assert_eq!((res.status, res.location()), (303, Some(format!("/posts/{id}").as_str())));
     let shown = owner.get(&format!("/posts/{id}")).await;
     assert!(shown.body.contains("Post updated successfully") && shown.body.contains("New title"));
 
     // Unknown ids are 404 whatever the method.
-    for path in [
-        "/posts/999999",
-        "/posts/999999/edit",
-        "/posts/abc",
-        "/posts/-1/edit",
-    ] {
+    for path in ["/posts/999999", "/posts/999999/edit", "/posts/abc", "/posts/-1/edit"] {
         assert_eq!(owner.get(path).await.status, 404, "GET {path}");
     }
     for path in ["/posts/999999/edit", "/posts/999999/delete"] {
         assert_eq!(
-            owner
-                .submit("/dashboard", path, &[("title", "t"), ("content", "c")])
-                .await
-                .status,
+            owner.submit("/dashboard", path, &[("title", "t"), ("content", "c")]).await.status,
             404,
             "POST {path}"
         );
@@ -328,35 +242,16 @@ async fn ownership_matrix_changes_nothing_when_refused() {
 async fn posts_are_validated_and_paginated_by_keyset() {
     let w = world().await;
     let c = w.client(Role::Owner).await;
-    let res = c
-        .submit(
-            "/posts/new",
-            "/posts/new",
-            &[("title", "   "), ("content", "")],
-        )
-        .await;
+    let res = c.submit("/posts/new", "/posts/new", &[("title", "   "), ("content", "")]).await;
     assert_eq!(res.status, 200);
     assert!(res.body.contains("Title is required") && res.body.contains("Content is required"));
     let long = "t".repeat(201);
-    let res = c
-        .submit(
-            "/posts/new",
-            "/posts/new",
-            &[("title", &long), ("content", "kept text")],
-        )
-        .await;
+    let res = c.submit("/posts/new", "/posts/new", &[("title", &long), ("content", "kept text")]).await;
     assert!(res.body.contains("at most 200") && res.body.contains("kept text"));
 
     for i in 0..25 {
         let res = c
-            .submit(
-                "/posts/new",
-                "/posts/new",
-                &[
-                    ("title", &format!("Post number {i:02}")),
-                    ("content", "body"),
-                ],
-            )
+            .submit("/posts/new", "/posts/new", &[("title", &format!("Post number {i:02}")), ("content", "body")])
             .await;
         assert_eq!(res.status, 303);
     }
@@ -365,48 +260,28 @@ async fn posts_are_validated_and_paginated_by_keyset() {
     for _ in 0..5 {
         let res = c.get(&page).await;
         assert_eq!(res.status, 200);
-        let titles: Vec<String> = res
-            .body
-            .match_indices("Post number ")
-            .map(|(i, _)| res.body[i..i + 14].to_owned())
-            .collect();
+        let titles: Vec<String> =
+            res.body.match_indices("Post number ").map(|(i, _)| res.body[i..i + 14].to_owned()).collect();
         assert!(titles.len() <= 10);
         seen.extend(titles);
-        match res
-            .body
-            .split("?before=")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-        {
+        match res.body.split("?before=").nth(1).and_then(|s| s.split('"').next()) {
             Some(before) => page = format!("/?before={before}"),
             None => break,
         }
     }
-    let expected: Vec<String> = (0..25)
-        .rev()
-        .map(|i| format!("Post number {i:02}"))
-        .collect();
+    let expected: Vec<String> = (0..25).rev().map(|i| format!("Post number {i:02}")).collect();
     assert_eq!(seen, expected, "every post once, newest first");
     // The dashboard pages the user's own posts the same way.
     let dash = c.get("/dashboard").await;
     assert_eq!(dash.body.matches("Post number ").count(), 10);
     assert!(dash.body.contains("dashboard?before="));
-    assert!(
-        !w.client(Role::User)
-            .await
-            .get("/dashboard")
-            .await
-            .body
-            .contains("Post number")
-    );
+    assert!(!w.client(Role::User).await.get("/dashboard").await.body.contains("Post number"));
 }
 
 #[tokio::test]
 async fn hostile_text_is_escaped_on_every_page() {
     let app = TestApp::spawn().await;
-    let evil = app
-        .create_user("x.evil", "o'brien&co@example.com", PW, true)
-        .await;
+    let evil = app.create_user("x.evil", "o'brien&co@example.com", PW, true).await;
     let script = "<script>alert('x')</script>";
     let id = app
         .services
@@ -433,41 +308,22 @@ async fn hostile_text_is_escaped_on_every_page() {
         assert!(!res.body.contains("<img src=x"), "{path}: raw img");
         assert!(!res.body.contains("o'brien&co"), "{path}: raw email");
     }
-    assert!(
-        c.get(&format!("/posts/{id}"))
-            .await
-            .body
-            .contains("&lt;script&gt;")
-    );
+    assert!(c.get(&format!("/posts/{id}")).await.body.contains("&lt;script&gt;"));
 }
 
 #[tokio::test]
 async fn admin_search_treats_sql_metacharacters_literally_and_pages() {
     let w = world().await;
     for i in 0..30 {
-        w.app
-            .create_user(
-                &format!("member{i:02}"),
-                &format!("m{i:02}@example.com"),
-                PW,
-                false,
-            )
-            .await;
+        w.app.create_user(&format!("member{i:02}"), &format!("m{i:02}@example.com"), PW, false).await;
     }
-    w.app
-        .create_user("under_score", "pct%sign@example.com", PW, false)
-        .await;
+    w.app.create_user("under_score", "pct%sign@example.com", PW, false).await;
     let admin = w.client(Role::Admin).await;
     let count = |res: &TestResponse| res.body.matches("<tr>").count() - 1; // minus the header row
 
     let all = admin.get("/admin/users").await;
     assert_eq!(count(&all), 25, "first page");
-    let next = all
-        .body
-        .split("after=")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .expect("next page link");
+    let next = all.body.split("after=").nth(1).and_then(|s| s.split('"').next()).expect("next page link");
     let page2 = admin.get(&format!("/admin/users?q=&after={next}")).await;
     assert_eq!(count(&page2), 34 - 25, "second page holds the rest");
     assert!(!page2.body.contains("after="), "no third page");
@@ -485,11 +341,7 @@ async fn admin_search_treats_sql_metacharacters_literally_and_pages() {
         let encoded: String = q.bytes().map(|b| format!("%{b:02X}")).collect();
         let res = admin.get(&format!("/admin/users?q={encoded}")).await;
         assert_eq!(res.status, 200, "q={q:?}");
-        let rows = if res.body.contains("No users match") {
-            0
-        } else {
-            count(&res)
-        };
+        let rows = if res.body.contains("No users match") { 0 } else { count(&res) };
         assert_eq!(rows, expect, "q={q:?}");
     }
 }
@@ -497,17 +349,12 @@ async fn admin_search_treats_sql_metacharacters_literally_and_pages() {
 #[tokio::test]
 async fn a_demoted_admin_loses_access_on_the_next_request() {
     let w = world().await;
-    let second = w
-        .app
-        .create_user("second", "second@example.com", PW, true)
-        .await;
+    let second = w.app.create_user("second", "second@example.com", PW, true).await;
     let second_client = w.app.login_as(&second).await;
     assert_eq!(second_client.get("/admin/users").await.status, 200);
 
     let admin = w.client(Role::Admin).await;
-    let confirm = admin
-        .get(&format!("/admin/users/{}/revoke-admin", second.id))
-        .await;
+    let confirm = admin.get(&format!("/admin/users/{}/revoke-admin", second.id)).await;
     assert_eq!(confirm.status, 200);
     assert!(confirm.body.contains("Remove administrator"));
     let res = admin
@@ -532,27 +379,12 @@ async fn the_last_admin_cannot_be_demoted_or_deleted() {
     let w = world().await;
     let admin = w.client(Role::Admin).await;
     for action in ["revoke-admin", "delete"] {
-        let res = admin
-            .submit(
-                "/admin/users",
-                &format!("/admin/users/{}/{action}", w.admin.id),
-                &[],
-            )
-            .await;
+        let res = admin.submit("/admin/users", &format!("/admin/users/{}/{action}", w.admin.id), &[]).await;
         assert_eq!(res.status, 303);
         let page = admin.get(res.location().expect("location")).await;
-        assert!(
-            page.body.contains("flash error") && page.body.contains("last administrator"),
-            "{action}"
-        );
+        assert!(page.body.contains("flash error") && page.body.contains("last administrator"), "{action}");
     }
-    let me = w
-        .app
-        .services
-        .accounts
-        .user(w.admin.id)
-        .await
-        .expect("still there");
+    let me = w.app.services.accounts.user(w.admin.id).await.expect("still there");
     assert!(me.is_admin);
 }
 
@@ -561,67 +393,23 @@ async fn admin_actions_lock_unlock_sessions_and_delete() {
     let w = world().await;
     let admin = w.client(Role::Admin).await;
     let victim = w.app.login_as(&w.other).await;
-    let post = w
-        .app
-        .services
-        .posts
-        .create(actor(&w.other), "Doomed", "Post")
-        .await
-        .expect("post");
+    let post = w.app.services.posts.create(actor(&w.other), "Doomed", "Post").await.expect("post");
 
     let act = |action: &str| format!("/admin/users/{}/{action}", w.other.id);
-    assert_eq!(
-        admin.submit("/admin/users", &act("lock"), &[]).await.status,
-        303
-    );
-    assert!(
-        is_login_redirect(&victim.get("/dashboard").await),
-        "lock ends the sessions"
-    );
+    assert_eq!(admin.submit("/admin/users", &act("lock"), &[]).await.status, 303);
+    assert!(is_login_redirect(&victim.get("/dashboard").await), "lock ends the sessions");
     let c = w.app.client();
-    assert!(
-        c.login("other", PW, false)
-            .await
-            .body
-            .contains("temporarily locked")
-    );
-    assert!(
-        admin
-            .get("/admin/users?q=other")
-            .await
-            .body
-            .contains("badge locked")
-    );
+    assert!(c.login("other", PW, false).await.body.contains("temporarily locked"));
+    assert!(admin.get("/admin/users?q=other").await.body.contains("badge locked"));
 
-    assert_eq!(
-        admin
-            .submit("/admin/users", &act("unlock"), &[])
-            .await
-            .status,
-        303
-    );
+    assert_eq!(admin.submit("/admin/users", &act("unlock"), &[]).await.status, 303);
     let c = w.app.client();
     assert_eq!(c.login("other", PW, false).await.status, 303);
 
-    assert_eq!(
-        admin
-            .submit("/admin/users", &act("revoke-sessions"), &[])
-            .await
-            .status,
-        303
-    );
+    assert_eq!(admin.submit("/admin/users", &act("revoke-sessions"), &[]).await.status, 303);
     assert!(is_login_redirect(&c.get("/dashboard").await));
 
-    assert_eq!(
-        admin
-            .submit("/admin/users", &act("delete"), &[])
-            .await
-            .status,
-        303
-    );
+    assert_eq!(admin.submit("/admin/users", &act("delete"), &[]).await.status, 303);
     assert!(w.app.services.accounts.user(w.other.id).await.is_err());
-    assert!(
-        w.app.services.posts.get(post).await.is_err(),
-        "their posts went too"
-    );
+    assert!(w.app.services.posts.get(post).await.is_err(), "their posts went too");
 }

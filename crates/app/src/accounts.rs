@@ -5,11 +5,14 @@ use std::sync::Arc;
 
 use portcullis_domain::{Email, Password, PasswordPolicy, Username};
 
+use tokio::sync::Notify;
+
 use crate::clock::{ms, now_ms};
-use crate::error::{AppError, FieldErrors, StoreError};
+use crate::error::{AppError, FieldErrors, StoreError, TokenProblem};
 use crate::hashing::HashPool;
-use crate::model::{NewUser, Session, User, UserSummary};
-use crate::ports::{LoginThrottle, SessionStore, UserStore};
+use crate::mail::{MailKind, MailRenderer, MailVars, OutgoingMail, Sealer};
+use crate::model::{NewToken, NewUser, Session, TokenPurpose, TokenRecord, User, UserSummary};
+use crate::ports::{LoginThrottle, NewCredentials, SessionStore, TokenStore, UserStore};
 use crate::settings::AuthSettings;
 use crate::tokens;
 
@@ -46,12 +49,66 @@ pub struct NewSession {
     pub session: Session,
 }
 
+/// The storage ports the account use cases need.
+#[derive(Clone)]
+pub struct AccountPorts {
+    /// Users.
+    pub users: Arc<dyn UserStore>,
+    /// Sessions.
+    pub sessions: Arc<dyn SessionStore>,
+    /// Failed-login counters.
+    pub throttle: Arc<dyn LoginThrottle>,
+    /// One-shot tokens and the changes they make.
+    pub tokens: Arc<dyn TokenStore>,
+}
+
+/// Writes mails for the outbox: renders, seals, and wakes the worker.
+#[derive(Clone)]
+pub struct Mailer {
+    renderer: Arc<dyn MailRenderer>,
+    sealer: Sealer,
+    wake: Arc<Notify>,
+}
+
+impl Mailer {
+    /// A mailer rendering with `renderer`, sealing with `sealer`, poking `wake`.
+    pub fn new(renderer: Arc<dyn MailRenderer>, sealer: Sealer, wake: Arc<Notify>) -> Self {
+        Self { renderer, sealer, wake }
+    }
+
+    fn compose(&self, kind: MailKind, to: &str, vars: &MailVars) -> Result<OutgoingMail, AppError> {
+        let mail = self.renderer.render(kind, to, vars).map_err(AppError::Internal)?;
+        self.sealer.seal(&mail).map_err(AppError::Internal)
+    }
+
+    fn queued(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// "1 hour", "48 hours", "15 minutes".
+fn in_words(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    let (n, unit) = if secs >= 86_400 * 2 && secs.is_multiple_of(86_400) {
+        (secs / 86_400, "day")
+    } else if secs >= 3600 && secs.is_multiple_of(3600) {
+        (secs / 3600, "hour")
+    } else if secs >= 60 {
+        (secs / 60, "minute")
+    } else {
+        (secs, "second")
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
 /// The account use cases.
 #[derive(Clone)]
 pub struct Accounts {
     users: Arc<dyn UserStore>,
     sessions: Arc<dyn SessionStore>,
     throttle: Arc<dyn LoginThrottle>,
+    tokens: Arc<dyn TokenStore>,
+    mailer: Mailer,
     hasher: Arc<HashPool>,
     settings: AuthSettings,
 }
@@ -71,20 +128,150 @@ fn normalize_login(identifier: &str) -> String {
 
 impl Accounts {
     /// Wires the use cases to their ports.
-    pub fn new(
-        users: Arc<dyn UserStore>,
-        sessions: Arc<dyn SessionStore>,
-        throttle: Arc<dyn LoginThrottle>,
-        hasher: Arc<HashPool>,
-        settings: AuthSettings,
-    ) -> Self {
+    pub fn new(ports: AccountPorts, mailer: Mailer, hasher: Arc<HashPool>, settings: AuthSettings) -> Self {
         Self {
-            users,
-            sessions,
-            throttle,
+            users: ports.users,
+            sessions: ports.sessions,
+            throttle: ports.throttle,
+            tokens: ports.tokens,
+            mailer,
             hasher,
             settings,
         }
+    }
+
+    fn link(&self, path: &str, token: &str) -> String {
+        format!("{}/{path}/{token}", self.settings.base_url.trim_end_matches('/'))
+    }
+
+    fn vars(&self, user: &User, link: Option<String>, valid_for: Option<std::time::Duration>) -> MailVars {
+        MailVars {
+            username: user.username.clone(),
+            link,
+            valid_for: valid_for.map(in_words),
+            base_url: self.settings.base_url.clone(),
+        }
+    }
+
+    fn new_token(&self, purpose: TokenPurpose, email: Option<String>, ttl: std::time::Duration) -> (NewToken, String) {
+        let minted = tokens::mint();
+        let now = now_ms();
+        let token = NewToken {
+            id: minted.id.clone(),
+            secret_hash: minted.secret_hash.clone(),
+            purpose,
+            email,
+            created_at: now,
+            expires_at: now.saturating_add(ms(ttl)),
+        };
+        (token, minted.value())
+    }
+
+    /// Checks a link's token: right secret, right purpose, unused, unexpired.
+    async fn check_token(&self, value: &str, purpose: TokenPurpose) -> Result<TokenRecord, AppError> {
+        let (id, secret) = tokens::parse(value.trim()).ok_or(AppError::Token(TokenProblem::Invalid))?;
+        let rec = self.tokens.token(id).await?.ok_or(AppError::Token(TokenProblem::Invalid))?;
+        if !tokens::secret_matches(secret, &rec.secret_hash) || rec.purpose != Some(purpose) {
+            return Err(AppError::Token(TokenProblem::Invalid));
+        }
+        if rec.used_at.is_some() {
+            return Err(AppError::Token(TokenProblem::Used));
+        }
+        if now_ms() >= rec.expires_at {
+            return Err(AppError::Token(TokenProblem::Expired));
+        }
+        Ok(rec)
+    }
+
+    /// Sends (again) the verification mail; `false` if already verified.
+    pub async fn resend_verification(&self, user: &User) -> Result<bool, AppError> {
+        if user.email_verified {
+            return Ok(false);
+        }
+        let (token, value) =
+            self.new_token(TokenPurpose::VerifyEmail, Some(user.email.clone()), self.settings.verify_token_ttl);
+        let vars = self.vars(user, Some(self.link("verify-email", &value)), Some(self.settings.verify_token_ttl));
+        let mail = self.mailer.compose(MailKind::VerifyEmail, &user.email, &vars)?;
+        self.tokens.issue_token(user.id, &token, &[mail]).await?;
+        self.mailer.queued();
+        Ok(true)
+    }
+
+    /// Follows a verification link.
+    pub async fn verify_email(&self, value: &str) -> Result<User, AppError> {
+        let rec = self.check_token(value, TokenPurpose::VerifyEmail).await?;
+        let user = self.user(rec.user_id).await?;
+        let email = rec.email.clone().unwrap_or_else(|| user.email.clone());
+        if !self.tokens.verify_email_with_token(&rec.id, user.id, &email, now_ms()).await? {
+            return Err(AppError::Token(TokenProblem::Used));
+        }
+        self.user(user.id).await
+    }
+
+    /// Starts a password reset for the account with this email, if there is
+    /// one. The caller answers the same whatever happens here, and this
+    /// returns before any work is done, so the time taken says nothing either.
+    pub fn request_password_reset(&self, email: &str) {
+        let normalized = email.trim().to_lowercase();
+        if !normalized.contains('@') || normalized.len() > 254 {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.send_reset_mail(&normalized).await {
+                tracing::warn!(error = %e, "password reset request failed");
+            }
+        });
+    }
+
+    async fn send_reset_mail(&self, normalized_email: &str) -> Result<(), AppError> {
+        let Some(user) = self.users.user_by_login(normalized_email).await? else { return Ok(()) };
+        if user.email.to_lowercase() != normalized_email {
+            return Ok(());
+        }
+        let (token, value) = self.new_token(TokenPurpose::ResetPassword, None, self.settings.reset_token_ttl);
+        let vars = self.vars(&user, Some(self.link("reset-password", &value)), Some(self.settings.reset_token_ttl));
+        let mail = self.mailer.compose(MailKind::ResetPassword, &user.email, &vars)?;
+        self.tokens.issue_token(user.id, &token, &[mail]).await?;
+        self.mailer.queued();
+        Ok(())
+    }
+
+    /// Whether a reset link can still be used.
+    pub async fn check_reset_token(&self, value: &str) -> Result<(), AppError> {
+        self.check_token(value, TokenPurpose::ResetPassword).await.map(|_| ())
+    }
+
+    /// Follows a reset link: sets the new password, ends every session of
+    /// the user, clears any lockout, and mails a notice.
+    pub async fn reset_password(&self, value: &str, new_password: &str) -> Result<User, AppError> {
+        let rec = self.check_token(value, TokenPurpose::ResetPassword).await?;
+        let password =
+            Password::parse(new_password, self.password_policy()).map_err(|e| invalid("password", e.to_string()))?;
+        let user = self.user(rec.user_id).await?;
+        let hash = self.hasher.hash(password.expose()).await?;
+        let vars = self.vars(&user, None, None);
+        let notice = self.mailer.compose(MailKind::PasswordChanged, &user.email, &vars)?;
+        let keys = lockout_keys(&user);
+        let done = self
+            .tokens
+            .reset_password_with_token(
+                &rec.id,
+                &keys,
+                &NewCredentials {
+                    user_id: user.id,
+                    hash: &hash,
+                    new_stamp: &tokens::random_b64(16),
+                    mails: &[notice],
+                    now: now_ms(),
+                },
+            )
+            .await?;
+        if !done {
+            return Err(AppError::Token(TokenProblem::Used));
+        }
+        self.mailer.queued();
+        self.user(user.id).await
     }
 
     /// The settings in force.
@@ -94,9 +281,7 @@ impl Accounts {
 
     /// The password policy in force.
     pub fn password_policy(&self) -> PasswordPolicy {
-        PasswordPolicy {
-            min_length: self.settings.min_password_length,
-        }
+        PasswordPolicy { min_length: self.settings.min_password_length }
     }
 
     /// The hashing pool.
@@ -107,12 +292,8 @@ impl Accounts {
     /// Creates an account. Every field is checked and every problem reported at once.
     pub async fn register(&self, form: Registration) -> Result<User, AppError> {
         let mut errors = FieldErrors::default();
-        let username = Username::parse(&form.username)
-            .map_err(|e| errors.add("username", e.to_string()))
-            .ok();
-        let email = Email::parse(&form.email)
-            .map_err(|e| errors.add("email", e.to_string()))
-            .ok();
+        let username = Username::parse(&form.username).map_err(|e| errors.add("username", e.to_string())).ok();
+        let email = Email::parse(&form.email).map_err(|e| errors.add("email", e.to_string())).ok();
         let password = Password::parse(&form.password, self.password_policy())
             .map_err(|e| errors.add("password", e.to_string()))
             .ok();
@@ -143,7 +324,26 @@ impl Accounts {
             now: now_ms(),
         };
         // The unique indexes decide races the lookups above could not.
-        self.users.insert_user(&new).await.map_err(|e| match e {
+        let inserted = if new.email_verified {
+            self.users.insert_user(&new).await
+        } else {
+            let (token, value) = self.new_token(
+                TokenPurpose::VerifyEmail,
+                Some(new.email.as_str().to_owned()),
+                self.settings.verify_token_ttl,
+            );
+            let vars = MailVars {
+                username: new.username.as_str().to_owned(),
+                link: Some(self.link("verify-email", &value)),
+                valid_for: Some(in_words(self.settings.verify_token_ttl)),
+                base_url: self.settings.base_url.clone(),
+            };
+            let mail = self.mailer.compose(MailKind::VerifyEmail, new.email.as_str(), &vars)?;
+            let user = self.tokens.insert_user_with_token(&new, &token, &[mail]).await;
+            self.mailer.queued();
+            user
+        };
+        inserted.map_err(|e| match e {
             StoreError::UsernameTaken => invalid("username", e.to_string()),
             StoreError::EmailTaken => invalid("email", e.to_string()),
             other => other.into(),
@@ -169,16 +369,8 @@ impl Accounts {
         let now = now_ms();
         let threshold = i64::from(self.settings.lockout_threshold.max(1));
         let lock_ms = ms(self.settings.lockout_duration);
-        let attempts = self
-            .throttle
-            .reserve_attempt(
-                &key,
-                now,
-                threshold,
-                now.saturating_add(lock_ms),
-                now - lock_ms,
-            )
-            .await?;
+        let attempts =
+            self.throttle.reserve_attempt(&key, now, threshold, now.saturating_add(lock_ms), now - lock_ms).await?;
         if attempts > threshold {
             return Err(AppError::Locked);
         }
@@ -194,11 +386,7 @@ impl Accounts {
         if verified.needs_rehash {
             // Quietly move old (Werkzeug, cheaper Argon2) hashes to the current cost.
             match self.hasher.hash(password).await {
-                Ok(h) => {
-                    self.users
-                        .update_password_hash(user.id, &h, now_ms())
-                        .await?
-                }
+                Ok(h) => self.users.update_password_hash(user.id, &h, now_ms()).await?,
                 Err(e) => {
                     tracing::warn!(user_id = user.id, error = %e, "password rehash postponed")
                 }
@@ -209,19 +397,10 @@ impl Accounts {
     }
 
     /// Opens a new session for `user`. Any session the browser had is replaced by the caller.
-    pub async fn start_session(
-        &self,
-        user: &User,
-        remember: bool,
-        client: ClientInfo,
-    ) -> Result<NewSession, AppError> {
+    pub async fn start_session(&self, user: &User, remember: bool, client: ClientInfo) -> Result<NewSession, AppError> {
         let token = tokens::mint();
         let now = now_ms();
-        let life = if remember {
-            self.settings.remember_duration
-        } else {
-            self.settings.session_absolute_timeout
-        };
+        let life = if remember { self.settings.remember_duration } else { self.settings.session_absolute_timeout };
         let session = Session {
             id: token.id.clone(),
             secret_hash: token.secret_hash.clone(),
@@ -235,10 +414,7 @@ impl Accounts {
             user_agent: client.user_agent.map(|ua| ua.chars().take(512).collect()),
         };
         self.sessions.insert_session(&session).await?;
-        Ok(NewSession {
-            cookie: token.value(),
-            session,
-        })
+        Ok(NewSession { cookie: token.value(), session })
     }
 
     /// The live session and user behind a cookie value, if any. Enforces the
@@ -270,9 +446,7 @@ impl Accounts {
 
     /// Ends one session.
     pub async fn logout(&self, session: &Session) -> Result<(), AppError> {
-        self.sessions
-            .delete_session(session.user_id, &session.id)
-            .await?;
+        self.sessions.delete_session(session.user_id, &session.id).await?;
         Ok(())
     }
 
@@ -286,25 +460,19 @@ impl Accounts {
         new: &Password,
     ) -> Result<NewSession, AppError> {
         let user = self.user(current.user_id).await?;
-        if !self
-            .hasher
-            .verify(current_password, &user.password_hash)
-            .await?
-            .ok
-        {
+        if !self.hasher.verify(current_password, &user.password_hash).await?.ok {
             return Err(AppError::InvalidCredentials);
         }
         let hash = self.hasher.hash(new.expose()).await?;
         let stamp = tokens::random_b64(16);
-        self.users
-            .set_password(user.id, &hash, &stamp, now_ms())
-            .await?;
+        let notice = self.mailer.compose(MailKind::PasswordChanged, &user.email, &self.vars(&user, None, None))?;
+        let change =
+            NewCredentials { user_id: user.id, hash: &hash, new_stamp: &stamp, mails: &[notice], now: now_ms() };
+        self.tokens.change_password_with_mail(&change).await?;
+        self.mailer.queued();
         self.sessions.delete_user_sessions(user.id, None).await?;
         let user = self.user(user.id).await?;
-        let client = ClientInfo {
-            ip: current.ip.clone(),
-            user_agent: current.user_agent.clone(),
-        };
+        let client = ClientInfo { ip: current.ip.clone(), user_agent: current.user_agent.clone() };
         self.start_session(&user, current.remember, client).await
     }
 
@@ -315,29 +483,18 @@ impl Accounts {
 
     /// Revokes one of the user's own sessions.
     pub async fn revoke_session(&self, user_id: i64, session_id: &str) -> Result<(), AppError> {
-        if self.sessions.delete_session(user_id, session_id).await? {
-            Ok(())
-        } else {
-            Err(AppError::NotFound)
-        }
+        if self.sessions.delete_session(user_id, session_id).await? { Ok(()) } else { Err(AppError::NotFound) }
     }
 
     /// Revokes all of a user's sessions but `keep`.
-    pub async fn revoke_other_sessions(
-        &self,
-        user_id: i64,
-        keep: Option<&str>,
-    ) -> Result<u64, AppError> {
+    pub async fn revoke_other_sessions(&self, user_id: i64, keep: Option<&str>) -> Result<u64, AppError> {
         Ok(self.sessions.delete_user_sessions(user_id, keep).await?)
     }
 
     /// Deletes expired sessions; answers how many.
     pub async fn purge_expired_sessions(&self) -> Result<u64, AppError> {
         let now = now_ms();
-        Ok(self
-            .sessions
-            .purge_sessions(now, now - ms(self.settings.session_idle_timeout))
-            .await?)
+        Ok(self.sessions.purge_sessions(now, now - ms(self.settings.session_idle_timeout)).await?)
     }
 
     /// A user by id.
@@ -347,10 +504,7 @@ impl Accounts {
 
     /// A user by username (any case) or email.
     pub async fn find_user(&self, identifier: &str) -> Result<User, AppError> {
-        self.users
-            .user_by_login(&normalize_login(identifier))
-            .await?
-            .ok_or(AppError::NotFound)
+        self.users.user_by_login(&normalize_login(identifier)).await?.ok_or(AppError::NotFound)
     }
 
     /// Users for the admin list, `limit` at a time after `after_id`.
@@ -361,10 +515,7 @@ impl Accounts {
         limit: i64,
     ) -> Result<Vec<UserSummary>, AppError> {
         let query = query.map(str::trim).filter(|q| !q.is_empty());
-        Ok(self
-            .users
-            .list_users(query, after_id, limit, now_ms())
-            .await?)
+        Ok(self.users.list_users(query, after_id, limit, now_ms()).await?)
     }
 
     /// Whether any administrator exists.
@@ -380,14 +531,8 @@ impl Accounts {
             return Ok(user);
         }
         let stamp = tokens::random_b64(16);
-        if !self
-            .users
-            .set_admin(user_id, is_admin, &stamp, now_ms())
-            .await?
-        {
-            return Err(AppError::Refused(
-                "The last administrator cannot be demoted".into(),
-            ));
+        if !self.users.set_admin(user_id, is_admin, &stamp, now_ms()).await? {
+            return Err(AppError::Refused("The last administrator cannot be demoted".into()));
         }
         self.sessions.delete_user_sessions(user_id, None).await?;
         self.user(user_id).await
@@ -398,12 +543,7 @@ impl Accounts {
         let user = self.user(user_id).await?;
         let now = now_ms();
         self.throttle
-            .lock(
-                &throttle_key(Some(&user), ""),
-                now,
-                until,
-                i64::from(self.settings.lockout_threshold.max(1)),
-            )
+            .lock(&throttle_key(Some(&user), ""), now, until, i64::from(self.settings.lockout_threshold.max(1)))
             .await?;
         self.sessions.delete_user_sessions(user_id, None).await?;
         Ok(())
@@ -412,21 +552,13 @@ impl Accounts {
     /// Clears a user's failed-login lock.
     pub async fn unlock_user(&self, user_id: i64) -> Result<(), AppError> {
         let user = self.user(user_id).await?;
-        let keys = [
-            throttle_key(Some(&user), ""),
-            format!("name:{}", user.username.to_lowercase()),
-            format!("name:{}", user.email.to_lowercase()),
-        ];
-        self.throttle.clear_attempts(&keys).await?;
+        self.throttle.clear_attempts(&lockout_keys(&user)).await?;
         Ok(())
     }
 
     /// When a user is locked until, if now locked.
     pub async fn locked_until(&self, user: &User) -> Result<Option<i64>, AppError> {
-        Ok(self
-            .throttle
-            .locked_until(&throttle_key(Some(user), ""), now_ms())
-            .await?)
+        Ok(self.throttle.locked_until(&throttle_key(Some(user), ""), now_ms()).await?)
     }
 
     /// Deletes a user, their posts and sessions; never the last admin.
@@ -435,9 +567,7 @@ impl Accounts {
         if self.users.delete_user(user_id).await? {
             Ok(())
         } else {
-            Err(AppError::Refused(
-                "The last administrator cannot be deleted".into(),
-            ))
+            Err(AppError::Refused("The last administrator cannot be deleted".into()))
         }
     }
 
@@ -445,6 +575,15 @@ impl Accounts {
     pub async fn ping(&self) -> Result<(), AppError> {
         Ok(self.users.ping().await?)
     }
+}
+
+/// Every lockout key that can hold a user's failed logins.
+fn lockout_keys(user: &User) -> Vec<String> {
+    vec![
+        throttle_key(Some(user), ""),
+        format!("name:{}", user.username.to_lowercase()),
+        format!("name:{}", user.email.to_lowercase()),
+    ]
 }
 
 fn invalid(field: &'static str, message: String) -> AppError {

@@ -33,10 +33,7 @@ impl FieldErrors {
 
     /// The first message for `field`, if any.
     pub fn get(&self, field: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(f, _)| *f == field)
-            .map(|(_, m)| m.as_str())
+        self.0.iter().find(|(f, _)| *f == field).map(|(_, m)| m.as_str())
     }
 }
 
@@ -71,6 +68,9 @@ pub enum AppError {
     /// A rule of the product refused the action (the message says which).
     #[error("{0}")]
     Refused(String),
+    /// A link's token is unknown, altered, used or expired.
+    #[error("{0}")]
+    Token(TokenProblem),
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -82,5 +82,26 @@ pub enum AppError {
 impl From<crate::hashing::PoolBusy> for AppError {
     fn from(_: crate::hashing::PoolBusy) -> Self {
         AppError::Busy
+    }
+}
+
+/// What is wrong with a link's token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenProblem {
+    /// Unknown or altered.
+    Invalid,
+    /// Already used.
+    Used,
+    /// Past its expiry.
+    Expired,
+}
+
+impl fmt::Display for TokenProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Invalid => "This link is not valid. Check that you copied the whole link from the email.",
+            Self::Used => "This link has already been used.",
+            Self::Expired => "This link has expired. Request a new one.",
+        })
     }
 }

@@ -43,13 +43,8 @@ pub struct HashPool {
 impl HashPool {
     /// A pool of `workers` concurrent hashes with up to `queue` more waiting.
     pub fn new(settings: Argon2Settings, workers: usize, queue: usize) -> Result<Self, AppError> {
-        let params = Params::new(
-            settings.memory_kib,
-            settings.iterations,
-            settings.parallelism,
-            None,
-        )
-        .map_err(|e| AppError::Internal(format!("argon2 parameters: {e}")))?;
+        let params = Params::new(settings.memory_kib, settings.iterations, settings.parallelism, None)
+            .map_err(|e| AppError::Internal(format!("argon2 parameters: {e}")))?;
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let workers = workers.max(1);
         // A hash of a random password: unknown users are checked against it so
@@ -66,9 +61,7 @@ impl HashPool {
 
     /// Default sizes for this machine: one worker per core, four waiting per worker.
     pub fn default_sizes() -> (usize, usize) {
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         (cores, cores * 4)
     }
 
@@ -90,8 +83,7 @@ impl HashPool {
         let settings = self.settings;
         let password = password.to_owned();
         let stored = stored.to_owned();
-        self.run(move || verify_with(&argon2, settings, &password, &stored))
-            .await
+        self.run(move || verify_with(&argon2, settings, &password, &stored)).await
     }
 
     /// Spends one verification on nothing, so unknown users cost the same as known ones.
@@ -100,24 +92,11 @@ impl HashPool {
         self.verify(password, &dummy).await.map(|_| ())
     }
 
-    async fn run<T: Send + 'static>(
-        &self,
-        job: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, AppError> {
-        let _admitted = self
-            .admission
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| PoolBusy)?;
-        let _worker = self
-            .workers
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| AppError::Internal("hash pool closed".into()))?;
-        tokio::task::spawn_blocking(job)
-            .await
-            .map_err(|e| AppError::Internal(format!("hash task: {e}")))
+    async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, AppError> {
+        let _admitted = self.admission.clone().try_acquire_owned().map_err(|_| PoolBusy)?;
+        let _worker =
+            self.workers.clone().acquire_owned().await.map_err(|_| AppError::Internal("hash pool closed".into()))?;
+        tokio::task::spawn_blocking(job).await.map_err(|e| AppError::Internal(format!("hash task: {e}")))
     }
 }
 
@@ -130,18 +109,10 @@ fn hash_with(argon2: &Argon2<'_>, password: &str) -> Result<String, AppError> {
 }
 
 /// Synchronous verification, for callers already off the async threads.
-pub fn verify_with(
-    argon2: &Argon2<'_>,
-    current: Argon2Settings,
-    password: &str,
-    stored: &str,
-) -> Verified {
+pub fn verify_with(argon2: &Argon2<'_>, current: Argon2Settings, password: &str, stored: &str) -> Verified {
     if stored.starts_with("$argon2") {
         let Ok(parsed) = PasswordHash::new(stored) else {
-            return Verified {
-                ok: false,
-                needs_rehash: false,
-            };
+            return Verified { ok: false, needs_rehash: false };
         };
         let ok = argon2.verify_password(password.as_bytes(), &parsed).is_ok();
         let needs_rehash = match Params::try_from(&parsed) {
@@ -156,10 +127,7 @@ pub fn verify_with(
         return Verified { ok, needs_rehash };
     }
     let ok = werkzeug::verify(password, stored).unwrap_or(false);
-    Verified {
-        ok,
-        needs_rehash: true,
-    }
+    Verified { ok, needs_rehash: true }
 }
 
 /// Werkzeug's `generate_password_hash` formats:
@@ -190,18 +158,12 @@ pub mod werkzeug {
                     return None;
                 }
                 match digest {
-                    "sha256" => pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
-                        password.as_bytes(),
-                        salt.as_bytes(),
-                        rounds,
-                        &mut out,
-                    ),
-                    "sha512" => pbkdf2::pbkdf2_hmac::<sha2::Sha512>(
-                        password.as_bytes(),
-                        salt.as_bytes(),
-                        rounds,
-                        &mut out,
-                    ),
+                    "sha256" => {
+                        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), salt.as_bytes(), rounds, &mut out)
+                    }
+                    "sha512" => {
+                        pbkdf2::pbkdf2_hmac::<sha2::Sha512>(password.as_bytes(), salt.as_bytes(), rounds, &mut out)
+                    }
                     _ => return None,
                 }
             }
@@ -230,75 +192,39 @@ mod tests {
     use super::*;
 
     fn cheap() -> Argon2Settings {
-        Argon2Settings {
-            memory_kib: 1024,
-            iterations: 1,
-            parallelism: 1,
-        }
+        Argon2Settings { memory_kib: 1024, iterations: 1, parallelism: 1 }
     }
 
     #[tokio::test]
     async fn argon2id_round_trips_long_and_unicode_passwords() {
         let pool = HashPool::new(cheap(), 2, 2).expect("pool");
         let long: String = "ab€🔐".repeat(64);
-        for pw in [
-            "correct horse battery staple",
-            "pässwörd-日本語-🔐",
-            long.as_str(),
-        ] {
+        for pw in ["correct horse battery staple", "pässwörd-日本語-🔐", long.as_str()] {
             let h = pool.hash(pw).await.expect("hash");
             assert!(h.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"), "{h}");
-            assert_eq!(
-                pool.verify(pw, &h).await.expect("verify"),
-                Verified {
-                    ok: true,
-                    needs_rehash: false
-                }
-            );
+            assert_eq!(pool.verify(pw, &h).await.expect("verify"), Verified { ok: true, needs_rehash: false });
             let wrong = format!("{pw}x");
             assert!(!pool.verify(&wrong, &h).await.expect("verify").ok);
         }
         // Two hashes of one password differ: the salt is random.
-        assert_ne!(
-            pool.hash("same").await.expect("h"),
-            pool.hash("same").await.expect("h")
-        );
+        assert_ne!(pool.hash("same").await.expect("h"), pool.hash("same").await.expect("h"));
     }
 
     #[tokio::test]
     async fn hashes_below_current_cost_need_rehash() {
         let weak = HashPool::new(cheap(), 1, 1).expect("pool");
         let h = weak.hash("secret-password").await.expect("hash");
-        let strong = HashPool::new(
-            Argon2Settings {
-                memory_kib: 2048,
-                iterations: 2,
-                parallelism: 1,
-            },
-            1,
-            1,
-        )
-        .expect("pool");
-        assert_eq!(
-            strong.verify("secret-password", &h).await.expect("v"),
-            Verified {
-                ok: true,
-                needs_rehash: true
-            }
-        );
+        let strong =
+            HashPool::new(Argon2Settings { memory_kib: 2048, iterations: 2, parallelism: 1 }, 1, 1).expect("pool");
+        assert_eq!(strong.verify("secret-password", &h).await.expect("v"), Verified { ok: true, needs_rehash: true });
     }
 
     #[tokio::test]
     async fn garbage_hashes_never_verify() {
         let pool = HashPool::new(cheap(), 1, 1).expect("pool");
-        for junk in [
-            "",
-            "$argon2id$nonsense",
-            "plaintext",
-            "pbkdf2:sha256:1000$salt$zz",
-            "md5$x$y",
-            "scrypt:3:8:1$s$00",
-        ] {
+        for junk in
+            ["", "$argon2id$nonsense", "plaintext", "pbkdf2:sha256:1000$salt$zz", "md5$x$y", "scrypt:3:8:1$s$00"]
+        {
             assert!(!pool.verify("x", junk).await.expect("verify").ok, "{junk}");
         }
     }
@@ -306,16 +232,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_pool_refuses_at_once() {
         let pool = Arc::new(
-            HashPool::new(
-                Argon2Settings {
-                    memory_kib: 8192,
-                    iterations: 3,
-                    parallelism: 1,
-                },
-                1,
-                0,
-            )
-            .expect("pool"),
+            HashPool::new(Argon2Settings { memory_kib: 8192, iterations: 3, parallelism: 1 }, 1, 0).expect("pool"),
         );
         let mut tasks = Vec::new();
         for _ in 0..8 {

@@ -99,3 +99,67 @@ pub struct Post {
     /// Unix ms.
     pub updated_at: i64,
 }
+
+/// What a one-shot token is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenPurpose {
+    /// Confirms an email address.
+    VerifyEmail,
+    /// Sets a new password.
+    ResetPassword,
+}
+
+impl TokenPurpose {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::VerifyEmail => "verify_email",
+            Self::ResetPassword => "reset_password",
+        }
+    }
+
+    /// From the stored form.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "verify_email" => Some(Self::VerifyEmail),
+            "reset_password" => Some(Self::ResetPassword),
+            _ => None,
+        }
+    }
+}
+
+/// A token about to be stored (only the hash of its secret).
+#[derive(Clone, Debug)]
+pub struct NewToken {
+    /// Public id.
+    pub id: String,
+    /// Hex SHA-256 of the secret.
+    pub secret_hash: String,
+    /// What it is for.
+    pub purpose: TokenPurpose,
+    /// The address it verifies (verification tokens).
+    pub email: Option<String>,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms.
+    pub expires_at: i64,
+}
+
+/// A stored token.
+#[derive(Clone, Debug)]
+pub struct TokenRecord {
+    /// Public id.
+    pub id: String,
+    /// Hex SHA-256 of the secret.
+    pub secret_hash: String,
+    /// What it is for (`None` if unknown to this version).
+    pub purpose: Option<TokenPurpose>,
+    /// Owner.
+    pub user_id: i64,
+    /// The address it verifies.
+    pub email: Option<String>,
+    /// Unix ms.
+    pub expires_at: i64,
+    /// Unix ms, once used.
+    pub used_at: Option<i64>,
+}

@@ -4,7 +4,8 @@
 use async_trait::async_trait;
 
 use crate::error::StoreError;
-use crate::model::{NewUser, Post, Session, User, UserSummary};
+use crate::mail::{ClaimedMail, OutgoingMail};
+use crate::model::{NewToken, NewUser, Post, Session, TokenRecord, User, UserSummary};
 
 /// Result of a store call.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -33,17 +34,10 @@ pub trait UserStore: Send + Sync {
     /// Replaces the password hash (an upgrade: sessions stay).
     async fn update_password_hash(&self, id: i64, hash: &str, now: i64) -> StoreResult<()>;
     /// Sets a new password hash and security stamp (every session ends).
-    async fn set_password(&self, id: i64, hash: &str, new_stamp: &str, now: i64)
-    -> StoreResult<()>;
+    async fn set_password(&self, id: i64, hash: &str, new_stamp: &str, now: i64) -> StoreResult<()>;
     /// Grants or revokes admin and sets a new security stamp. Revoking the last
     /// admin does nothing and answers `false`.
-    async fn set_admin(
-        &self,
-        id: i64,
-        is_admin: bool,
-        new_stamp: &str,
-        now: i64,
-    ) -> StoreResult<bool>;
+    async fn set_admin(&self, id: i64, is_admin: bool, new_stamp: &str, now: i64) -> StoreResult<bool>;
     /// Number of admins.
     async fn count_admins(&self) -> StoreResult<i64>;
     /// Notes a successful login.
@@ -100,13 +94,7 @@ pub trait LoginThrottle: Send + Sync {
 #[async_trait]
 pub trait PostStore: Send + Sync {
     /// Inserts a post and answers its id.
-    async fn insert_post(
-        &self,
-        author_id: i64,
-        title: &str,
-        content: &str,
-        now: i64,
-    ) -> StoreResult<i64>;
+    async fn insert_post(&self, author_id: i64, title: &str, content: &str, now: i64) -> StoreResult<i64>;
     /// One post with its author.
     async fn post_by_id(&self, id: i64) -> StoreResult<Option<Post>>;
     /// Updates title and content.
@@ -114,10 +102,65 @@ pub trait PostStore: Send + Sync {
     /// Deletes a post.
     async fn delete_post(&self, id: i64) -> StoreResult<()>;
     /// Newest first, ids below `before_id`; of one author when given.
-    async fn list_posts(
+    async fn list_posts(&self, author_id: Option<i64>, before_id: Option<i64>, limit: i64) -> StoreResult<Vec<Post>>;
+}
+
+/// The durable mail outbox, drained by [`crate::mail::OutboxWorker`].
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Queues a mail on its own (when no other change goes with it).
+    async fn enqueue_mail(&self, mail: &OutgoingMail, now: i64) -> StoreResult<()>;
+    /// Reserves up to `limit` due mails until `lease_until`; no two callers get the same mail.
+    async fn claim_mail(&self, now: i64, lease_until: i64, limit: i64) -> StoreResult<Vec<ClaimedMail>>;
+    /// Marks a mail sent and forgets its body.
+    async fn mark_mail_sent(&self, id: i64, now: i64) -> StoreResult<()>;
+    /// Records a failed attempt and when to try again.
+    async fn mark_mail_failed(&self, id: i64, attempts: i64, next_attempt_at: i64, error: &str) -> StoreResult<()>;
+    /// Mails not yet sent.
+    async fn pending_mail_count(&self) -> StoreResult<i64>;
+}
+
+/// One-shot tokens (verification, reset) and the changes they make, each in
+/// one transaction together with the mail it causes.
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// Inserts a user, their verification token and its mail, atomically.
+    async fn insert_user_with_token(
         &self,
-        author_id: Option<i64>,
-        before_id: Option<i64>,
-        limit: i64,
-    ) -> StoreResult<Vec<Post>>;
+        user: &NewUser,
+        token: &NewToken,
+        mails: &[OutgoingMail],
+    ) -> StoreResult<User>;
+    /// Replaces the user's unused tokens of `token.purpose` with `token`, and queues `mails`.
+    async fn issue_token(&self, user_id: i64, token: &NewToken, mails: &[OutgoingMail]) -> StoreResult<()>;
+    /// A token by id.
+    async fn token(&self, id: &str) -> StoreResult<Option<TokenRecord>>;
+    /// Uses a verification token: marks it used and the email verified (set to
+    /// `email`). `false` if the token was used meanwhile.
+    async fn verify_email_with_token(&self, token_id: &str, user_id: i64, email: &str, now: i64) -> StoreResult<bool>;
+    /// Uses a reset token: applies `change`, ends every session of the user,
+    /// clears `lockout_keys`. `false` if the token was used meanwhile.
+    async fn reset_password_with_token(
+        &self,
+        token_id: &str,
+        lockout_keys: &[String],
+        change: &NewCredentials<'_>,
+    ) -> StoreResult<bool>;
+    /// Applies `change` (new password and stamp, and its mails), atomically.
+    async fn change_password_with_mail(&self, change: &NewCredentials<'_>) -> StoreResult<()>;
+}
+
+/// A new password for a user, with the mails that announce it.
+#[derive(Clone, Copy, Debug)]
+pub struct NewCredentials<'a> {
+    /// Whose.
+    pub user_id: i64,
+    /// The new hash.
+    pub hash: &'a str,
+    /// A new security stamp: every session made before ends.
+    pub new_stamp: &'a str,
+    /// Mails to queue in the same transaction.
+    pub mails: &'a [OutgoingMail],
+    /// Unix ms.
+    pub now: i64,
 }

@@ -22,12 +22,8 @@ pub struct Posts {
 
 fn parse(title: &str, content: &str) -> Result<(PostTitle, PostContent), AppError> {
     let mut errors = FieldErrors::default();
-    let t = PostTitle::parse(title)
-        .map_err(|e| errors.add("title", e.to_string()))
-        .ok();
-    let c = PostContent::parse(content)
-        .map_err(|e| errors.add("content", e.to_string()))
-        .ok();
+    let t = PostTitle::parse(title).map_err(|e| errors.add("title", e.to_string())).ok();
+    let c = PostContent::parse(content).map_err(|e| errors.add("content", e.to_string())).ok();
     match (t, c) {
         (Some(t), Some(c)) => Ok((t, c)),
         _ => Err(AppError::Invalid(errors)),
@@ -48,36 +44,20 @@ impl Posts {
     /// A post the actor may edit.
     pub async fn get_for_edit(&self, actor: Actor, id: i64) -> Result<Post, AppError> {
         let post = self.get(id).await?;
-        if actor.can_edit_post(post.author_id) {
-            Ok(post)
-        } else {
-            Err(AppError::Forbidden(NOT_YOUR_POST))
-        }
+        if actor.can_edit_post(post.author_id) { Ok(post) } else { Err(AppError::Forbidden(NOT_YOUR_POST)) }
     }
 
     /// Writes a new post; answers its id.
     pub async fn create(&self, actor: Actor, title: &str, content: &str) -> Result<i64, AppError> {
         let (t, c) = parse(title, content)?;
-        Ok(self
-            .store
-            .insert_post(actor.user_id, t.as_str(), c.as_str(), now_ms())
-            .await?)
+        Ok(self.store.insert_post(actor.user_id, t.as_str(), c.as_str(), now_ms()).await?)
     }
 
     /// Changes a post; only its author may.
-    pub async fn update(
-        &self,
-        actor: Actor,
-        id: i64,
-        title: &str,
-        content: &str,
-    ) -> Result<(), AppError> {
+    pub async fn update(&self, actor: Actor, id: i64, title: &str, content: &str) -> Result<(), AppError> {
         self.get_for_edit(actor, id).await?;
         let (t, c) = parse(title, content)?;
-        Ok(self
-            .store
-            .update_post(id, t.as_str(), c.as_str(), now_ms())
-            .await?)
+        Ok(self.store.update_post(id, t.as_str(), c.as_str(), now_ms()).await?)
     }
 
     /// Deletes a post; its author or an admin may.

@@ -16,11 +16,7 @@ pub struct Argon2Settings {
 impl Default for Argon2Settings {
     fn default() -> Self {
         // OWASP's first recommended set.
-        Self {
-            memory_kib: 19_456,
-            iterations: 2,
-            parallelism: 1,
-        }
+        Self { memory_kib: 19_456, iterations: 2, parallelism: 1 }
     }
 }
 
@@ -39,6 +35,12 @@ pub struct AuthSettings {
     pub session_absolute_timeout: Duration,
     /// Lifetime of a "remember me" session.
     pub remember_duration: Duration,
+    /// Password-reset link lifetime.
+    pub reset_token_ttl: Duration,
+    /// Verification link lifetime.
+    pub verify_token_ttl: Duration,
+    /// The public URL links in mails start with (no trailing slash).
+    pub base_url: String,
 }
 
 impl Default for AuthSettings {
@@ -50,6 +52,9 @@ impl Default for AuthSettings {
             session_idle_timeout: Duration::from_secs(2 * 3600),
             session_absolute_timeout: Duration::from_secs(24 * 3600),
             remember_duration: Duration::from_secs(30 * 24 * 3600),
+            reset_token_ttl: Duration::from_secs(3600),
+            verify_token_ttl: Duration::from_secs(48 * 3600),
+            base_url: "http://127.0.0.1:8080".into(),
         }
     }
 }

@@ -38,11 +38,7 @@ pub fn mint() -> Minted {
     let id = random_b64(16);
     let secret = random_b64(32);
     let secret_hash = hash_secret(&secret);
-    Minted {
-        id,
-        secret,
-        secret_hash,
-    }
+    Minted { id, secret, secret_hash }
 }
 
 /// Hex SHA-256.
@@ -53,20 +49,14 @@ pub fn hash_secret(secret: &str) -> String {
 /// Splits `id.secret`, refusing anything that is not two base64url parts of the right size.
 pub fn parse(value: &str) -> Option<(&str, &str)> {
     let (id, secret) = value.split_once('.')?;
-    let ok = |s: &str, len: usize| {
-        s.len() == len
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
+    let ok =
+        |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     (ok(id, 22) && ok(secret, 43)).then_some((id, secret))
 }
 
 /// Whether `secret` hashes to `stored_hash`, compared in constant time.
 pub fn secret_matches(secret: &str, stored_hash: &str) -> bool {
-    hash_secret(secret)
-        .as_bytes()
-        .ct_eq(stored_hash.as_bytes())
-        .into()
+    hash_secret(secret).as_bytes().ct_eq(stored_hash.as_bytes()).into()
 }
 
 #[cfg(test)]

@@ -7,12 +7,7 @@ use portcullis_app::{Argon2Settings, HashPool};
 fn fixtures() -> Vec<(String, String, String)> {
     let text = include_str!("fixtures/werkzeug_hashes.json");
     let v: serde_json::Value = serde_json::from_str(text).expect("fixture is JSON");
-    assert!(
-        v["werkzeug_version"]
-            .as_str()
-            .is_some_and(|s| s.starts_with('3')),
-        "made by Werkzeug 3"
-    );
+    assert!(v["werkzeug_version"].as_str().is_some_and(|s| s.starts_with('3')), "made by Werkzeug 3");
     v["hashes"]
         .as_array()
         .expect("hashes")
@@ -35,26 +30,16 @@ fn every_werkzeug_fixture_verifies_and_rejects_a_wrong_password() {
     assert!(all.iter().any(|(_, p, _)| p.chars().count() == 256));
     assert!(all.iter().any(|(_, p, _)| !p.is_ascii()));
     for (method, password, hash) in &all {
-        assert_eq!(
-            werkzeug::verify(password, hash),
-            Some(true),
-            "{method}: {password:?}"
-        );
+        assert_eq!(werkzeug::verify(password, hash), Some(true), "{method}: {password:?}");
         let wrong = format!("{password}!");
-        assert_eq!(
-            werkzeug::verify(&wrong, hash),
-            Some(false),
-            "{method}: wrong password accepted"
-        );
+        assert_eq!(werkzeug::verify(&wrong, hash), Some(false), "{method}: wrong password accepted");
     }
 }
 
 #[test]
 fn tampered_werkzeug_hashes_fail() {
-    let (_, password, hash) = fixtures()
-        .into_iter()
-        .find(|(m, ..)| m == "pbkdf2:sha256:1000")
-        .expect("low-round fixture");
+    let (_, password, hash) =
+        fixtures().into_iter().find(|(m, ..)| m == "pbkdf2:sha256:1000").expect("low-round fixture");
     let mut bad = hash.clone();
     let last = bad.pop().expect("non-empty");
     bad.push(if last == '0' { '1' } else { '0' });
@@ -66,16 +51,7 @@ fn tampered_werkzeug_hashes_fail() {
 
 #[tokio::test]
 async fn the_pool_verifies_werkzeug_hashes_and_asks_for_a_rehash() {
-    let pool = HashPool::new(
-        Argon2Settings {
-            memory_kib: 1024,
-            iterations: 1,
-            parallelism: 1,
-        },
-        2,
-        8,
-    )
-    .expect("pool");
+    let pool = HashPool::new(Argon2Settings { memory_kib: 1024, iterations: 1, parallelism: 1 }, 2, 8).expect("pool");
     for (method, password, hash) in fixtures() {
         let v = pool.verify(&password, &hash).await.expect("verify");
         assert!(v.ok && v.needs_rehash, "{method}");

@@ -10,11 +10,7 @@ pub const MAX_LEN: usize = 1024;
 
 /// Django's list of 20,000 common passwords (BSD-3-Clause); see `data/README.md`.
 static COMMON: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
-    include_str!("../data/common-passwords.txt")
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect()
+    include_str!("../data/common-passwords.txt").lines().map(str::trim).filter(|l| !l.is_empty()).collect()
 });
 
 /// The rules a new password must meet.
@@ -90,21 +86,13 @@ mod tests {
 
     #[test]
     fn length_counts_characters_not_bytes() {
-        assert_eq!(
-            Password::parse("short", P).err(),
-            Some(PasswordError::TooShort(8))
-        );
+        assert_eq!(Password::parse("short", P).err(), Some(PasswordError::TooShort(8)));
         // Seven characters, many bytes.
-        assert_eq!(
-            Password::parse("日本語のパスワ", P).err(),
-            Some(PasswordError::TooShort(8))
-        );
+        assert_eq!(Password::parse("日本語のパスワ", P).err(), Some(PasswordError::TooShort(8)));
         assert!(Password::parse("日本語のパスワード", P).is_ok());
         let strict = PasswordPolicy { min_length: 12 };
         assert_eq!(
-            Password::parse("elevenchars", strict)
-                .err()
-                .map(|e| e.to_string()),
+            Password::parse("elevenchars", strict).err().map(|e| e.to_string()),
             Some("Password must be at least 12 characters".into())
         );
     }
@@ -114,20 +102,13 @@ mod tests {
         let long: String = "ab€🔐".repeat(64);
         assert_eq!(long.chars().count(), 256);
         assert!(Password::parse(&long, P).is_ok());
-        assert_eq!(
-            Password::parse(&"x".repeat(1025), P).err(),
-            Some(PasswordError::TooLong)
-        );
+        assert_eq!(Password::parse(&"x".repeat(1025), P).err(), Some(PasswordError::TooLong));
     }
 
     #[test]
     fn common_passwords_are_refused_in_any_case() {
         for common in ["password", "PASSWORD", "12345678", "iloveyou", "qwertyuiop"] {
-            assert_eq!(
-                Password::parse(common, P).err(),
-                Some(PasswordError::TooCommon),
-                "{common}"
-            );
+            assert_eq!(Password::parse(common, P).err(), Some(PasswordError::TooCommon), "{common}");
         }
         assert!(COMMON.len() >= 10_000, "list has {} entries", COMMON.len());
         assert!(Password::parse("correct horse battery staple", P).is_ok());

@@ -32,18 +32,9 @@ mod tests {
 
     #[test]
     fn ownership_matrix() {
-        let author = Actor {
-            user_id: 1,
-            is_admin: false,
-        };
-        let other = Actor {
-            user_id: 2,
-            is_admin: false,
-        };
-        let admin = Actor {
-            user_id: 3,
-            is_admin: true,
-        };
+        let author = Actor { user_id: 1, is_admin: false };
+        let other = Actor { user_id: 2, is_admin: false };
+        let admin = Actor { user_id: 3, is_admin: true };
         assert!(author.can_edit_post(1) && author.can_delete_post(1));
         assert!(!other.can_edit_post(1) && !other.can_delete_post(1));
         assert!(!admin.can_edit_post(1) && admin.can_delete_post(1));

@@ -75,28 +75,16 @@ mod tests {
 
     #[test]
     fn titles() {
-        assert_eq!(
-            PostTitle::parse("  Hello  ").map(|t| t.0),
-            Ok("Hello".into())
-        );
+        assert_eq!(PostTitle::parse("  Hello  ").map(|t| t.0), Ok("Hello".into()));
         assert_eq!(PostTitle::parse("   "), Err(PostError::TitleMissing));
-        assert_eq!(
-            PostTitle::parse(&"t".repeat(201)),
-            Err(PostError::TitleTooLong)
-        );
+        assert_eq!(PostTitle::parse(&"t".repeat(201)), Err(PostError::TitleTooLong));
         assert!(PostTitle::parse(&"é".repeat(200)).is_ok());
     }
 
     #[test]
     fn contents() {
-        assert_eq!(
-            PostContent::parse("a\r\nb\n\n").map(|c| c.0),
-            Ok("a\nb".into())
-        );
+        assert_eq!(PostContent::parse("a\r\nb\n\n").map(|c| c.0), Ok("a\nb".into()));
         assert_eq!(PostContent::parse("\n \n"), Err(PostError::ContentMissing));
-        assert_eq!(
-            PostContent::parse(&"c".repeat(20_001)),
-            Err(PostError::ContentTooLong)
-        );
+        assert_eq!(PostContent::parse(&"c".repeat(20_001)), Err(PostError::ContentTooLong));
     }
 }

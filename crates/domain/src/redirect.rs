@@ -14,10 +14,7 @@ pub fn safe_next(next: &str) -> Option<&str> {
     }
     // Only printable ASCII, no backslash: browsers treat `\` as `/` and drop
     // tabs and newlines, which turns harmless-looking paths into hosts.
-    if !next
-        .bytes()
-        .all(|b| (0x21..0x7f).contains(&b) && b != b'\\')
-    {
+    if !next.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b'\\') {
         return None;
     }
     if !is_local_path(next) {
@@ -69,14 +66,9 @@ mod tests {
 
     #[test]
     fn local_paths_are_kept_with_their_query() {
-        for ok in [
-            "/",
-            "/dashboard",
-            "/posts/3/edit",
-            "/admin/users?q=bob&after=4",
-            "/a/b/../c",
-            "/x?next=https://e.com",
-        ] {
+        for ok in
+            ["/", "/dashboard", "/posts/3/edit", "/admin/users?q=bob&after=4", "/a/b/../c", "/x?next=https://e.com"]
+        {
             assert_eq!(safe_next(ok), Some(ok), "{ok:?}");
         }
     }

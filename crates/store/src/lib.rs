@@ -3,9 +3,11 @@
 //! (`migrations/sqlite`, `migrations/postgres`). Constraint violations come
 //! back as domain errors, never as 500s.
 
+mod outbox;
 mod posts;
 mod sessions;
 mod throttle;
+mod tokens;
 mod users;
 
 use std::str::FromStr;
@@ -42,10 +44,7 @@ pub enum OpenError {
 impl Backend {
     /// The backend a URL names, from its scheme.
     pub fn from_url(url: &str) -> Result<Self, OpenError> {
-        let scheme = url
-            .split_once(':')
-            .map(|(s, _)| s.to_ascii_lowercase())
-            .unwrap_or_default();
+        let scheme = url.split_once(':').map(|(s, _)| s.to_ascii_lowercase()).unwrap_or_default();
         match scheme.as_str() {
             "sqlite" => Ok(Self::Sqlite),
             "postgres" | "postgresql" => Ok(Self::Postgres),
@@ -90,17 +89,11 @@ impl SqlStore {
             }
             _ => url.to_owned(),
         };
-        let options =
-            AnyConnectOptions::from_str(&url).map_err(|e| OpenError::Connect(e.to_string()))?;
+        let options = AnyConnectOptions::from_str(&url).map_err(|e| OpenError::Connect(e.to_string()))?;
         // One plain attempt first: an unreachable server fails at once rather
         // than after the pool's retries.
-        let probe = sqlx::AnyConnection::connect_with(&options)
-            .await
-            .map_err(|e| OpenError::Connect(e.to_string()))?;
-        probe
-            .close()
-            .await
-            .map_err(|e| OpenError::Connect(e.to_string()))?;
+        let probe = sqlx::AnyConnection::connect_with(&options).await.map_err(|e| OpenError::Connect(e.to_string()))?;
+        probe.close().await.map_err(|e| OpenError::Connect(e.to_string()))?;
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
@@ -129,10 +122,7 @@ impl SqlStore {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator
-            .run(&self.pool)
-            .await
-            .map_err(|e| OpenError::Migrate(e.to_string()))
+        migrator.run(&self.pool).await.map_err(|e| OpenError::Migrate(e.to_string()))
     }
 
     /// Which backend this is.

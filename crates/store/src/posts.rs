@@ -9,8 +9,7 @@ use portcullis_app::{Post, PostStore};
 
 use crate::{SqlStore, backend_err};
 
-const POST_COLUMNS: &str =
-    "p.id, p.author_id, u.username AS author, p.title, p.content, p.created_at, p.updated_at";
+const POST_COLUMNS: &str = "p.id, p.author_id, u.username AS author, p.title, p.content, p.created_at, p.updated_at";
 
 fn post_from_row(row: &AnyRow) -> Result<Post, sqlx::Error> {
     Ok(Post {
@@ -26,13 +25,7 @@ fn post_from_row(row: &AnyRow) -> Result<Post, sqlx::Error> {
 
 #[async_trait]
 impl PostStore for SqlStore {
-    async fn insert_post(
-        &self,
-        author_id: i64,
-        title: &str,
-        content: &str,
-        now: i64,
-    ) -> StoreResult<i64> {
+    async fn insert_post(&self, author_id: i64, title: &str, content: &str, now: i64) -> StoreResult<i64> {
         let row = sqlx::query("INSERT INTO posts (author_id, title, content, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) RETURNING id")
             .bind(author_id)
             .bind(title)
@@ -45,18 +38,9 @@ impl PostStore for SqlStore {
     }
 
     async fn post_by_id(&self, id: i64) -> StoreResult<Option<Post>> {
-        let sql = format!(
-            "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = $1"
-        );
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend_err)?;
-        row.as_ref()
-            .map(post_from_row)
-            .transpose()
-            .map_err(backend_err)
+        let sql = format!("SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await.map_err(backend_err)?;
+        row.as_ref().map(post_from_row).transpose().map_err(backend_err)
     }
 
     async fn update_post(&self, id: i64, title: &str, content: &str, now: i64) -> StoreResult<()> {
@@ -72,20 +56,11 @@ impl PostStore for SqlStore {
     }
 
     async fn delete_post(&self, id: i64) -> StoreResult<()> {
-        sqlx::query("DELETE FROM posts WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(backend_err)?;
+        sqlx::query("DELETE FROM posts WHERE id = $1").bind(id).execute(&self.pool).await.map_err(backend_err)?;
         Ok(())
     }
 
-    async fn list_posts(
-        &self,
-        author_id: Option<i64>,
-        before_id: Option<i64>,
-        limit: i64,
-    ) -> StoreResult<Vec<Post>> {
+    async fn list_posts(&self, author_id: Option<i64>, before_id: Option<i64>, limit: i64) -> StoreResult<Vec<Post>> {
         let sql = format!(
             "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id \
              WHERE p.id < $1 AND ($2 = 0 OR p.author_id = $2) ORDER BY p.id DESC LIMIT $3"
@@ -97,9 +72,6 @@ impl PostStore for SqlStore {
             .fetch_all(&self.pool)
             .await
             .map_err(backend_err)?;
-        rows.iter()
-            .map(post_from_row)
-            .collect::<Result<_, _>>()
-            .map_err(backend_err)
+        rows.iter().map(post_from_row).collect::<Result<_, _>>().map_err(backend_err)
     }
 }

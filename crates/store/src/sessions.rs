@@ -55,14 +55,8 @@ impl SessionStore for SqlStore {
         let sql = format!(
             "SELECT {SESSION_COLUMNS}, {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1"
         );
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend_err)?;
-        row.map(|r| Ok((session_from_row(&r)?, user_from_row(&r)?)))
-            .transpose()
-            .map_err(backend_err)
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await.map_err(backend_err)?;
+        row.map(|r| Ok((session_from_row(&r)?, user_from_row(&r)?))).transpose().map_err(backend_err)
     }
 
     async fn touch_session(&self, id: &str, now: i64) -> StoreResult<()> {
@@ -99,27 +93,17 @@ impl SessionStore for SqlStore {
         let sql = format!(
             "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.user_id = $1 AND s.expires_at > $2 ORDER BY s.created_at DESC"
         );
-        let rows = sqlx::query(&sql)
-            .bind(user_id)
-            .bind(now)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend_err)?;
-        rows.iter()
-            .map(session_from_row)
-            .collect::<Result<_, _>>()
-            .map_err(backend_err)
+        let rows = sqlx::query(&sql).bind(user_id).bind(now).fetch_all(&self.pool).await.map_err(backend_err)?;
+        rows.iter().map(session_from_row).collect::<Result<_, _>>().map_err(backend_err)
     }
 
     async fn purge_sessions(&self, now: i64, idle_cutoff: i64) -> StoreResult<u64> {
-        let done = sqlx::query(
-            "DELETE FROM sessions WHERE expires_at <= $1 OR (remember = 0 AND last_seen_at < $2)",
-        )
-        .bind(now)
-        .bind(idle_cutoff)
-        .execute(&self.pool)
-        .await
-        .map_err(backend_err)?;
+        let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR (remember = 0 AND last_seen_at < $2)")
+            .bind(now)
+            .bind(idle_cutoff)
+            .execute(&self.pool)
+            .await
+            .map_err(backend_err)?;
         Ok(done.rows_affected())
     }
 }

@@ -76,16 +76,12 @@ impl LoginThrottle for SqlStore {
     }
 
     async fn locked_until(&self, key: &str, now: i64) -> StoreResult<Option<i64>> {
-        let row = sqlx::query(
-            "SELECT locked_until FROM login_attempts WHERE key = $1 AND locked_until > $2",
-        )
-        .bind(key)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend_err)?;
-        row.map(|r| r.try_get("locked_until"))
-            .transpose()
-            .map_err(backend_err)
+        let row = sqlx::query("SELECT locked_until FROM login_attempts WHERE key = $1 AND locked_until > $2")
+            .bind(key)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend_err)?;
+        row.map(|r| r.try_get("locked_until")).transpose().map_err(backend_err)
     }
 }

@@ -28,7 +28,7 @@ pub(crate) fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
 }
 
 /// Maps a unique-constraint violation to the field it concerns.
-fn map_insert_error(e: sqlx::Error) -> StoreError {
+pub(crate) fn map_insert_error(e: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &e
         && db.is_unique_violation()
     {
@@ -55,6 +55,29 @@ fn like_pattern(query: &str) -> String {
     }
     p.push('%');
     p
+}
+
+/// Inserts a user on an open transaction or connection.
+pub(crate) async fn insert_user_in(conn: &mut sqlx::AnyConnection, u: &NewUser) -> Result<User, sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO users (username, username_normalized, email, email_normalized, password_hash, is_admin, \
+         email_verified, security_stamp, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {}",
+        USER_COLUMNS.replace("u.", "")
+    );
+    let row = sqlx::query(&sql)
+        .bind(u.username.as_str())
+        .bind(u.username.normalized())
+        .bind(u.email.as_str())
+        .bind(u.email.normalized())
+        .bind(&u.password_hash)
+        .bind(flag(u.is_admin))
+        .bind(flag(u.email_verified))
+        .bind(&u.security_stamp)
+        .bind(u.now)
+        .fetch_one(&mut *conn)
+        .await?;
+    user_from_row(&row)
 }
 
 /// Key of the PostgreSQL advisory lock that changes able to remove an admin
@@ -86,39 +109,14 @@ impl SqlStore {
 #[async_trait]
 impl UserStore for SqlStore {
     async fn insert_user(&self, u: &NewUser) -> StoreResult<User> {
-        let sql = format!(
-            "INSERT INTO users (username, username_normalized, email, email_normalized, password_hash, is_admin, \
-             email_verified, security_stamp, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {}",
-            USER_COLUMNS.replace("u.", "")
-        );
-        let row = sqlx::query(&sql)
-            .bind(u.username.as_str())
-            .bind(u.username.normalized())
-            .bind(u.email.as_str())
-            .bind(u.email.normalized())
-            .bind(&u.password_hash)
-            .bind(flag(u.is_admin))
-            .bind(flag(u.email_verified))
-            .bind(&u.security_stamp)
-            .bind(u.now)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map_insert_error)?;
-        user_from_row(&row).map_err(backend_err)
+        let mut conn = self.pool.acquire().await.map_err(backend_err)?;
+        insert_user_in(&mut conn, u).await.map_err(map_insert_error)
     }
 
     async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend_err)?;
-        row.as_ref()
-            .map(user_from_row)
-            .transpose()
-            .map_err(backend_err)
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await.map_err(backend_err)?;
+        row.as_ref().map(user_from_row).transpose().map_err(backend_err)
     }
 
     async fn user_by_login(&self, normalized: &str) -> StoreResult<Option<User>> {
@@ -127,15 +125,8 @@ impl UserStore for SqlStore {
             "SELECT {USER_COLUMNS} FROM users u WHERE u.username_normalized = $1 \
              UNION ALL SELECT {USER_COLUMNS} FROM users u WHERE u.email_normalized = $1"
         );
-        let row = sqlx::query(&sql)
-            .bind(normalized)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend_err)?;
-        row.as_ref()
-            .map(user_from_row)
-            .transpose()
-            .map_err(backend_err)
+        let row = sqlx::query(&sql).bind(normalized).fetch_optional(&self.pool).await.map_err(backend_err)?;
+        row.as_ref().map(user_from_row).transpose().map_err(backend_err)
     }
 
     async fn username_taken(&self, normalized: &str) -> StoreResult<bool> {
@@ -179,12 +170,7 @@ impl UserStore for SqlStore {
             .await
             .map_err(backend_err)?;
         rows.iter()
-            .map(|r| {
-                Ok(UserSummary {
-                    user: user_from_row(r)?,
-                    locked_until: r.try_get("locked_until")?,
-                })
-            })
+            .map(|r| Ok(UserSummary { user: user_from_row(r)?, locked_until: r.try_get("locked_until")? }))
             .collect::<Result<_, sqlx::Error>>()
             .map_err(backend_err)
     }
@@ -200,13 +186,7 @@ impl UserStore for SqlStore {
         Ok(())
     }
 
-    async fn set_password(
-        &self,
-        id: i64,
-        hash: &str,
-        new_stamp: &str,
-        now: i64,
-    ) -> StoreResult<()> {
+    async fn set_password(&self, id: i64, hash: &str, new_stamp: &str, now: i64) -> StoreResult<()> {
         sqlx::query("UPDATE users SET password_hash = $1, security_stamp = $2, updated_at = $3 WHERE id = $4")
             .bind(hash)
             .bind(new_stamp)
@@ -218,13 +198,7 @@ impl UserStore for SqlStore {
         Ok(())
     }
 
-    async fn set_admin(
-        &self,
-        id: i64,
-        is_admin: bool,
-        new_stamp: &str,
-        now: i64,
-    ) -> StoreResult<bool> {
+    async fn set_admin(&self, id: i64, is_admin: bool, new_stamp: &str, now: i64) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await.map_err(backend_err)?;
         self.lock_admins(&mut tx).await?;
         // Granting, or revoking a non-admin, never removes an admin.
@@ -279,10 +253,7 @@ impl UserStore for SqlStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(backend_err)?;
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(backend_err)?;
         Ok(())
     }
 }

@@ -7,9 +7,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use portcullis_app::{
-    LoginThrottle, NewUser, PostStore, Session, SessionStore, StoreError, User, UserStore,
-};
+use portcullis_app::{LoginThrottle, NewUser, PostStore, Session, SessionStore, StoreError, User, UserStore};
 use portcullis_domain::{Email, Username};
 use portcullis_store::SqlStore;
 use tokio::task::JoinSet;
@@ -121,10 +119,7 @@ mod harness {
         F: FnOnce(SqlStore) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let Some(base) = std::env::var(POSTGRES_URL_VAR)
-            .ok()
-            .filter(|u| !u.is_empty())
-        else {
+        let Some(base) = std::env::var(POSTGRES_URL_VAR).ok().filter(|u| !u.is_empty()) else {
             eprintln!("{POSTGRES_URL_VAR} is not set: PostgreSQL not tested");
             return;
         };
@@ -137,9 +132,7 @@ mod harness {
             .await
             .unwrap_or_else(|e| panic!("cannot create schema {schema}: {e}"));
         let outcome = open_and_run(&with_search_path(&base, &schema), test).await;
-        let dropped = admin
-            .execute(format!(r#"DROP SCHEMA "{schema}" CASCADE"#).as_str())
-            .await;
+        let dropped = admin.execute(format!(r#"DROP SCHEMA "{schema}" CASCADE"#).as_str()).await;
         let _ = admin.close().await;
         finish(outcome);
         dropped.unwrap_or_else(|e| panic!("cannot drop schema {schema}: {e}"));
@@ -150,9 +143,8 @@ mod harness {
         F: FnOnce(SqlStore) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let store = SqlStore::connect(url, MAX_CONNECTIONS)
-            .await
-            .map_err(|e| Failure::Setup(format!("connect: {e}")))?;
+        let store =
+            SqlStore::connect(url, MAX_CONNECTIONS).await.map_err(|e| Failure::Setup(format!("connect: {e}")))?;
         let outcome = match store.migrate().await {
             Err(e) => Err(Failure::Setup(format!("migrate: {e}"))),
             // On a task of its own, so a panic is caught and cleanup still runs.
@@ -185,16 +177,9 @@ mod harness {
     /// A schema name no other test (or run) uses at the same time.
     fn schema_name(test: &str) -> String {
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or_default();
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or_default();
         let short: String = test.chars().take(30).collect();
-        format!(
-            "conformance_{short}_{}_{nanos}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        )
+        format!("conformance_{short}_{}_{nanos}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
     }
 
     /// The URL with `schema` first on the search path of every connection
@@ -224,14 +209,7 @@ fn new_user(username: &str, email: &str, is_admin: bool) -> NewUser {
 
 /// Inserts `username` with the email `<username>@example.com`.
 async fn add_user(store: &SqlStore, username: &str, is_admin: bool) -> User {
-    store
-        .insert_user(&new_user(
-            username,
-            &format!("{username}@example.com"),
-            is_admin,
-        ))
-        .await
-        .expect("insert user")
+    store.insert_user(&new_user(username, &format!("{username}@example.com"), is_admin)).await.expect("insert user")
 }
 
 fn session(id: &str, user: &User, created_at: i64, expires_at: i64, remember: bool) -> Session {
@@ -254,13 +232,7 @@ async fn add_session(store: &SqlStore, s: &Session) {
 }
 
 async fn session_ids(store: &SqlStore, user_id: i64, now: i64) -> Vec<String> {
-    store
-        .user_sessions(user_id, now)
-        .await
-        .expect("user sessions")
-        .into_iter()
-        .map(|s| s.id)
-        .collect()
+    store.user_sessions(user_id, now).await.expect("user sessions").into_iter().map(|s| s.id).collect()
 }
 
 async fn listed_names(store: &SqlStore, query: Option<&str>) -> Vec<String> {
@@ -273,28 +245,12 @@ async fn listed_names(store: &SqlStore, query: Option<&str>) -> Vec<String> {
         .collect()
 }
 
-async fn post_ids(
-    store: &SqlStore,
-    author: Option<i64>,
-    before: Option<i64>,
-    limit: i64,
-) -> Vec<i64> {
-    store
-        .list_posts(author, before, limit)
-        .await
-        .expect("list posts")
-        .into_iter()
-        .map(|p| p.id)
-        .collect()
+async fn post_ids(store: &SqlStore, author: Option<i64>, before: Option<i64>, limit: i64) -> Vec<i64> {
+    store.list_posts(author, before, limit).await.expect("list posts").into_iter().map(|p| p.id).collect()
 }
 
 async fn is_admin(store: &SqlStore, id: i64) -> bool {
-    store
-        .user_by_id(id)
-        .await
-        .expect("user by id")
-        .expect("user exists")
-        .is_admin
+    store.user_by_id(id).await.expect("user by id").expect("user exists").is_admin
 }
 
 // ---------------------------------------------------------------- users
@@ -318,58 +274,33 @@ async fn insert_user_returns_the_stored_user(store: SqlStore) {
     assert!(!bob.is_admin);
     assert!(!bob.email_verified);
 
-    let found = store
-        .user_by_id(alice.id)
-        .await
-        .expect("by id")
-        .expect("found");
+    let found = store.user_by_id(alice.id).await.expect("by id").expect("found");
     assert_eq!(found.id, alice.id);
     assert_eq!(found.username, alice.username);
     assert_eq!(found.email, alice.email);
     assert!(found.is_admin && found.email_verified);
     assert_eq!(found.last_login_at, None);
-    assert!(
-        store
-            .user_by_id(bob.id + 100)
-            .await
-            .expect("by id")
-            .is_none()
-    );
+    assert!(store.user_by_id(bob.id + 100).await.expect("by id").is_none());
 }
 
 async fn usernames_are_unique_case_insensitively(store: SqlStore) {
     add_user(&store, "Alice", false).await;
     for clash in ["Alice", "alice", "ALICE", "aLiCe"] {
-        let err = store
-            .insert_user(&new_user(clash, "other@example.com", false))
-            .await
-            .expect_err("username is taken");
+        let err = store.insert_user(&new_user(clash, "other@example.com", false)).await.expect_err("username is taken");
         assert!(matches!(err, StoreError::UsernameTaken), "{clash}: {err:?}");
     }
     assert!(store.username_taken("alice").await.expect("taken"));
     assert!(!store.username_taken("alicia").await.expect("taken"));
-    assert!(
-        !store
-            .username_taken("alice@example.com")
-            .await
-            .expect("taken"),
-        "an email is not a username"
-    );
+    assert!(!store.username_taken("alice@example.com").await.expect("taken"), "an email is not a username");
     // Nothing was half-inserted.
     assert_eq!(listed_names(&store, None).await, ["Alice"]);
     assert!(!store.email_taken("other@example.com").await.expect("taken"));
 }
 
 async fn emails_are_unique_case_insensitively(store: SqlStore) {
-    store
-        .insert_user(&new_user("bob", "Bob@Example.com", false))
-        .await
-        .expect("insert");
+    store.insert_user(&new_user("bob", "Bob@Example.com", false)).await.expect("insert");
     for clash in ["Bob@Example.com", "bob@example.com", "BOB@EXAMPLE.COM"] {
-        let err = store
-            .insert_user(&new_user("robert", clash, false))
-            .await
-            .expect_err("email is taken");
+        let err = store.insert_user(&new_user("robert", clash, false)).await.expect_err("email is taken");
         assert!(matches!(err, StoreError::EmailTaken), "{clash}: {err:?}");
     }
     assert!(store.email_taken("bob@example.com").await.expect("taken"));
@@ -379,11 +310,7 @@ async fn emails_are_unique_case_insensitively(store: SqlStore) {
 }
 
 /// Runs the two inserts at the same time and answers their results.
-async fn insert_pair(
-    store: &SqlStore,
-    a: NewUser,
-    b: NewUser,
-) -> (Result<User, StoreError>, Result<User, StoreError>) {
+async fn insert_pair(store: &SqlStore, a: NewUser, b: NewUser) -> (Result<User, StoreError>, Result<User, StoreError>) {
     let barrier = Arc::new(tokio::sync::Barrier::new(2));
     let spawn = |u: NewUser| {
         let store = store.clone();
@@ -401,28 +328,15 @@ async fn concurrent_inserts_of_one_username_let_exactly_one_win(store: SqlStore)
     for round in 0..10 {
         let (a, b) = insert_pair(
             &store,
-            new_user(
-                &format!("racer{round}"),
-                &format!("a{round}@example.com"),
-                false,
-            ),
-            new_user(
-                &format!("RACER{round}"),
-                &format!("b{round}@example.com"),
-                false,
-            ),
+            new_user(&format!("racer{round}"), &format!("a{round}@example.com"), false),
+            new_user(&format!("RACER{round}"), &format!("b{round}@example.com"), false),
         )
         .await;
         match (&a, &b) {
             (Ok(_), Err(StoreError::UsernameTaken)) | (Err(StoreError::UsernameTaken), Ok(_)) => {}
             other => panic!("round {round}: expected one winner, got {other:?}"),
         }
-        assert!(
-            store
-                .username_taken(&format!("racer{round}"))
-                .await
-                .expect("taken")
-        );
+        assert!(store.username_taken(&format!("racer{round}")).await.expect("taken"));
     }
     assert_eq!(listed_names(&store, None).await.len(), 10);
 }
@@ -431,16 +345,8 @@ async fn concurrent_inserts_of_one_email_let_exactly_one_win(store: SqlStore) {
     for round in 0..10 {
         let (a, b) = insert_pair(
             &store,
-            new_user(
-                &format!("first{round}"),
-                &format!("same{round}@example.com"),
-                false,
-            ),
-            new_user(
-                &format!("second{round}"),
-                &format!("SAME{round}@Example.com"),
-                false,
-            ),
+            new_user(&format!("first{round}"), &format!("same{round}@example.com"), false),
+            new_user(&format!("second{round}"), &format!("SAME{round}@Example.com"), false),
         )
         .await;
         match (&a, &b) {
@@ -452,35 +358,18 @@ async fn concurrent_inserts_of_one_email_let_exactly_one_win(store: SqlStore) {
 }
 
 async fn user_by_login_finds_normalized_username_or_email(store: SqlStore) {
-    let alice = store
-        .insert_user(&new_user("Alice", "Alice.Smith@Example.com", false))
-        .await
-        .expect("insert");
+    let alice = store.insert_user(&new_user("Alice", "Alice.Smith@Example.com", false)).await.expect("insert");
     let bob = add_user(&store, "bob", false).await;
     for login in ["alice", "alice.smith@example.com"] {
-        let found = store
-            .user_by_login(login)
-            .await
-            .expect("by login")
-            .unwrap_or_else(|| panic!("{login} finds alice"));
+        let found =
+            store.user_by_login(login).await.expect("by login").unwrap_or_else(|| panic!("{login} finds alice"));
         assert_eq!(found.id, alice.id, "{login}");
         assert_eq!(found.username, "Alice");
     }
-    let found = store
-        .user_by_login("bob@example.com")
-        .await
-        .expect("by login")
-        .expect("found");
+    let found = store.user_by_login("bob@example.com").await.expect("by login").expect("found");
     assert_eq!(found.id, bob.id);
     for missing in ["carol", "alice@example.com", "", "%", "ali_e"] {
-        assert!(
-            store
-                .user_by_login(missing)
-                .await
-                .expect("by login")
-                .is_none(),
-            "{missing:?}"
-        );
+        assert!(store.user_by_login(missing).await.expect("by login").is_none(), "{missing:?}");
     }
 }
 
@@ -492,10 +381,7 @@ async fn list_users_pages_by_id(store: SqlStore) {
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let page = store
-            .list_users(None, after, 3, T0)
-            .await
-            .expect("list users");
+        let page = store.list_users(None, after, 3, T0).await.expect("list users");
         assert!(page.len() <= 3);
         if page.is_empty() {
             break;
@@ -504,34 +390,14 @@ async fn list_users_pages_by_id(store: SqlStore) {
         seen.extend(page.iter().map(|s| s.user.id));
     }
     assert_eq!(seen, ids, "every user once, by id");
-    let first = store
-        .list_users(None, None, 2, T0)
-        .await
-        .expect("list users");
+    let first = store.list_users(None, None, 2, T0).await.expect("list users");
     assert_eq!(first[0].user.username, "user0");
     assert!(first[0].user.is_admin);
     assert_eq!(first[0].user.email, "user0@example.com");
     assert!(first.iter().all(|s| s.locked_until.is_none()));
-    assert!(
-        store
-            .list_users(None, Some(ids[6]), 10, T0)
-            .await
-            .expect("list users")
-            .is_empty()
-    );
-    assert!(
-        store
-            .list_users(Some(""), None, 0, T0)
-            .await
-            .expect("list users")
-            .is_empty(),
-        "limit 0"
-    );
-    assert_eq!(
-        listed_names(&store, Some("")).await.len(),
-        7,
-        "an empty query is no filter"
-    );
+    assert!(store.list_users(None, Some(ids[6]), 10, T0).await.expect("list users").is_empty());
+    assert!(store.list_users(Some(""), None, 0, T0).await.expect("list users").is_empty(), "limit 0");
+    assert_eq!(listed_names(&store, Some("")).await.len(), 7, "an empty query is no filter");
 }
 
 async fn list_users_shows_current_locks(store: SqlStore) {
@@ -539,72 +405,28 @@ async fn list_users_shows_current_locks(store: SqlStore) {
     let bob = add_user(&store, "bob", false).await;
     let carol = add_user(&store, "carol", false).await;
     let until = T0 + 15 * MINUTE;
-    store
-        .lock(&format!("user:{}", alice.id), T0, until, 5)
-        .await
-        .expect("lock");
-    store
-        .lock(
-            &format!("user:{}", bob.id),
-            T0 - 30 * MINUTE,
-            T0 - MINUTE,
-            5,
-        )
-        .await
-        .expect("lock");
+    store.lock(&format!("user:{}", alice.id), T0, until, 5).await.expect("lock");
+    store.lock(&format!("user:{}", bob.id), T0 - 30 * MINUTE, T0 - MINUTE, 5).await.expect("lock");
     // A failed login under the name does not lock the account row.
     store.lock("name:carol", T0, until, 5).await.expect("lock");
-    let list = store
-        .list_users(None, None, 10, T0)
-        .await
-        .expect("list users");
+    let list = store.list_users(None, None, 10, T0).await.expect("list users");
     let locks: Vec<(i64, Option<i64>)> = list.iter().map(|s| (s.user.id, s.locked_until)).collect();
-    assert_eq!(
-        locks,
-        [(alice.id, Some(until)), (bob.id, None), (carol.id, None)]
-    );
-    let later = store
-        .list_users(None, None, 10, until)
-        .await
-        .expect("list users");
-    assert!(
-        later.iter().all(|s| s.locked_until.is_none()),
-        "lock passed"
-    );
+    assert_eq!(locks, [(alice.id, Some(until)), (bob.id, None), (carol.id, None)]);
+    let later = store.list_users(None, None, 10, until).await.expect("list users");
+    assert!(later.iter().all(|s| s.locked_until.is_none()), "lock passed");
 }
 
 async fn list_users_searches_username_and_email_case_insensitively(store: SqlStore) {
-    store
-        .insert_user(&new_user("Alice", "alice@wonderland.example", false))
-        .await
-        .expect("insert");
-    store
-        .insert_user(&new_user("Malice", "m@example.com", false))
-        .await
-        .expect("insert");
-    store
-        .insert_user(&new_user("bob", "Bob.ALICEson@Example.org", false))
-        .await
-        .expect("insert");
-    store
-        .insert_user(&new_user("carol", "carol@example.net", false))
-        .await
-        .expect("insert");
-    assert_eq!(
-        listed_names(&store, Some("alice")).await,
-        ["Alice", "Malice", "bob"]
-    );
-    assert_eq!(
-        listed_names(&store, Some("ALICE")).await,
-        ["Alice", "Malice", "bob"]
-    );
+    store.insert_user(&new_user("Alice", "alice@wonderland.example", false)).await.expect("insert");
+    store.insert_user(&new_user("Malice", "m@example.com", false)).await.expect("insert");
+    store.insert_user(&new_user("bob", "Bob.ALICEson@Example.org", false)).await.expect("insert");
+    store.insert_user(&new_user("carol", "carol@example.net", false)).await.expect("insert");
+    assert_eq!(listed_names(&store, Some("alice")).await, ["Alice", "Malice", "bob"]);
+    assert_eq!(listed_names(&store, Some("ALICE")).await, ["Alice", "Malice", "bob"]);
     assert_eq!(listed_names(&store, Some("WONDER")).await, ["Alice"]);
     assert_eq!(listed_names(&store, Some("EXAMPLE")).await.len(), 4);
     assert_eq!(listed_names(&store, Some(".org")).await, ["bob"]);
-    assert_eq!(
-        listed_names(&store, Some("Carol@Example.Net")).await,
-        ["carol"]
-    );
+    assert_eq!(listed_names(&store, Some("Carol@Example.Net")).await, ["carol"]);
     assert!(listed_names(&store, Some("dave")).await.is_empty());
 }
 
@@ -619,10 +441,7 @@ async fn list_users_search_matches_metacharacters_literally(store: SqlStore) {
         ("backslash", r#""back\slash"@example.com"#),
         ("backxslash", "backxslash@example.com"),
     ] {
-        store
-            .insert_user(&new_user(name, email, false))
-            .await
-            .unwrap_or_else(|e| panic!("insert {name}: {e}"));
+        store.insert_user(&new_user(name, email, false)).await.unwrap_or_else(|e| panic!("insert {name}: {e}"));
     }
     let cases: &[(&str, &[&str])] = &[
         ("_", &["under_score"]),
@@ -648,37 +467,23 @@ async fn list_users_search_matches_metacharacters_literally(store: SqlStore) {
         ("kxs", &["backxslash"]),
     ];
     for (query, expected) in cases {
-        assert_eq!(
-            listed_names(&store, Some(query)).await,
-            *expected,
-            "query {query:?}"
-        );
+        assert_eq!(listed_names(&store, Some(query)).await, *expected, "query {query:?}");
     }
 }
 
 async fn list_users_search_pages_by_id(store: SqlStore) {
     let mut matching = Vec::new();
     for i in 0..9 {
-        let name = if i % 3 == 0 {
-            format!("team_{i}")
-        } else {
-            format!("teamx{i}")
-        };
+        let name = if i % 3 == 0 { format!("team_{i}") } else { format!("teamx{i}") };
         let user = add_user(&store, &name, false).await;
         if i % 3 == 0 {
             matching.push(user.id);
         }
     }
-    let first = store
-        .list_users(Some("M_"), None, 2, T0)
-        .await
-        .expect("list users");
+    let first = store.list_users(Some("M_"), None, 2, T0).await.expect("list users");
     let first: Vec<i64> = first.iter().map(|s| s.user.id).collect();
     assert_eq!(first, matching[..2]);
-    let second = store
-        .list_users(Some("M_"), Some(first[1]), 2, T0)
-        .await
-        .expect("list users");
+    let second = store.list_users(Some("M_"), Some(first[1]), 2, T0).await.expect("list users");
     let second: Vec<i64> = second.iter().map(|s| s.user.id).collect();
     assert_eq!(second, matching[2..]);
 }
@@ -687,31 +492,14 @@ async fn password_updates_keep_or_change_the_stamp(store: SqlStore) {
     let alice = add_user(&store, "alice", false).await;
     let bob = add_user(&store, "bob", false).await;
 
-    store
-        .update_password_hash(alice.id, "rehashed", T0 + 1)
-        .await
-        .expect("update hash");
-    let a = store
-        .user_by_id(alice.id)
-        .await
-        .expect("get")
-        .expect("found");
+    store.update_password_hash(alice.id, "rehashed", T0 + 1).await.expect("update hash");
+    let a = store.user_by_id(alice.id).await.expect("get").expect("found");
     assert_eq!(a.password_hash, "rehashed");
-    assert_eq!(
-        a.security_stamp, alice.security_stamp,
-        "an upgrade keeps sessions"
-    );
+    assert_eq!(a.security_stamp, alice.security_stamp, "an upgrade keeps sessions");
     assert_eq!((a.created_at, a.updated_at), (T0, T0 + 1));
 
-    store
-        .set_password(alice.id, "new-hash", "new-stamp", T0 + 2)
-        .await
-        .expect("set password");
-    let a = store
-        .user_by_id(alice.id)
-        .await
-        .expect("get")
-        .expect("found");
+    store.set_password(alice.id, "new-hash", "new-stamp", T0 + 2).await.expect("set password");
+    let a = store.user_by_id(alice.id).await.expect("get").expect("found");
     assert_eq!(a.password_hash, "new-hash");
     assert_eq!(a.security_stamp, "new-stamp");
     assert_eq!(a.updated_at, T0 + 2);
@@ -722,35 +510,19 @@ async fn password_updates_keep_or_change_the_stamp(store: SqlStore) {
     assert_eq!(b.updated_at, T0);
 
     // Unknown ids are no error.
-    store
-        .update_password_hash(bob.id + 100, "x", T0)
-        .await
-        .expect("update hash");
-    store
-        .set_password(bob.id + 100, "x", "y", T0)
-        .await
-        .expect("set password");
+    store.update_password_hash(bob.id + 100, "x", T0).await.expect("update hash");
+    store.set_password(bob.id + 100, "x", "y", T0).await.expect("set password");
 }
 
 async fn record_login_sets_last_login(store: SqlStore) {
     let alice = add_user(&store, "alice", false).await;
     let bob = add_user(&store, "bob", false).await;
-    store
-        .record_login(alice.id, T0 + MINUTE)
-        .await
-        .expect("record login");
-    let a = store
-        .user_by_id(alice.id)
-        .await
-        .expect("get")
-        .expect("found");
+    store.record_login(alice.id, T0 + MINUTE).await.expect("record login");
+    let a = store.user_by_id(alice.id).await.expect("get").expect("found");
     assert_eq!(a.last_login_at, Some(T0 + MINUTE));
     let b = store.user_by_id(bob.id).await.expect("get").expect("found");
     assert_eq!(b.last_login_at, None);
-    let listed = store
-        .list_users(Some("alice"), None, 10, T0)
-        .await
-        .expect("list users");
+    let listed = store.list_users(Some("alice"), None, 10, T0).await.expect("list users");
     assert_eq!(listed[0].user.last_login_at, Some(T0 + MINUTE));
 }
 
@@ -759,106 +531,49 @@ async fn set_admin_grants_and_revokes(store: SqlStore) {
     let alice = add_user(&store, "alice", false).await;
     assert_eq!(store.count_admins().await.expect("count"), 1);
 
-    assert!(
-        store
-            .set_admin(alice.id, true, "s1", T0 + 1)
-            .await
-            .expect("grant")
-    );
-    let a = store
-        .user_by_id(alice.id)
-        .await
-        .expect("get")
-        .expect("found");
+    assert!(store.set_admin(alice.id, true, "s1", T0 + 1).await.expect("grant"));
+    let a = store.user_by_id(alice.id).await.expect("get").expect("found");
     assert!(a.is_admin);
     assert_eq!(a.security_stamp, "s1");
     assert_eq!(a.updated_at, T0 + 1);
     assert_eq!(store.count_admins().await.expect("count"), 2);
 
-    assert!(
-        store
-            .set_admin(root.id, false, "s2", T0 + 2)
-            .await
-            .expect("revoke")
-    );
-    let r = store
-        .user_by_id(root.id)
-        .await
-        .expect("get")
-        .expect("found");
+    assert!(store.set_admin(root.id, false, "s2", T0 + 2).await.expect("revoke"));
+    let r = store.user_by_id(root.id).await.expect("get").expect("found");
     assert!(!r.is_admin);
     assert_eq!(r.security_stamp, "s2");
     assert_eq!(store.count_admins().await.expect("count"), 1);
 
     // Granting twice, and revoking a non-admin, change nothing but the stamp.
-    assert!(
-        store
-            .set_admin(alice.id, true, "s3", T0 + 3)
-            .await
-            .expect("grant")
-    );
-    assert!(
-        store
-            .set_admin(root.id, false, "s4", T0 + 4)
-            .await
-            .expect("revoke")
-    );
+    assert!(store.set_admin(alice.id, true, "s3", T0 + 3).await.expect("grant"));
+    assert!(store.set_admin(root.id, false, "s4", T0 + 4).await.expect("revoke"));
     assert_eq!(store.count_admins().await.expect("count"), 1);
     assert!(is_admin(&store, alice.id).await);
     assert!(!is_admin(&store, root.id).await);
 
-    assert!(
-        !store
-            .set_admin(alice.id + 100, true, "s5", T0)
-            .await
-            .expect("unknown user"),
-        "no such user"
-    );
+    assert!(!store.set_admin(alice.id + 100, true, "s5", T0).await.expect("unknown user"), "no such user");
 }
 
 async fn set_admin_refuses_to_demote_the_last_admin(store: SqlStore) {
     let root = add_user(&store, "root", true).await;
     let alice = add_user(&store, "alice", false).await;
-    assert!(
-        !store
-            .set_admin(root.id, false, "s1", T0 + 1)
-            .await
-            .expect("revoke")
-    );
-    let r = store
-        .user_by_id(root.id)
-        .await
-        .expect("get")
-        .expect("found");
+    assert!(!store.set_admin(root.id, false, "s1", T0 + 1).await.expect("revoke"));
+    let r = store.user_by_id(root.id).await.expect("get").expect("found");
     assert!(r.is_admin);
     assert_eq!(r.security_stamp, root.security_stamp, "nothing changed");
     assert_eq!(r.updated_at, T0);
     assert_eq!(store.count_admins().await.expect("count"), 1);
 
     // Revoking a user who is no admin is no threat to the last admin.
-    assert!(
-        store
-            .set_admin(alice.id, false, "s2", T0 + 2)
-            .await
-            .expect("revoke")
-    );
+    assert!(store.set_admin(alice.id, false, "s2", T0 + 2).await.expect("revoke"));
     assert_eq!(store.count_admins().await.expect("count"), 1);
 }
 
 async fn set_admin_revokes_a_non_admin_when_there_is_no_admin(store: SqlStore) {
     let alice = add_user(&store, "alice", false).await;
     assert_eq!(store.count_admins().await.expect("count"), 0);
-    assert!(
-        store
-            .set_admin(alice.id, false, "s1", T0 + 1)
-            .await
-            .expect("revoke")
-    );
-    let a = store
-        .user_by_id(alice.id)
-        .await
-        .expect("get")
-        .expect("found");
+    assert!(store.set_admin(alice.id, false, "s1", T0 + 1).await.expect("revoke"));
+    let a = store.user_by_id(alice.id).await.expect("get").expect("found");
     assert!(!a.is_admin);
     assert_eq!(a.security_stamp, "s1");
     assert!(store.delete_user(alice.id).await.expect("delete"));
@@ -868,18 +583,10 @@ async fn set_admin_revokes_a_non_admin_when_there_is_no_admin(store: SqlStore) {
 async fn only_admins(store: &SqlStore, a: i64, b: i64) {
     assert!(store.set_admin(a, true, "grant", T0).await.expect("grant"));
     assert!(store.set_admin(b, true, "grant", T0).await.expect("grant"));
-    let others = store
-        .list_users(None, None, 1000, T0)
-        .await
-        .expect("list users");
+    let others = store.list_users(None, None, 1000, T0).await.expect("list users");
     for s in others {
         if s.user.is_admin && s.user.id != a && s.user.id != b {
-            assert!(
-                store
-                    .set_admin(s.user.id, false, "revoke", T0)
-                    .await
-                    .expect("revoke")
-            );
+            assert!(store.set_admin(s.user.id, false, "revoke", T0).await.expect("revoke"));
         }
     }
     assert_eq!(store.count_admins().await.expect("count"), 2);
@@ -903,10 +610,7 @@ async fn concurrent_demotions_leave_an_admin(store: SqlStore) {
         let ra = ta.await.expect("task").expect("demote a");
         let rb = tb.await.expect("task").expect("demote b");
         let admins = store.count_admins().await.expect("count");
-        assert_eq!(
-            admins, 1,
-            "round {round}: ({ra}, {rb}) left {admins} admins"
-        );
+        assert_eq!(admins, 1, "round {round}: ({ra}, {rb}) left {admins} admins");
         assert!(ra != rb, "round {round}: exactly one demotion succeeds");
         assert_eq!(is_admin(&store, a).await, !ra);
         assert_eq!(is_admin(&store, b).await, !rb);
@@ -916,55 +620,25 @@ async fn concurrent_demotions_leave_an_admin(store: SqlStore) {
 async fn delete_user_cascades_to_posts_and_sessions(store: SqlStore) {
     let alice = add_user(&store, "alice", false).await;
     let bob = add_user(&store, "bob", false).await;
-    let a1 = store
-        .insert_post(alice.id, "a1", "x", T0)
-        .await
-        .expect("post");
-    let b1 = store
-        .insert_post(bob.id, "b1", "x", T0)
-        .await
-        .expect("post");
-    let a2 = store
-        .insert_post(alice.id, "a2", "x", T0)
-        .await
-        .expect("post");
+    let a1 = store.insert_post(alice.id, "a1", "x", T0).await.expect("post");
+    let b1 = store.insert_post(bob.id, "b1", "x", T0).await.expect("post");
+    let a2 = store.insert_post(alice.id, "a2", "x", T0).await.expect("post");
     add_session(&store, &session("sa1", &alice, T0, T0 + MINUTE, false)).await;
     add_session(&store, &session("sa2", &alice, T0, T0 + MINUTE, true)).await;
     add_session(&store, &session("sb1", &bob, T0, T0 + MINUTE, false)).await;
-    store
-        .lock(&format!("user:{}", alice.id), T0, T0 + MINUTE, 5)
-        .await
-        .expect("lock");
+    store.lock(&format!("user:{}", alice.id), T0, T0 + MINUTE, 5).await.expect("lock");
 
     assert!(store.delete_user(alice.id).await.expect("delete"));
     assert!(store.user_by_id(alice.id).await.expect("get").is_none());
     assert!(!store.username_taken("alice").await.expect("taken"));
     assert!(store.post_by_id(a1).await.expect("post").is_none());
     assert!(store.post_by_id(a2).await.expect("post").is_none());
-    assert!(
-        store
-            .session_with_user("sa1")
-            .await
-            .expect("session")
-            .is_none()
-    );
-    assert!(
-        store
-            .session_with_user("sa2")
-            .await
-            .expect("session")
-            .is_none()
-    );
+    assert!(store.session_with_user("sa1").await.expect("session").is_none());
+    assert!(store.session_with_user("sa2").await.expect("session").is_none());
     assert!(session_ids(&store, alice.id, T0).await.is_empty());
 
     assert!(store.post_by_id(b1).await.expect("post").is_some());
-    assert!(
-        store
-            .session_with_user("sb1")
-            .await
-            .expect("session")
-            .is_some()
-    );
+    assert!(store.session_with_user("sb1").await.expect("session").is_some());
     assert_eq!(post_ids(&store, None, None, 10).await, [b1]);
 
     assert!(!store.delete_user(alice.id).await.expect("delete again"));
@@ -975,29 +649,15 @@ async fn delete_user_cascades_to_posts_and_sessions(store: SqlStore) {
 async fn delete_user_refuses_the_last_admin(store: SqlStore) {
     let root = add_user(&store, "root", true).await;
     let alice = add_user(&store, "alice", false).await;
-    let post = store
-        .insert_post(root.id, "t", "c", T0)
-        .await
-        .expect("post");
+    let post = store.insert_post(root.id, "t", "c", T0).await.expect("post");
     add_session(&store, &session("sr", &root, T0, T0 + MINUTE, false)).await;
 
     assert!(!store.delete_user(root.id).await.expect("delete"));
     assert!(store.user_by_id(root.id).await.expect("get").is_some());
     assert!(store.post_by_id(post).await.expect("post").is_some());
-    assert!(
-        store
-            .session_with_user("sr")
-            .await
-            .expect("session")
-            .is_some()
-    );
+    assert!(store.session_with_user("sr").await.expect("session").is_some());
 
-    assert!(
-        store
-            .set_admin(alice.id, true, "s", T0)
-            .await
-            .expect("grant")
-    );
+    assert!(store.set_admin(alice.id, true, "s", T0).await.expect("grant"));
     assert!(store.delete_user(root.id).await.expect("delete"));
     assert_eq!(store.count_admins().await.expect("count"), 1);
     assert!(!store.delete_user(alice.id).await.expect("delete"));
@@ -1023,10 +683,7 @@ async fn concurrent_deletion_and_demotion_leave_an_admin(store: SqlStore) {
         let deleted = ta.await.expect("task").expect("delete a");
         let demoted = tb.await.expect("task").expect("demote b");
         let admins = store.count_admins().await.expect("count");
-        assert_eq!(
-            admins, 1,
-            "round {round}: (deleted {deleted}, demoted {demoted}) left {admins} admins"
-        );
+        assert_eq!(admins, 1, "round {round}: (deleted {deleted}, demoted {demoted}) left {admins} admins");
         assert!(deleted != demoted, "round {round}: exactly one succeeds");
         assert_eq!(store.user_by_id(a).await.expect("get").is_none(), deleted);
     }
@@ -1048,19 +705,12 @@ async fn session_round_trips_with_its_user(store: SqlStore) {
     bare.user_agent = None;
     add_session(&store, &bare).await;
 
-    let (got, user) = store
-        .session_with_user("sid-1")
-        .await
-        .expect("session")
-        .expect("found");
+    let (got, user) = store.session_with_user("sid-1").await.expect("session").expect("found");
     assert_eq!(got.id, "sid-1");
     assert_eq!(got.secret_hash, "secret-of-sid-1");
     assert_eq!(got.user_id, alice.id);
     assert_eq!(got.security_stamp, alice.security_stamp);
-    assert_eq!(
-        (got.created_at, got.last_seen_at, got.expires_at),
-        (T0, T0, T0 + 60 * MINUTE)
-    );
+    assert_eq!((got.created_at, got.last_seen_at, got.expires_at), (T0, T0, T0 + 60 * MINUTE));
     assert!(got.remember);
     assert_eq!(got.ip.as_deref(), Some("192.0.2.7"));
     assert_eq!(got.user_agent.as_deref(), Some("conformance/1.0"));
@@ -1071,24 +721,13 @@ async fn session_round_trips_with_its_user(store: SqlStore) {
     assert_eq!(user.created_at, T0);
     assert_eq!(user.security_stamp, alice.security_stamp);
 
-    let (got, _) = store
-        .session_with_user("sid-2")
-        .await
-        .expect("session")
-        .expect("found");
+    let (got, _) = store.session_with_user("sid-2").await.expect("session").expect("found");
     assert!(!got.remember);
     assert_eq!((got.ip, got.user_agent), (None, None));
     assert_eq!(got.created_at, T0 + 1);
 
     for missing in ["sid-3", "", "SID-1", "sid-%"] {
-        assert!(
-            store
-                .session_with_user(missing)
-                .await
-                .expect("session")
-                .is_none(),
-            "{missing:?}"
-        );
+        assert!(store.session_with_user(missing).await.expect("session").is_none(), "{missing:?}");
     }
 }
 
@@ -1096,47 +735,24 @@ async fn session_needs_an_existing_user_and_a_unique_id(store: SqlStore) {
     let alice = add_user(&store, "alice", false).await;
     add_session(&store, &session("dup", &alice, T0, T0 + MINUTE, false)).await;
     assert!(
-        store
-            .insert_session(&session("dup", &alice, T0, T0 + MINUTE, false))
-            .await
-            .is_err(),
+        store.insert_session(&session("dup", &alice, T0, T0 + MINUTE, false)).await.is_err(),
         "session ids are unique"
     );
     let mut ghost = session("ghost", &alice, T0, T0 + MINUTE, false);
     ghost.user_id = alice.id + 100;
-    assert!(
-        store.insert_session(&ghost).await.is_err(),
-        "a session needs a user"
-    );
-    assert!(
-        store
-            .session_with_user("ghost")
-            .await
-            .expect("session")
-            .is_none()
-    );
+    assert!(store.insert_session(&ghost).await.is_err(), "a session needs a user");
+    assert!(store.session_with_user("ghost").await.expect("session").is_none());
 }
 
 async fn touch_session_sets_last_seen(store: SqlStore) {
     let alice = add_user(&store, "alice", false).await;
     add_session(&store, &session("s1", &alice, T0, T0 + 60 * MINUTE, false)).await;
     add_session(&store, &session("s2", &alice, T0, T0 + 60 * MINUTE, false)).await;
-    store
-        .touch_session("s1", T0 + 5 * MINUTE)
-        .await
-        .expect("touch");
-    let (s1, _) = store
-        .session_with_user("s1")
-        .await
-        .expect("session")
-        .expect("found");
+    store.touch_session("s1", T0 + 5 * MINUTE).await.expect("touch");
+    let (s1, _) = store.session_with_user("s1").await.expect("session").expect("found");
     assert_eq!(s1.last_seen_at, T0 + 5 * MINUTE);
     assert_eq!((s1.created_at, s1.expires_at), (T0, T0 + 60 * MINUTE));
-    let (s2, _) = store
-        .session_with_user("s2")
-        .await
-        .expect("session")
-        .expect("found");
+    let (s2, _) = store.session_with_user("s2").await.expect("session").expect("found");
     assert_eq!(s2.last_seen_at, T0);
     store.touch_session("missing", T0).await.expect("no error");
 }
@@ -1148,31 +764,11 @@ async fn delete_session_deletes_only_the_owners_session(store: SqlStore) {
     add_session(&store, &session("sa2", &alice, T0, T0 + MINUTE, false)).await;
     add_session(&store, &session("sb", &bob, T0, T0 + MINUTE, false)).await;
 
-    assert!(
-        !store.delete_session(bob.id, "sa").await.expect("delete"),
-        "not bob's session"
-    );
-    assert!(
-        store
-            .session_with_user("sa")
-            .await
-            .expect("session")
-            .is_some()
-    );
+    assert!(!store.delete_session(bob.id, "sa").await.expect("delete"), "not bob's session");
+    assert!(store.session_with_user("sa").await.expect("session").is_some());
     assert!(store.delete_session(alice.id, "sa").await.expect("delete"));
-    assert!(
-        store
-            .session_with_user("sa")
-            .await
-            .expect("session")
-            .is_none()
-    );
-    assert!(
-        !store
-            .delete_session(alice.id, "sa")
-            .await
-            .expect("delete again")
-    );
+    assert!(store.session_with_user("sa").await.expect("session").is_none());
+    assert!(!store.delete_session(alice.id, "sa").await.expect("delete again"));
     assert_eq!(session_ids(&store, alice.id, T0).await, ["sa2"]);
     assert_eq!(session_ids(&store, bob.id, T0).await, ["sb"]);
 }
@@ -1181,47 +777,22 @@ async fn delete_user_sessions_keeps_the_exception(store: SqlStore) {
     let alice = add_user(&store, "alice", false).await;
     let bob = add_user(&store, "bob", false).await;
     for (i, id) in ["a1", "a2", "a3", "a4"].iter().enumerate() {
-        add_session(
-            &store,
-            &session(id, &alice, T0 + i as i64, T0 + MINUTE, false),
-        )
-        .await;
+        add_session(&store, &session(id, &alice, T0 + i as i64, T0 + MINUTE, false)).await;
     }
     add_session(&store, &session("b1", &bob, T0, T0 + MINUTE, false)).await;
 
-    assert_eq!(
-        store
-            .delete_user_sessions(alice.id, Some("a2"))
-            .await
-            .expect("delete"),
-        3
-    );
+    assert_eq!(store.delete_user_sessions(alice.id, Some("a2")).await.expect("delete"), 3);
     assert_eq!(session_ids(&store, alice.id, T0).await, ["a2"]);
     assert_eq!(
-        store
-            .delete_user_sessions(alice.id, Some("b1"))
-            .await
-            .expect("delete"),
+        store.delete_user_sessions(alice.id, Some("b1")).await.expect("delete"),
         1,
         "another user's session is no exception"
     );
     assert_eq!(session_ids(&store, bob.id, T0).await, ["b1"]);
-    assert_eq!(
-        store
-            .delete_user_sessions(alice.id, None)
-            .await
-            .expect("delete"),
-        0
-    );
+    assert_eq!(store.delete_user_sessions(alice.id, None).await.expect("delete"), 0);
     add_session(&store, &session("a5", &alice, T0, T0 + MINUTE, false)).await;
     add_session(&store, &session("a6", &alice, T0, T0 + MINUTE, false)).await;
-    assert_eq!(
-        store
-            .delete_user_sessions(alice.id, None)
-            .await
-            .expect("delete"),
-        2
-    );
+    assert_eq!(store.delete_user_sessions(alice.id, None).await.expect("delete"), 2);
     assert!(session_ids(&store, alice.id, T0).await.is_empty());
     assert_eq!(session_ids(&store, bob.id, T0).await, ["b1"]);
 }
@@ -1230,43 +801,18 @@ async fn user_sessions_lists_live_sessions_newest_first(store: SqlStore) {
     let alice = add_user(&store, "alice", false).await;
     let bob = add_user(&store, "bob", false).await;
     add_session(&store, &session("old", &alice, T0, T0 + 60 * MINUTE, false)).await;
-    add_session(
-        &store,
-        &session("new", &alice, T0 + 2 * MINUTE, T0 + 60 * MINUTE, true),
-    )
-    .await;
-    add_session(
-        &store,
-        &session("mid", &alice, T0 + MINUTE, T0 + 60 * MINUTE, false),
-    )
-    .await;
-    add_session(
-        &store,
-        &session("gone", &alice, T0 + 3 * MINUTE, T0 + 10 * MINUTE, false),
-    )
-    .await;
+    add_session(&store, &session("new", &alice, T0 + 2 * MINUTE, T0 + 60 * MINUTE, true)).await;
+    add_session(&store, &session("mid", &alice, T0 + MINUTE, T0 + 60 * MINUTE, false)).await;
+    add_session(&store, &session("gone", &alice, T0 + 3 * MINUTE, T0 + 10 * MINUTE, false)).await;
     add_session(&store, &session("bobs", &bob, T0, T0 + 60 * MINUTE, false)).await;
 
-    assert_eq!(
-        session_ids(&store, alice.id, T0 + 5 * MINUTE).await,
-        ["gone", "new", "mid", "old"]
-    );
+    assert_eq!(session_ids(&store, alice.id, T0 + 5 * MINUTE).await, ["gone", "new", "mid", "old"]);
     // A session whose expiry is now is over.
-    assert_eq!(
-        session_ids(&store, alice.id, T0 + 10 * MINUTE).await,
-        ["new", "mid", "old"]
-    );
-    let listed = store
-        .user_sessions(alice.id, T0 + 10 * MINUTE)
-        .await
-        .expect("sessions");
+    assert_eq!(session_ids(&store, alice.id, T0 + 10 * MINUTE).await, ["new", "mid", "old"]);
+    let listed = store.user_sessions(alice.id, T0 + 10 * MINUTE).await.expect("sessions");
     assert!(listed[0].remember);
     assert_eq!(listed[0].secret_hash, "secret-of-new");
-    assert!(
-        session_ids(&store, alice.id, T0 + 60 * MINUTE)
-            .await
-            .is_empty()
-    );
+    assert!(session_ids(&store, alice.id, T0 + 60 * MINUTE).await.is_empty());
     assert_eq!(session_ids(&store, bob.id, T0).await, ["bobs"]);
     assert!(session_ids(&store, bob.id + 100, T0).await.is_empty());
 }
@@ -1289,26 +835,17 @@ async fn purge_sessions_removes_expired_and_idle_sessions(store: SqlStore) {
     add("at-cutoff", idle_cutoff, far, false).await;
     add("active", now - MINUTE, now + 1, false).await;
 
-    assert_eq!(
-        store.purge_sessions(now, idle_cutoff).await.expect("purge"),
-        4
-    );
+    assert_eq!(store.purge_sessions(now, idle_cutoff).await.expect("purge"), 4);
     let mut left = session_ids(&store, alice.id, now).await;
     left.sort();
     assert_eq!(left, ["active", "at-cutoff", "idle-remembered"]);
-    assert_eq!(
-        store.purge_sessions(now, idle_cutoff).await.expect("purge"),
-        0
-    );
+    assert_eq!(store.purge_sessions(now, idle_cutoff).await.expect("purge"), 0);
 }
 
 // ---------------------------------------------------------------- login throttle
 
 async fn reserve(store: &SqlStore, key: &str, now: i64, threshold: i64) -> i64 {
-    store
-        .reserve_attempt(key, now, threshold, now + 15 * MINUTE, now - 15 * MINUTE)
-        .await
-        .expect("reserve attempt")
+    store.reserve_attempt(key, now, threshold, now + 15 * MINUTE, now - 15 * MINUTE).await.expect("reserve attempt")
 }
 
 async fn reserve_attempt_counts_and_locks_at_the_threshold(store: SqlStore) {
@@ -1327,38 +864,23 @@ async fn reserve_attempt_counts_and_locks_at_the_threshold(store: SqlStore) {
     // Further attempts count on but do not extend the lock.
     assert_eq!(reserve(&store, key, T0 + 3, 3).await, 4);
     assert_eq!(reserve(&store, key, T0 + MINUTE, 3).await, 5);
-    assert_eq!(
-        store.locked_until(key, T0 + MINUTE).await.expect("locked"),
-        Some(until)
-    );
+    assert_eq!(store.locked_until(key, T0 + MINUTE).await.expect("locked"), Some(until));
     assert_eq!(store.locked_until(key, until).await.expect("locked"), None);
     // Keys count apart.
     assert_eq!(reserve(&store, "name:bob", T0 + 3, 3).await, 1);
     assert_eq!(reserve(&store, "name:ALICE", T0 + 3, 3).await, 1);
-    assert_eq!(
-        store.locked_until("name:bob", T0).await.expect("locked"),
-        None
-    );
-    assert_eq!(
-        store.locked_until("unknown", T0).await.expect("locked"),
-        None
-    );
+    assert_eq!(store.locked_until("name:bob", T0).await.expect("locked"), None);
+    assert_eq!(store.locked_until("unknown", T0).await.expect("locked"), None);
 }
 
 async fn reserve_attempt_with_threshold_one_locks_at_once(store: SqlStore) {
     assert_eq!(reserve(&store, "k", T0, 1).await, 1);
-    assert_eq!(
-        store.locked_until("k", T0).await.expect("locked"),
-        Some(T0 + 15 * MINUTE)
-    );
+    assert_eq!(store.locked_until("k", T0).await.expect("locked"), Some(T0 + 15 * MINUTE));
     assert_eq!(reserve(&store, "k", T0 + 1, 1).await, 2);
     // After the lock, the window restarts and locks again at once.
     let later = T0 + 16 * MINUTE;
     assert_eq!(reserve(&store, "k", later, 1).await, 1);
-    assert_eq!(
-        store.locked_until("k", later).await.expect("locked"),
-        Some(later + 15 * MINUTE)
-    );
+    assert_eq!(store.locked_until("k", later).await.expect("locked"), Some(later + 15 * MINUTE));
 }
 
 async fn reserve_attempt_restarts_after_the_lock_passes(store: SqlStore) {
@@ -1367,10 +889,7 @@ async fn reserve_attempt_restarts_after_the_lock_passes(store: SqlStore) {
         assert_eq!(reserve(&store, key, T0, 3).await, n);
     }
     let until = T0 + 15 * MINUTE;
-    assert_eq!(
-        store.locked_until(key, T0).await.expect("locked"),
-        Some(until)
-    );
+    assert_eq!(store.locked_until(key, T0).await.expect("locked"), Some(until));
     // One millisecond before the lock ends, it still counts on.
     assert_eq!(reserve(&store, key, until - 1, 3).await, 4);
     // Once it has passed (at `locked_until` itself), counting starts again.
@@ -1388,85 +907,28 @@ async fn reserve_attempt_restarts_after_the_lock_passes(store: SqlStore) {
 async fn reserve_attempt_restarts_when_the_window_has_passed(store: SqlStore) {
     let key = "name:carol";
     let window = 15 * MINUTE;
-    assert_eq!(
-        store
-            .reserve_attempt(key, T0, 3, T0 + window, T0 - window)
-            .await
-            .expect("r"),
-        1
-    );
-    assert_eq!(
-        store
-            .reserve_attempt(key, T0 + 1, 3, T0 + 1 + window, T0 + 1 - window)
-            .await
-            .expect("r"),
-        2
-    );
+    assert_eq!(store.reserve_attempt(key, T0, 3, T0 + window, T0 - window).await.expect("r"), 1);
+    assert_eq!(store.reserve_attempt(key, T0 + 1, 3, T0 + 1 + window, T0 + 1 - window).await.expect("r"), 2);
     // Last attempt exactly at the window's start: still in it.
     let now = T0 + 1 + window;
-    assert_eq!(
-        store
-            .reserve_attempt(key, now, 3, now + window, now - window)
-            .await
-            .expect("r"),
-        3
-    );
-    assert_eq!(
-        store.locked_until(key, now).await.expect("locked"),
-        Some(now + window)
-    );
+    assert_eq!(store.reserve_attempt(key, now, 3, now + window, now - window).await.expect("r"), 3);
+    assert_eq!(store.locked_until(key, now).await.expect("locked"), Some(now + window));
 
     let other = "name:dave";
-    assert_eq!(
-        store
-            .reserve_attempt(other, T0, 3, T0 + window, T0 - window)
-            .await
-            .expect("r"),
-        1
-    );
-    assert_eq!(
-        store
-            .reserve_attempt(other, T0 + 1, 3, T0 + 1 + window, T0 + 1 - window)
-            .await
-            .expect("r"),
-        2
-    );
+    assert_eq!(store.reserve_attempt(other, T0, 3, T0 + window, T0 - window).await.expect("r"), 1);
+    assert_eq!(store.reserve_attempt(other, T0 + 1, 3, T0 + 1 + window, T0 + 1 - window).await.expect("r"), 2);
     // Last attempt one millisecond before the window: a new window.
     let now = T0 + 2 + window;
-    assert_eq!(
-        store
-            .reserve_attempt(other, now, 3, now + window, now - window)
-            .await
-            .expect("r"),
-        1
-    );
+    assert_eq!(store.reserve_attempt(other, now, 3, now + window, now - window).await.expect("r"), 1);
     assert_eq!(store.locked_until(other, now).await.expect("locked"), None);
-    assert_eq!(
-        store
-            .reserve_attempt(other, now + 1, 3, now + 1 + window, now + 1 - window)
-            .await
-            .expect("r"),
-        2
-    );
+    assert_eq!(store.reserve_attempt(other, now + 1, 3, now + 1 + window, now + 1 - window).await.expect("r"), 2);
 
     // A locked key does not restart because its attempts are old: only the
     // lock's end restarts it.
-    store
-        .lock("name:erin", T0, T0 + 100 * MINUTE, 3)
-        .await
-        .expect("lock");
+    store.lock("name:erin", T0, T0 + 100 * MINUTE, 3).await.expect("lock");
     let now = T0 + 50 * MINUTE;
-    assert_eq!(
-        store
-            .reserve_attempt("name:erin", now, 3, now + window, now - window)
-            .await
-            .expect("r"),
-        5
-    );
-    assert_eq!(
-        store.locked_until("name:erin", now).await.expect("locked"),
-        Some(T0 + 100 * MINUTE)
-    );
+    assert_eq!(store.reserve_attempt("name:erin", now, 3, now + window, now - window).await.expect("r"), 5);
+    assert_eq!(store.locked_until("name:erin", now).await.expect("locked"), Some(T0 + 100 * MINUTE));
 }
 
 async fn concurrent_reserve_attempts_count_each_attempt_once(store: SqlStore) {
@@ -1479,15 +941,7 @@ async fn concurrent_reserve_attempts_count_each_attempt_once(store: SqlStore) {
         tasks.spawn(async move {
             barrier.wait().await;
             let now = T0 + i;
-            store
-                .reserve_attempt(
-                    "name:target",
-                    now,
-                    threshold,
-                    now + 15 * MINUTE,
-                    now - 15 * MINUTE,
-                )
-                .await
+            store.reserve_attempt("name:target", now, threshold, now + 15 * MINUTE, now - 15 * MINUTE).await
         });
     }
     let mut counts = Vec::new();
@@ -1495,74 +949,32 @@ async fn concurrent_reserve_attempts_count_each_attempt_once(store: SqlStore) {
         counts.push(joined.expect("task").expect("reserve attempt"));
     }
     counts.sort_unstable();
-    assert_eq!(
-        counts,
-        (1..=50).collect::<Vec<i64>>(),
-        "each count exactly once"
-    );
-    assert_eq!(
-        counts.iter().filter(|&&n| n <= threshold).count(),
-        5,
-        "no more tries than the threshold"
-    );
-    let until = store
-        .locked_until("name:target", T0 + 50)
-        .await
-        .expect("locked")
-        .expect("locked after the burst");
-    assert!(
-        (T0 + 15 * MINUTE..T0 + 50 + 15 * MINUTE).contains(&until),
-        "{until}"
-    );
+    assert_eq!(counts, (1..=50).collect::<Vec<i64>>(), "each count exactly once");
+    assert_eq!(counts.iter().filter(|&&n| n <= threshold).count(), 5, "no more tries than the threshold");
+    let until = store.locked_until("name:target", T0 + 50).await.expect("locked").expect("locked after the burst");
+    assert!((T0 + 15 * MINUTE..T0 + 50 + 15 * MINUTE).contains(&until), "{until}");
 }
 
 async fn lock_locks_until_the_given_time(store: SqlStore) {
     let until = T0 + 30 * MINUTE;
     store.lock("user:7", T0, until, 5).await.expect("lock");
-    assert_eq!(
-        store.locked_until("user:7", T0).await.expect("locked"),
-        Some(until)
-    );
-    assert_eq!(
-        store
-            .locked_until("user:7", until - 1)
-            .await
-            .expect("locked"),
-        Some(until)
-    );
-    assert_eq!(
-        store.locked_until("user:7", until).await.expect("locked"),
-        None
-    );
+    assert_eq!(store.locked_until("user:7", T0).await.expect("locked"), Some(until));
+    assert_eq!(store.locked_until("user:7", until - 1).await.expect("locked"), Some(until));
+    assert_eq!(store.locked_until("user:7", until).await.expect("locked"), None);
     // Any attempt while locked is over the threshold.
     assert!(reserve(&store, "user:7", T0 + 1, 5).await > 5);
 
     // Locking a key with attempts replaces its state.
     assert_eq!(reserve(&store, "user:8", T0, 5).await, 1);
     store.lock("user:8", T0 + 1, until, 5).await.expect("lock");
-    assert_eq!(
-        store.locked_until("user:8", T0 + 1).await.expect("locked"),
-        Some(until)
-    );
+    assert_eq!(store.locked_until("user:8", T0 + 1).await.expect("locked"), Some(until));
     assert_eq!(reserve(&store, "user:8", T0 + 2, 5).await, 7);
     // Locking again moves the end.
-    store
-        .lock("user:8", T0 + 3, until + MINUTE, 5)
-        .await
-        .expect("lock");
-    assert_eq!(
-        store.locked_until("user:8", T0 + 3).await.expect("locked"),
-        Some(until + MINUTE)
-    );
+    store.lock("user:8", T0 + 3, until + MINUTE, 5).await.expect("lock");
+    assert_eq!(store.locked_until("user:8", T0 + 3).await.expect("locked"), Some(until + MINUTE));
     // A lock in the past locks nothing, and the next attempt starts afresh.
-    store
-        .lock("user:9", T0 - 2 * MINUTE, T0 - MINUTE, 5)
-        .await
-        .expect("lock");
-    assert_eq!(
-        store.locked_until("user:9", T0).await.expect("locked"),
-        None
-    );
+    store.lock("user:9", T0 - 2 * MINUTE, T0 - MINUTE, 5).await.expect("lock");
+    assert_eq!(store.locked_until("user:9", T0).await.expect("locked"), None);
     assert_eq!(reserve(&store, "user:9", T0, 5).await, 1);
 }
 
@@ -1571,22 +983,9 @@ async fn clear_attempts_forgets_only_the_given_keys(store: SqlStore) {
         assert_eq!(reserve(&store, key, T0, 5).await, 1);
         assert_eq!(reserve(&store, key, T0, 5).await, 2);
     }
-    store
-        .lock("user:2", T0, T0 + MINUTE, 5)
-        .await
-        .expect("lock");
-    store
-        .clear_attempts(&[
-            "name:a".to_owned(),
-            "user:2".to_owned(),
-            "name:none".to_owned(),
-        ])
-        .await
-        .expect("clear");
-    assert_eq!(
-        store.locked_until("user:2", T0).await.expect("locked"),
-        None
-    );
+    store.lock("user:2", T0, T0 + MINUTE, 5).await.expect("lock");
+    store.clear_attempts(&["name:a".to_owned(), "user:2".to_owned(), "name:none".to_owned()]).await.expect("clear");
+    assert_eq!(store.locked_until("user:2", T0).await.expect("locked"), None);
     assert_eq!(reserve(&store, "name:a", T0, 5).await, 1);
     assert_eq!(reserve(&store, "user:2", T0, 5).await, 1);
     assert_eq!(reserve(&store, "name:b", T0, 5).await, 3);
@@ -1601,10 +1000,7 @@ async fn post_round_trips_with_its_author(store: SqlStore) {
     let alice = add_user(&store, "Alice", false).await;
     let title = "Hello, 'world' — 100% _real_ \\o/";
     let content = "Line one\nLine two: <b>not html</b> \u{1F600}";
-    let id = store
-        .insert_post(alice.id, title, content, T0)
-        .await
-        .expect("insert post");
+    let id = store.insert_post(alice.id, title, content, T0).await.expect("insert post");
     assert!(id > 0);
     let post = store.post_by_id(id).await.expect("get").expect("found");
     assert_eq!(post.id, id);
@@ -1613,70 +1009,34 @@ async fn post_round_trips_with_its_author(store: SqlStore) {
     assert_eq!(post.title, title);
     assert_eq!(post.content, content);
     assert_eq!((post.created_at, post.updated_at), (T0, T0));
-    let next = store
-        .insert_post(alice.id, "t", "c", T0)
-        .await
-        .expect("insert");
+    let next = store.insert_post(alice.id, "t", "c", T0).await.expect("insert");
     assert!(next > id, "ids grow");
     assert!(store.post_by_id(next + 100).await.expect("get").is_none());
-    assert!(
-        store
-            .insert_post(alice.id + 100, "t", "c", T0)
-            .await
-            .is_err(),
-        "a post needs an author"
-    );
+    assert!(store.insert_post(alice.id + 100, "t", "c", T0).await.is_err(), "a post needs an author");
 }
 
 async fn update_post_changes_title_content_and_time(store: SqlStore) {
     let alice = add_user(&store, "alice", false).await;
-    let id = store
-        .insert_post(alice.id, "old", "old body", T0)
-        .await
-        .expect("insert");
-    let other = store
-        .insert_post(alice.id, "other", "body", T0)
-        .await
-        .expect("insert");
-    store
-        .update_post(id, "new", "new body", T0 + MINUTE)
-        .await
-        .expect("update");
+    let id = store.insert_post(alice.id, "old", "old body", T0).await.expect("insert");
+    let other = store.insert_post(alice.id, "other", "body", T0).await.expect("insert");
+    store.update_post(id, "new", "new body", T0 + MINUTE).await.expect("update");
     let post = store.post_by_id(id).await.expect("get").expect("found");
-    assert_eq!(
-        (post.title.as_str(), post.content.as_str()),
-        ("new", "new body")
-    );
+    assert_eq!((post.title.as_str(), post.content.as_str()), ("new", "new body"));
     assert_eq!((post.created_at, post.updated_at), (T0, T0 + MINUTE));
     assert_eq!(post.author_id, alice.id);
     let untouched = store.post_by_id(other).await.expect("get").expect("found");
-    assert_eq!(
-        (untouched.title.as_str(), untouched.updated_at),
-        ("other", T0)
-    );
-    store
-        .update_post(other + 100, "x", "y", T0)
-        .await
-        .expect("unknown post is no error");
+    assert_eq!((untouched.title.as_str(), untouched.updated_at), ("other", T0));
+    store.update_post(other + 100, "x", "y", T0).await.expect("unknown post is no error");
 }
 
 async fn delete_post_removes_only_that_post(store: SqlStore) {
     let alice = add_user(&store, "alice", false).await;
-    let a = store
-        .insert_post(alice.id, "a", "a", T0)
-        .await
-        .expect("insert");
-    let b = store
-        .insert_post(alice.id, "b", "b", T0)
-        .await
-        .expect("insert");
+    let a = store.insert_post(alice.id, "a", "a", T0).await.expect("insert");
+    let b = store.insert_post(alice.id, "b", "b", T0).await.expect("insert");
     store.delete_post(a).await.expect("delete");
     assert!(store.post_by_id(a).await.expect("get").is_none());
     assert!(store.post_by_id(b).await.expect("get").is_some());
-    store
-        .delete_post(a)
-        .await
-        .expect("deleting twice is no error");
+    store.delete_post(a).await.expect("deleting twice is no error");
     assert_eq!(post_ids(&store, None, None, 10).await, [b]);
     assert!(store.user_by_id(alice.id).await.expect("get").is_some());
 }
@@ -1687,12 +1047,7 @@ async fn list_posts_pages_newest_first(store: SqlStore) {
     let mut ids = Vec::new();
     for i in 0..7 {
         let author = if i % 2 == 0 { &alice } else { &bob };
-        ids.push(
-            store
-                .insert_post(author.id, &format!("post {i}"), "body", T0 + i)
-                .await
-                .expect("insert"),
-        );
+        ids.push(store.insert_post(author.id, &format!("post {i}"), "body", T0 + i).await.expect("insert"));
     }
     let newest_first: Vec<i64> = ids.iter().rev().copied().collect();
     assert_eq!(post_ids(&store, None, None, 100).await, newest_first);
@@ -1725,10 +1080,7 @@ async fn list_posts_of_one_author(store: SqlStore) {
     let mut bobs = Vec::new();
     for i in 0..6 {
         let author = if i % 3 == 0 { &bob } else { &alice };
-        let id = store
-            .insert_post(author.id, "t", "c", T0 + i)
-            .await
-            .expect("insert");
+        let id = store.insert_post(author.id, "t", "c", T0 + i).await.expect("insert");
         if author.id == alice.id {
             alices.push(id);
         } else {
@@ -1745,19 +1097,9 @@ async fn list_posts_of_one_author(store: SqlStore) {
     assert_eq!(first, alices[..2]);
     let rest = post_ids(&store, Some(alice.id), first.last().copied(), 10).await;
     assert_eq!(rest, alices[2..]);
-    let posts = store
-        .list_posts(Some(bob.id), None, 10)
-        .await
-        .expect("list");
-    assert!(
-        posts
-            .iter()
-            .all(|p| p.author == "bob" && p.author_id == bob.id)
-    );
+    let posts = store.list_posts(Some(bob.id), None, 10).await.expect("list");
+    assert!(posts.iter().all(|p| p.author == "bob" && p.author_id == bob.id));
 
-    let seen: HashSet<i64> = post_ids(&store, None, None, 100)
-        .await
-        .into_iter()
-        .collect();
+    let seen: HashSet<i64> = post_ids(&store, None, None, 100).await.into_iter().collect();
     assert_eq!(seen.len(), 6);
 }

@@ -7,9 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::header::{
-    CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, SET_COOKIE, USER_AGENT,
-};
+use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, SET_COOKIE, USER_AGENT};
 use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -44,24 +42,15 @@ pub struct Flash {
 impl Flash {
     /// An error message.
     pub fn error(m: impl Into<String>) -> Self {
-        Self {
-            category: "error".into(),
-            message: m.into(),
-        }
+        Self { category: "error".into(), message: m.into() }
     }
     /// A success message.
     pub fn success(m: impl Into<String>) -> Self {
-        Self {
-            category: "success".into(),
-            message: m.into(),
-        }
+        Self { category: "success".into(), message: m.into() }
     }
     /// An informational message.
     pub fn info(m: impl Into<String>) -> Self {
-        Self {
-            category: "info".into(),
-            message: m.into(),
-        }
+        Self { category: "info".into(), message: m.into() }
     }
 }
 
@@ -102,10 +91,7 @@ const ANON_PURPOSE: &str = "anon";
 const FLASH_PURPOSE: &str = "flash";
 
 fn is_state_changing(m: &Method) -> bool {
-    !matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    )
+    !matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
 }
 
 /// The client's IP: the peer, or, when the peer is a trusted proxy, the
@@ -123,13 +109,7 @@ pub fn client_ip(state: &AppState, peer: Option<IpAddr>, headers: &HeaderMap) ->
         .flat_map(|v| v.split(','))
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    Some(
-        forwarded
-            .into_iter()
-            .rev()
-            .find(|ip| !trusted(ip))
-            .unwrap_or(peer),
-    )
+    Some(forwarded.into_iter().rev().find(|ip| !trusted(ip)).unwrap_or(peer))
 }
 
 /// Refuses requests a browser marks as coming from another site.
@@ -147,10 +127,7 @@ fn cross_site(state: &AppState, headers: &HeaderMap) -> bool {
         return false;
     }
     // The origin a browser would send for the Host it talked to.
-    let host = headers
-        .get(HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let host = headers.get(HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
     let same_host = url::Url::parse(origin)
         .ok()
         .and_then(|u| {
@@ -173,11 +150,7 @@ fn binding(auth: Option<&Auth>, anon: &str) -> String {
 /// Reads the CSRF token from the header or the urlencoded body, giving back
 /// a request whose body can be read again.
 async fn take_token(req: Request, limit: usize) -> Result<(Request, Option<String>), WebError> {
-    let header_token = req
-        .headers()
-        .get("x-csrf-token")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let header_token = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
     if let Some(t) = header_token {
         return Ok((req, Some(t)));
     }
@@ -185,49 +158,29 @@ async fn take_token(req: Request, limit: usize) -> Result<(Request, Option<Strin
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        });
+        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
     if !is_form {
         return Ok((req, None));
     }
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(WebError::PayloadTooLarge);
     }
     let (parts, body) = req.into_parts();
-    let bytes = to_bytes(body, limit)
-        .await
-        .map_err(|_| WebError::PayloadTooLarge)?;
-    let token = form_urlencoded::parse(&bytes)
-        .find(|(k, _)| k == "csrf_token")
-        .map(|(_, v)| v.into_owned());
+    let bytes = to_bytes(body, limit).await.map_err(|_| WebError::PayloadTooLarge)?;
+    let token = form_urlencoded::parse(&bytes).find(|(k, _)| k == "csrf_token").map(|(_, v)| v.into_owned());
     Ok((Request::from_parts(parts, Body::from(bytes)), token))
 }
 
 /// The middleware itself.
-pub async fn request_context(
-    State(state): State<AppState>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+pub async fn request_context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let https = state.config.is_https();
     let headers = req.headers().clone();
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let client = ClientInfo {
         ip: client_ip(&state, peer, &headers).map(|ip| ip.to_string()),
-        user_agent: headers
-            .get(USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+        user_agent: headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
     };
 
     // The session, if the cookie names a live one.
@@ -248,9 +201,7 @@ pub async fn request_context(
     // Anonymous visitors carry their CSRF secret in a signed cookie: no write for them.
     let anon_name = cookies::name(ANON, https);
     let mut new_anon = None;
-    let anon = match cookies::get(&headers, &anon_name)
-        .and_then(|v| state.signer.verify(ANON_PURPOSE, v))
-    {
+    let anon = match cookies::get(&headers, &anon_name).and_then(|v| state.signer.verify(ANON_PURPOSE, v)) {
         Some(secret) => String::from_utf8_lossy(&secret).into_owned(),
         None if auth.is_none() => {
             let secret = portcullis_app::tokens::random_b64(24);
@@ -279,10 +230,7 @@ pub async fn request_context(
         };
         req = r;
         // A fresh anonymous cookie cannot have signed anything yet.
-        let ok = new_anon.is_none()
-            && token
-                .as_deref()
-                .is_some_and(|t| csrf::check(&state.signer, &bind, t));
+        let ok = new_anon.is_none() && token.as_deref().is_some_and(|t| csrf::check(&state.signer, &bind, t));
         if !ok {
             return finish_error(&state, WebError::Csrf, auth.as_ref(), &client, &req);
         }
@@ -294,11 +242,7 @@ pub async fn request_context(
         csrf_token: csrf::mint(&state.signer, &bind),
         flashes: flashes.clone(),
         client: client.clone(),
-        path_and_query: req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_else(|| "/".into()),
+        path_and_query: req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into()),
     };
     req.extensions_mut().insert(ctx.clone());
     let mut res = next.run(req).await;
@@ -332,22 +276,14 @@ pub async fn request_context(
     if let Some(anon_value) = new_anon {
         set.push(cookies::build(ANON, anon_value, https, None));
     }
-    let out = res
-        .extensions_mut()
-        .remove::<FlashOut>()
-        .unwrap_or_default();
+    let out = res.extensions_mut().remove::<FlashOut>().unwrap_or_default();
     if res.status().is_redirection() {
         if !out.0.is_empty() {
             // Messages not yet shown travel on with the new ones.
             let mut all = flashes;
             all.extend(out.0);
             let payload = serde_json::to_vec(&all).unwrap_or_default();
-            set.push(cookies::build(
-                FLASH,
-                state.signer.sign(FLASH_PURPOSE, &payload),
-                https,
-                None,
-            ));
+            set.push(cookies::build(FLASH, state.signer.sign(FLASH_PURPOSE, &payload), https, None));
         }
     } else if had_flashes {
         set.push(cookies::clear(FLASH, https));
@@ -365,29 +301,18 @@ pub async fn request_context(
 }
 
 /// Answers with an error page before the handler ran.
-fn finish_error(
-    state: &AppState,
-    err: WebError,
-    auth: Option<&Auth>,
-    client: &ClientInfo,
-    req: &Request,
-) -> Response {
+fn finish_error(state: &AppState, err: WebError, auth: Option<&Auth>, client: &ClientInfo, req: &Request) -> Response {
     let ctx = RequestCtx {
         auth: auth.cloned(),
         csrf_token: String::new(),
         flashes: Vec::new(),
         client: client.clone(),
-        path_and_query: req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_else(|| "/".into()),
+        path_and_query: req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into()),
     };
     let res = err.into_response();
     let mut res = render_error_response(state, res, &ctx);
     if auth.is_some() {
-        res.headers_mut()
-            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     res
 }
@@ -398,9 +323,7 @@ fn render_error_response(state: &AppState, res: Response, ctx: &RequestCtx) -> R
     let status = res.status();
     let info = res.extensions().get::<ErrorInfo>().cloned();
     let (mut parts, _) = res.into_parts();
-    let page = state
-        .templates
-        .error_page(ctx, status, info.as_ref().map(|i| i.message.as_str()));
+    let page = state.templates.error_page(ctx, status, info.as_ref().map(|i| i.message.as_str()));
     let (page_parts, body) = page.into_parts();
     parts.headers.remove(CONTENT_LENGTH);
     for (k, v) in page_parts.headers.iter() {

@@ -20,26 +20,14 @@ pub const FLASH: &str = "portcullis_flash";
 
 /// The name a cookie goes by on this site.
 pub fn name(base: &str, https: bool) -> String {
-    if https {
-        format!("__Host-{base}")
-    } else {
-        base.to_owned()
-    }
+    if https { format!("__Host-{base}") } else { base.to_owned() }
 }
 
 /// A cookie with our flags: HttpOnly, SameSite=Lax, Path=/, Secure on https.
 /// `max_age` of `None` makes a browser-session cookie.
-pub fn build(
-    base: &str,
-    value: String,
-    https: bool,
-    max_age: Option<std::time::Duration>,
-) -> String {
-    let mut c = Cookie::build((name(base, https), value))
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .secure(https);
+pub fn build(base: &str, value: String, https: bool, max_age: Option<std::time::Duration>) -> String {
+    let mut c =
+        Cookie::build((name(base, https), value)).path("/").http_only(true).same_site(SameSite::Lax).secure(https);
     if let Some(age) = max_age {
         let secs = i64::try_from(age.as_secs()).unwrap_or(i64::MAX);
         c = c.max_age(cookie::time::Duration::seconds(secs));
@@ -80,16 +68,13 @@ pub struct Signer {
 impl Signer {
     /// A signer for `secret`.
     pub fn new(secret: &[u8]) -> Self {
-        Self {
-            key: secret.to_vec(),
-        }
+        Self { key: secret.to_vec() }
     }
 
     /// The MAC of `data` for `purpose`.
     pub fn mac(&self, purpose: &str, data: &[u8]) -> [u8; 32] {
         // Keys are arbitrary length for HMAC; new_from_slice cannot fail.
-        let mut m = <HmacSha256 as Mac>::new_from_slice(&self.key)
-            .expect("HMAC accepts keys of any length");
+        let mut m = <HmacSha256 as Mac>::new_from_slice(&self.key).expect("HMAC accepts keys of any length");
         m.update(purpose.as_bytes());
         m.update(b"\0");
         m.update(data);
@@ -98,11 +83,7 @@ impl Signer {
 
     /// `payload.mac`, both base64url.
     pub fn sign(&self, purpose: &str, payload: &[u8]) -> String {
-        format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(payload),
-            URL_SAFE_NO_PAD.encode(self.mac(purpose, payload))
-        )
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(payload), URL_SAFE_NO_PAD.encode(self.mac(purpose, payload)))
     }
 
     /// The payload of a value made by [`Signer::sign`] for `purpose`, if untouched.
@@ -129,10 +110,7 @@ mod tests {
         let v = s.sign("flash", b"hello");
         assert_eq!(s.verify("flash", &v).as_deref(), Some(&b"hello"[..]));
         assert!(s.verify("anon", &v).is_none(), "purpose is bound");
-        assert!(
-            Signer::new(b"k2").verify("flash", &v).is_none(),
-            "key is bound"
-        );
+        assert!(Signer::new(b"k2").verify("flash", &v).is_none(), "key is bound");
         let mut t = v.clone();
         t.replace_range(0..1, if v.starts_with('a') { "b" } else { "a" });
         assert!(s.verify("flash", &t).is_none());
@@ -148,12 +126,7 @@ mod tests {
                 && http.contains("Path=/")
         );
         assert!(!http.contains("Secure") && !http.contains("Max-Age"));
-        let https = build(
-            SESSION,
-            "v".into(),
-            true,
-            Some(std::time::Duration::from_secs(60)),
-        );
+        let https = build(SESSION, "v".into(), true, Some(std::time::Duration::from_secs(60)));
         assert!(
             https.starts_with("__Host-portcullis_session=v")
                 && https.contains("Secure")

@@ -52,9 +52,6 @@ mod tests {
         assert!(!check(&s, "session:1", "not base64!"));
         let mut bytes = URL_SAFE_NO_PAD.decode(&a).expect("b64");
         bytes[40] ^= 1;
-        assert!(
-            !check(&s, "session:1", &URL_SAFE_NO_PAD.encode(bytes)),
-            "altered"
-        );
+        assert!(!check(&s, "session:1", &URL_SAFE_NO_PAD.encode(bytes)), "altered");
     }
 }

@@ -55,6 +55,7 @@ impl From<AppError> for WebError {
             AppError::Invalid(f) => WebError::BadRequest(f.to_string()),
             AppError::Refused(m) => WebError::Forbidden(m),
             AppError::InvalidCredentials | AppError::Locked => WebError::Forbidden(e.to_string()),
+            AppError::Token(p) => WebError::BadRequest(p.to_string()),
             AppError::Store(s) => WebError::Internal(s.to_string()),
             AppError::Internal(s) => WebError::Internal(s),
         }
@@ -66,7 +67,8 @@ impl IntoResponse for WebError {
         let (status, message) = match &self {
             WebError::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
             WebError::LoginRequired { next } => {
-                let to = format!("/login?next={}", form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>());
+                let to =
+                    format!("/login?next={}", form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>());
                 let mut r = StatusCode::SEE_OTHER.into_response();
                 if let Ok(v) = HeaderValue::from_str(&to) {
                     r.headers_mut().insert(LOCATION, v);
@@ -83,7 +85,9 @@ impl IntoResponse for WebError {
             WebError::Busy => {
                 let mut r = StatusCode::SERVICE_UNAVAILABLE.into_response();
                 r.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("2"));
-                r.extensions_mut().insert(ErrorInfo { message: "Too many sign-ins at once. Please try again in a few seconds.".into() });
+                r.extensions_mut().insert(ErrorInfo {
+                    message: "Too many sign-ins at once. Please try again in a few seconds.".into(),
+                });
                 return r;
             }
             WebError::Internal(detail) => {

@@ -31,10 +31,7 @@ pub struct MaybeUser(pub Option<Auth>, pub RequestCtx);
 impl CurrentUser {
     /// The policy's view of this user.
     pub fn actor(&self) -> Actor {
-        Actor {
-            user_id: self.auth.user.id,
-            is_admin: self.auth.user.is_admin,
-        }
+        Actor { user_id: self.auth.user.id, is_admin: self.auth.user.is_admin }
     }
 }
 
@@ -67,9 +64,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
         let ctx = request_ctx(parts)?;
         match ctx.auth.clone() {
             Some(auth) => Ok(CurrentUser { auth, ctx }),
-            None => Err(WebError::LoginRequired {
-                next: ctx.path_and_query.clone(),
-            }),
+            None => Err(WebError::LoginRequired { next: ctx.path_and_query.clone() }),
         }
     }
 }

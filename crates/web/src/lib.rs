@@ -8,6 +8,7 @@ pub mod csrf;
 pub mod error;
 pub mod extract;
 pub mod headers;
+pub mod mail;
 pub mod routes;
 pub mod state;
 pub mod templates;

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod health;
 pub mod pages;
 pub mod posts;
+pub mod recovery;
 
 use std::time::Duration;
 
@@ -57,10 +58,7 @@ pub struct RouteTable {
 
 impl RouteTable {
     fn new() -> Self {
-        Self {
-            router: Router::new(),
-            entries: Vec::new(),
-        }
+        Self { router: Router::new(), entries: Vec::new() }
     }
 
     /// Adds a GET (and HEAD) route.
@@ -95,6 +93,7 @@ fn table() -> RouteTable {
     let t = posts::routes(t);
     let t = account::routes(t);
     let t = admin::routes(t);
+    let t = recovery::routes(t);
     health::routes(t)
 }
 
@@ -113,7 +112,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(CatchPanicLayer::new())
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, if timeout.is_zero() { Duration::from_secs(30) } else { timeout }))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            if timeout.is_zero() { Duration::from_secs(30) } else { timeout },
+        ))
         .layer(from_fn_with_state(state.clone(), crate::context::request_context))
         .layer(from_fn_with_state(state.clone(), crate::headers::security_headers))
         .layer(CompressionLayer::new())

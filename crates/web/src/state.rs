@@ -58,19 +58,9 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     /// Builds the state; fails only if the templates do not compile.
-    pub fn new(
-        accounts: Accounts,
-        posts: Posts,
-        config: WebConfig,
-    ) -> Result<Self, minijinja::Error> {
+    pub fn new(accounts: Accounts, posts: Posts, config: WebConfig) -> Result<Self, minijinja::Error> {
         let templates = Templates::load()?;
         let signer = Signer::new(&config.secret_key);
-        Ok(Self(Arc::new(Inner {
-            accounts,
-            posts,
-            templates,
-            config,
-            signer,
-        })))
+        Ok(Self(Arc::new(Inner { accounts, posts, templates, config, signer })))
     }
 }

@@ -29,10 +29,7 @@ fn datetime(ms: i64) -> String {
 fn iso(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
         .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_default()
 }
 
@@ -49,28 +46,28 @@ fn excerpt(text: &str, n: usize) -> String {
     format!("{}…", cut.trim_end())
 }
 
+/// The template environment: embedded templates, or in debug builds the
+/// `templates/` folder when it is there; our filters.
+pub fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../templates");
+    if cfg!(debug_assertions) && std::path::Path::new(dir).is_dir() {
+        env.set_loader(minijinja::path_loader(dir));
+    } else {
+        minijinja_embed::load_templates!(&mut env);
+    }
+    env.add_filter("datetime", datetime);
+    env.add_filter("iso", iso);
+    env.add_filter("excerpt", excerpt);
+    env
+}
+
 impl Templates {
     /// Loads and checks every template.
     pub fn load() -> Result<Self, minijinja::Error> {
-        let mut env = Environment::new();
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../templates");
-        if cfg!(debug_assertions) && std::path::Path::new(dir).is_dir() {
-            env.set_loader(minijinja::path_loader(dir));
-        } else {
-            minijinja_embed::load_templates!(&mut env);
-        }
-        env.add_filter("datetime", datetime);
-        env.add_filter("iso", iso);
-        env.add_filter("excerpt", excerpt);
+        let env = environment();
         // Fail at start-up, not on the first visitor.
-        for name in [
-            "base.html",
-            "home.html",
-            "login.html",
-            "register.html",
-            "dashboard.html",
-            "error.html",
-        ] {
+        for name in ["base.html", "home.html", "login.html", "register.html", "dashboard.html", "error.html"] {
             env.get_template(name)?;
         }
         Ok(Self { env })
@@ -82,13 +79,7 @@ impl Templates {
     }
 
     /// As [`Templates::render`], with a status.
-    pub fn render_status(
-        &self,
-        ctx: &RequestCtx,
-        status: StatusCode,
-        name: &str,
-        extra: Value,
-    ) -> Response {
+    pub fn render_status(&self, ctx: &RequestCtx, status: StatusCode, name: &str, extra: Value) -> Response {
         let base = context! {
             current_user => ctx.auth.as_ref().map(|a| context! {
                 id => a.user.id,
@@ -116,43 +107,22 @@ impl Templates {
     }
 
     /// The site's error page for `status`.
-    pub fn error_page(
-        &self,
-        ctx: &RequestCtx,
-        status: StatusCode,
-        message: Option<&str>,
-    ) -> Response {
+    pub fn error_page(&self, ctx: &RequestCtx, status: StatusCode, message: Option<&str>) -> Response {
         let (title, default_msg) = match status.as_u16() {
             400 => ("Bad request", "The request could not be understood."),
             401 => ("Sign-in required", "Please sign in to continue."),
             403 => ("Forbidden", "You are not allowed to do that."),
             404 => ("Page not found", "There is nothing at this address."),
-            405 => (
-                "Method not allowed",
-                "This page does not accept that kind of request.",
-            ),
+            405 => ("Method not allowed", "This page does not accept that kind of request."),
             408 => ("Request timeout", "The request took too long."),
-            413 => (
-                "Request too large",
-                "What you sent is larger than this site accepts.",
-            ),
-            415 => (
-                "Unsupported content",
-                "This page does not accept that kind of content.",
-            ),
+            413 => ("Request too large", "What you sent is larger than this site accepts."),
+            415 => ("Unsupported content", "This page does not accept that kind of content."),
             422 => ("Invalid form", "The form was incomplete or malformed."),
-            429 => (
-                "Too many requests",
-                "Slow down a little and try again in a minute.",
-            ),
-            503 => (
-                "Service unavailable",
-                "The site is busy. Please try again shortly.",
-            ),
-            _ if status.is_server_error() => (
-                "Something went wrong",
-                "An unexpected error occurred. It has been logged; please try again.",
-            ),
+            429 => ("Too many requests", "Slow down a little and try again in a minute."),
+            503 => ("Service unavailable", "The site is busy. Please try again shortly."),
+            _ if status.is_server_error() => {
+                ("Something went wrong", "An unexpected error occurred. It has been logged; please try again.")
+            }
             _ => ("Error", "The request could not be completed."),
         };
         let extra = context! {
@@ -160,10 +130,7 @@ impl Templates {
             title => title,
             message => message.unwrap_or(default_msg),
         };
-        let ctx = RequestCtx {
-            flashes: Vec::new(),
-            ..ctx.clone()
-        };
+        let ctx = RequestCtx { flashes: Vec::new(), ..ctx.clone() };
         let mut r = self.render_status(&ctx, status, "error.html", extra);
         if r.status() != status {
             r = self.fallback(status);
@@ -180,10 +147,7 @@ impl Templates {
             status
         );
         let mut r = (status, body).into_response();
-        r.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
+        r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
         r.extensions_mut().insert(Rendered);
         r
     }

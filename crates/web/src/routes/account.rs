@@ -54,33 +54,19 @@ async fn post_password(
         Ok(p) => p,
         Err(e) => return Ok(back(Flash::error(e.to_string()))),
     };
-    match state
-        .accounts
-        .change_password(&user.auth.session, &form.current_password, &new)
-        .await
-    {
+    match state.accounts.change_password(&user.auth.session, &form.current_password, &new).await {
         Ok(new) => {
-            let mut r = back(Flash::success(
-                "Your password was changed. Other sessions were signed out.",
-            ));
-            r.extensions_mut().insert(SessionChange::Start {
-                cookie: new.cookie,
-                remember: new.session.remember,
-            });
+            let mut r = back(Flash::success("Your password was changed. Other sessions were signed out."));
+            r.extensions_mut().insert(SessionChange::Start { cookie: new.cookie, remember: new.session.remember });
             Ok(r)
         }
-        Err(AppError::InvalidCredentials) => {
-            Ok(back(Flash::error("Current password is incorrect")))
-        }
+        Err(AppError::InvalidCredentials) => Ok(back(Flash::error("Current password is incorrect"))),
         Err(e) => Err(e.into()),
     }
 }
 
 /// The user's sessions.
-async fn get_sessions(
-    State(state): State<AppState>,
-    user: CurrentUser,
-) -> Result<Response, WebError> {
+async fn get_sessions(State(state): State<AppState>, user: CurrentUser) -> Result<Response, WebError> {
     let sessions = state.accounts.sessions_of(user.auth.user.id).await?;
     let current = &user.auth.session.id;
     let list: Vec<_> = sessions
@@ -97,9 +83,7 @@ async fn get_sessions(
             }
         })
         .collect();
-    Ok(state
-        .templates
-        .render(&user.ctx, "sessions.html", context! { sessions => list }))
+    Ok(state.templates.render(&user.ctx, "sessions.html", context! { sessions => list }))
 }
 
 /// Ends one of the user's sessions.
@@ -109,36 +93,16 @@ async fn post_revoke_session(
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
     if id == user.auth.session.id {
-        return Ok(see_other_with(
-            "/account/sessions",
-            vec![Flash::error("To end this session, log out.")],
-        ));
+        return Ok(see_other_with("/account/sessions", vec![Flash::error("To end this session, log out.")]));
     }
-    state
-        .accounts
-        .revoke_session(user.auth.user.id, &id)
-        .await?;
-    Ok(see_other_with(
-        "/account/sessions",
-        vec![Flash::success("Session revoked")],
-    ))
+    state.accounts.revoke_session(user.auth.user.id, &id).await?;
+    Ok(see_other_with("/account/sessions", vec![Flash::success("Session revoked")]))
 }
 
 /// Ends every session but this one.
-async fn post_revoke_others(
-    State(state): State<AppState>,
-    user: CurrentUser,
-) -> Result<Response, WebError> {
-    let n = state
-        .accounts
-        .revoke_other_sessions(user.auth.user.id, Some(&user.auth.session.id))
-        .await?;
-    Ok(see_other_with(
-        "/account/sessions",
-        vec![Flash::success(format!(
-            "Signed out of {n} other session(s)"
-        ))],
-    ))
+async fn post_revoke_others(State(state): State<AppState>, user: CurrentUser) -> Result<Response, WebError> {
+    let n = state.accounts.revoke_other_sessions(user.auth.user.id, Some(&user.auth.session.id)).await?;
+    Ok(see_other_with("/account/sessions", vec![Flash::success(format!("Signed out of {n} other session(s)"))]))
 }
 
 /// A short name for a browser from its user agent.

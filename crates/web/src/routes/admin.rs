@@ -70,16 +70,12 @@ impl Action {
 
     fn consequence(self) -> &'static str {
         match self {
-            Self::Lock => {
-                "The user cannot log in until unlocked (or the lock expires), and all their sessions end."
-            }
+            Self::Lock => "The user cannot log in until unlocked (or the lock expires), and all their sessions end.",
             Self::Unlock => "The user can log in again.",
             Self::GrantAdmin => {
                 "The user gets full access to the admin area. Their sessions end, so they sign in again."
             }
-            Self::RevokeAdmin => {
-                "The user loses access to the admin area at once. Their sessions end."
-            }
+            Self::RevokeAdmin => "The user loses access to the admin area at once. Their sessions end.",
             Self::RevokeSessions => "Every session of this user ends.",
             Self::Delete => "The user and all their posts are deleted. This cannot be undone.",
         }
@@ -98,17 +94,10 @@ async fn get_users(
     Query(q): Query<UserQuery>,
 ) -> Result<Response, WebError> {
     let query = q.q.trim().chars().take(100).collect::<String>();
-    let mut rows = state
-        .accounts
-        .list_users(Some(&query), q.after, PAGE_SIZE + 1)
-        .await?;
+    let mut rows = state.accounts.list_users(Some(&query), q.after, PAGE_SIZE + 1).await?;
     let more = rows.len() as i64 > PAGE_SIZE;
     rows.truncate(PAGE_SIZE as usize);
-    let next_after = if more {
-        rows.last().map(|r| r.user.id)
-    } else {
-        None
-    };
+    let next_after = if more { rows.last().map(|r| r.user.id) } else { None };
     let users: Vec<_> = rows
         .iter()
         .map(|r| {
@@ -139,10 +128,7 @@ async fn get_confirm(
     Path((id, action)): Path<(String, String)>,
 ) -> Result<Response, WebError> {
     let action_enum = Action::parse(&action).ok_or(WebError::NotFound)?;
-    let user = state
-        .accounts
-        .user(id.parse().map_err(|_| WebError::NotFound)?)
-        .await?;
+    let user = state.accounts.user(id.parse().map_err(|_| WebError::NotFound)?).await?;
     Ok(state.templates.render(
         &admin.ctx,
         "admin_confirm.html",
@@ -169,31 +155,19 @@ async fn post_action(
     let result = match action {
         Action::Lock => {
             let until = now_ms() + portcullis_app::clock::ms(accounts.settings().lockout_duration);
-            accounts
-                .lock_user(id, until)
-                .await
-                .map(|()| format!("{} is locked", user.username))
+            accounts.lock_user(id, until).await.map(|()| format!("{} is locked", user.username))
         }
-        Action::Unlock => accounts
-            .unlock_user(id)
-            .await
-            .map(|()| format!("{} is unlocked", user.username)),
-        Action::GrantAdmin => accounts
-            .set_admin(id, true)
-            .await
-            .map(|u| format!("{} is now an administrator", u.username)),
-        Action::RevokeAdmin => accounts
-            .set_admin(id, false)
-            .await
-            .map(|u| format!("{} is no longer an administrator", u.username)),
-        Action::RevokeSessions => accounts
-            .revoke_other_sessions(id, None)
-            .await
-            .map(|n| format!("Ended {n} session(s) of {}", user.username)),
-        Action::Delete => accounts
-            .delete_user(id)
-            .await
-            .map(|()| format!("{} was deleted", user.username)),
+        Action::Unlock => accounts.unlock_user(id).await.map(|()| format!("{} is unlocked", user.username)),
+        Action::GrantAdmin => {
+            accounts.set_admin(id, true).await.map(|u| format!("{} is now an administrator", u.username))
+        }
+        Action::RevokeAdmin => {
+            accounts.set_admin(id, false).await.map(|u| format!("{} is no longer an administrator", u.username))
+        }
+        Action::RevokeSessions => {
+            accounts.revoke_other_sessions(id, None).await.map(|n| format!("Ended {n} session(s) of {}", user.username))
+        }
+        Action::Delete => accounts.delete_user(id).await.map(|()| format!("{} was deleted", user.username)),
     };
     let flash = match result {
         Ok(msg) => Flash::success(msg),
@@ -202,10 +176,7 @@ async fn post_action(
     };
     // An admin who demoted or deleted themselves has no admin page to return to.
     let to = if id == admin.auth.user.id
-        && matches!(
-            action,
-            Action::RevokeAdmin | Action::Delete | Action::RevokeSessions | Action::Lock
-        )
+        && matches!(action, Action::RevokeAdmin | Action::Delete | Action::RevokeSessions | Action::Lock)
         && flash.category == "success"
     {
         "/"

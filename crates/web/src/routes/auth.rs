@@ -93,32 +93,18 @@ async fn post_register(
     };
     match state.accounts.register(reg).await {
         Ok(user) => {
-            let new = state
-                .accounts
-                .start_session(&user, false, ctx.client.clone())
-                .await?;
+            let new = state.accounts.start_session(&user, false, ctx.client.clone()).await?;
             let mut r = see_other_with(
                 "/dashboard",
-                vec![Flash::success(format!(
-                    "Welcome to Portcullis, {}!",
-                    user.username
-                ))],
+                vec![Flash::success(format!("Welcome to Portcullis, {}!", user.username))],
             );
-            r.extensions_mut().insert(SessionChange::Start {
-                cookie: new.cookie,
-                remember: false,
-            });
+            r.extensions_mut().insert(SessionChange::Start { cookie: new.cookie, remember: false });
             Ok(r)
         }
         Err(AppError::Invalid(errors)) => {
-            ctx.flashes
-                .extend(errors.0.iter().map(|(_, m)| Flash::error(m.clone())));
-            let field_errors: std::collections::BTreeMap<&str, &str> = errors
-                .0
-                .iter()
-                .rev()
-                .map(|(f, m)| (*f, m.as_str()))
-                .collect();
+            ctx.flashes.extend(errors.0.iter().map(|(_, m)| Flash::error(m.clone())));
+            let field_errors: std::collections::BTreeMap<&str, &str> =
+                errors.0.iter().rev().map(|(f, m)| (*f, m.as_str())).collect();
             Ok(state.templates.render_status(
                 &ctx,
                 axum::http::StatusCode::OK,
@@ -136,18 +122,12 @@ async fn post_register(
 }
 
 /// The login page; a signed-in user goes straight on.
-async fn get_login(
-    State(state): State<AppState>,
-    Ctx(ctx): Ctx,
-    Query(q): Query<NextQuery>,
-) -> Response {
+async fn get_login(State(state): State<AppState>, Ctx(ctx): Ctx, Query(q): Query<NextQuery>) -> Response {
     if ctx.auth.is_some() {
         return see_other(&landing(q.next.as_deref()));
     }
     let next = q.next.as_deref().and_then(safe_next);
-    state
-        .templates
-        .render(&ctx, "login.html", context! { next })
+    state.templates.render(&ctx, "login.html", context! { next })
 }
 
 /// Checks the credentials and opens a fresh session (never reusing one from before login).
@@ -161,35 +141,19 @@ async fn post_login(
     if ctx.auth.is_some() {
         return Ok(see_other(&landing(next.as_deref())));
     }
-    match state
-        .accounts
-        .authenticate(&form.username, &form.password)
-        .await
-    {
+    match state.accounts.authenticate(&form.username, &form.password).await {
         Ok(user) => {
-            let remember = form
-                .remember_me
-                .as_deref()
-                .is_some_and(|v| !v.is_empty() && v != "0" && v != "off" && v != "false");
-            let new = state
-                .accounts
-                .start_session(&user, remember, ctx.client.clone())
-                .await?;
+            let remember =
+                form.remember_me.as_deref().is_some_and(|v| !v.is_empty() && v != "0" && v != "off" && v != "false");
+            let new = state.accounts.start_session(&user, remember, ctx.client.clone()).await?;
             let mut r = see_other(&landing(next.as_deref()));
-            r.extensions_mut().insert(SessionChange::Start {
-                cookie: new.cookie,
-                remember,
-            });
+            r.extensions_mut().insert(SessionChange::Start { cookie: new.cookie, remember });
             Ok(r)
         }
         Err(e @ (AppError::InvalidCredentials | AppError::Locked)) => {
             ctx.flashes.push(Flash::error(e.to_string()));
             let next = next.as_deref().and_then(safe_next);
-            Ok(state.templates.render(
-                &ctx,
-                "login.html",
-                context! { username => form.username, next, failed => true },
-            ))
+            Ok(state.templates.render(&ctx, "login.html", context! { username => form.username, next, failed => true }))
         }
         Err(e) => Err(e.into()),
     }
@@ -197,9 +161,7 @@ async fn post_login(
 
 /// Asks before logging out: a link must not end a session.
 async fn get_logout(State(state): State<AppState>, user: CurrentUser) -> Response {
-    state
-        .templates
-        .render(&user.ctx, "logout.html", context! {})
+    state.templates.render(&user.ctx, "logout.html", context! {})
 }
 
 /// Ends the session on the server and clears the cookie.

@@ -24,9 +24,7 @@ pub struct PageQuery {
 
 /// `/`, `/static/*`.
 pub fn routes(t: RouteTable) -> RouteTable {
-    t.get("/", get_home)
-        .get("/static/app.css", get_css)
-        .get("/static/password.js", get_js)
+    t.get("/", get_home).get("/static/app.css", get_css).get("/static/password.js", get_js)
 }
 
 /// Home: the newest posts.
@@ -36,22 +34,11 @@ async fn get_home(
     Query(q): Query<PageQuery>,
 ) -> Result<Response, WebError> {
     let (posts, next) = post_list(&state, None, q.before).await?;
-    Ok(state.templates.render(
-        &ctx,
-        "home.html",
-        context! { posts, next_before => next, paged => q.before.is_some() },
-    ))
+    Ok(state.templates.render(&ctx, "home.html", context! { posts, next_before => next, paged => q.before.is_some() }))
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
-    (
-        [
-            (CONTENT_TYPE, content_type),
-            (CACHE_CONTROL, "public, max-age=3600"),
-        ],
-        body,
-    )
-        .into_response()
+    ([(CONTENT_TYPE, content_type), (CACHE_CONTROL, "public, max-age=3600")], body).into_response()
 }
 
 /// The stylesheet.

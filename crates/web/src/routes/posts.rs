@@ -59,27 +59,18 @@ pub async fn post_list(
     let mut posts = state.posts.list(author, before, PAGE_SIZE + 1).await?;
     let more = posts.len() as i64 > PAGE_SIZE;
     posts.truncate(PAGE_SIZE as usize);
-    let next = if more {
-        posts.last().map(|p| p.id)
-    } else {
-        None
-    };
+    let next = if more { posts.last().map(|p| p.id) } else { None };
     Ok((posts.iter().map(post_value).collect(), next))
 }
 
 /// Path ids that are not numbers are simply not found.
 fn parse_id(raw: &str) -> Result<i64, WebError> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or(WebError::NotFound)
+    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or(WebError::NotFound)
 }
 
 /// The form for a new post.
 async fn get_new_post(State(state): State<AppState>, user: CurrentUser) -> Response {
-    state
-        .templates
-        .render(&user.ctx, "post_form.html", context! { mode => "new" })
+    state.templates.render(&user.ctx, "post_form.html", context! { mode => "new" })
 }
 
 /// Publishes a new post.
@@ -88,15 +79,8 @@ async fn post_new_post(
     user: CurrentUser,
     Form(form): Form<PostForm>,
 ) -> Result<Response, WebError> {
-    match state
-        .posts
-        .create(user.actor(), &form.title, &form.content)
-        .await
-    {
-        Ok(id) => Ok(see_other_with(
-            &format!("/posts/{id}"),
-            vec![Flash::success("Post created successfully")],
-        )),
+    match state.posts.create(user.actor(), &form.title, &form.content).await {
+        Ok(id) => Ok(see_other_with(&format!("/posts/{id}"), vec![Flash::success("Post created successfully")])),
         Err(AppError::Invalid(errors)) => Ok(form_errors(&state, user, "new", None, form, errors)),
         Err(e) => Err(e.into()),
     }
@@ -111,10 +95,8 @@ fn form_errors(
     errors: portcullis_app::FieldErrors,
 ) -> Response {
     let mut ctx = user.ctx;
-    ctx.flashes
-        .extend(errors.0.iter().map(|(_, m)| Flash::error(m.clone())));
-    let field_errors: std::collections::BTreeMap<&str, &str> =
-        errors.0.iter().map(|(f, m)| (*f, m.as_str())).collect();
+    ctx.flashes.extend(errors.0.iter().map(|(_, m)| Flash::error(m.clone())));
+    let field_errors: std::collections::BTreeMap<&str, &str> = errors.0.iter().map(|(f, m)| (*f, m.as_str())).collect();
     state.templates.render(
         &ctx,
         "post_form.html",
@@ -129,17 +111,10 @@ async fn get_post(
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
     let post = state.posts.get(parse_id(&id)?).await?;
-    let actor = auth.as_ref().map(|a| portcullis_domain::Actor {
-        user_id: a.user.id,
-        is_admin: a.user.is_admin,
-    });
+    let actor = auth.as_ref().map(|a| portcullis_domain::Actor { user_id: a.user.id, is_admin: a.user.is_admin });
     let can_edit = actor.is_some_and(|a| a.can_edit_post(post.author_id));
     let can_delete = actor.is_some_and(|a| a.can_delete_post(post.author_id));
-    Ok(state.templates.render(
-        &ctx,
-        "post.html",
-        context! { post => post_value(&post), can_edit, can_delete },
-    ))
+    Ok(state.templates.render(&ctx, "post.html", context! { post => post_value(&post), can_edit, can_delete }))
 }
 
 /// The edit form, for the author only.
@@ -148,15 +123,8 @@ async fn get_edit_post(
     user: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
-    let post = state
-        .posts
-        .get_for_edit(user.actor(), parse_id(&id)?)
-        .await?;
-    Ok(state.templates.render(
-        &user.ctx,
-        "post_form.html",
-        context! { mode => "edit", post => post_value(&post) },
-    ))
+    let post = state.posts.get_for_edit(user.actor(), parse_id(&id)?).await?;
+    Ok(state.templates.render(&user.ctx, "post_form.html", context! { mode => "edit", post => post_value(&post) }))
 }
 
 /// Saves an edit, for the author only.
@@ -167,18 +135,9 @@ async fn post_edit_post(
     Form(form): Form<PostForm>,
 ) -> Result<Response, WebError> {
     let id = parse_id(&id)?;
-    match state
-        .posts
-        .update(user.actor(), id, &form.title, &form.content)
-        .await
-    {
-        Ok(()) => Ok(see_other_with(
-            &format!("/posts/{id}"),
-            vec![Flash::success("Post updated successfully")],
-        )),
-        Err(AppError::Invalid(errors)) => {
-            Ok(form_errors(&state, user, "edit", Some(id), form, errors))
-        }
+    match state.posts.update(user.actor(), id, &form.title, &form.content).await {
+        Ok(()) => Ok(see_other_with(&format!("/posts/{id}"), vec![Flash::success("Post updated successfully")])),
+        Err(AppError::Invalid(errors)) => Ok(form_errors(&state, user, "edit", Some(id), form, errors)),
         Err(e) => Err(e.into()),
     }
 }
@@ -190,8 +149,5 @@ async fn post_delete_post(
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
     state.posts.delete(user.actor(), parse_id(&id)?).await?;
-    Ok(see_other_with(
-        "/dashboard",
-        vec![Flash::success("Post deleted")],
-    ))
+    Ok(see_other_with("/dashboard", vec![Flash::success("Post deleted")]))
 }

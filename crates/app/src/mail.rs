@@ -1,0 +1,265 @@
+//! Mail: what a message is, the ports that render and send it, sealing for
+//! the durable outbox, and the worker that drains the outbox with retries.
+//!
+//! A mail is written to the outbox in the same transaction as the change
+//! that causes it. Its body holds live links (reset, verification), so it is
+//! stored sealed (XChaCha20-Poly1305 under a key derived from the site's
+//! secret) and emptied once sent: the database never holds a usable token.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand::RngCore as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+
+use crate::clock::now_ms;
+use crate::ports::OutboxStore;
+
+/// A rendered message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mail {
+    /// Recipient address.
+    pub to: String,
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text part.
+    pub text: String,
+    /// HTML part.
+    pub html: String,
+}
+
+/// Which message to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MailKind {
+    /// "Confirm your email address" with a link.
+    VerifyEmail,
+    /// "Reset your password" with a link.
+    ResetPassword,
+    /// "Your password was changed".
+    PasswordChanged,
+}
+
+impl MailKind {
+    /// The template name, e.g. `verify_email`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::VerifyEmail => "verify_email",
+            Self::ResetPassword => "reset_password",
+            Self::PasswordChanged => "password_changed",
+        }
+    }
+}
+
+/// What a mail template gets.
+#[derive(Clone, Debug, Serialize)]
+pub struct MailVars {
+    /// Recipient's username.
+    pub username: String,
+    /// Absolute link, when the mail carries one.
+    pub link: Option<String>,
+    /// How long the link works, in words ("1 hour").
+    pub valid_for: Option<String>,
+    /// The site's public URL.
+    pub base_url: String,
+}
+
+/// Renders mails from templates (implemented by the web layer).
+pub trait MailRenderer: Send + Sync {
+    /// Subject, text and HTML for `kind`, to `to`.
+    fn render(&self, kind: MailKind, to: &str, vars: &MailVars) -> Result<Mail, String>;
+}
+
+/// Delivers a mail (SMTP, or files in the dev outbox).
+#[async_trait]
+pub trait MailTransport: Send + Sync {
+    /// Sends one mail; an error means "try again later".
+    async fn send(&self, mail: &Mail) -> Result<(), String>;
+}
+
+/// A mail ready for the outbox table.
+#[derive(Clone, Debug)]
+pub struct OutgoingMail {
+    /// Recipient (kept in clear for operators).
+    pub recipient: String,
+    /// Subject (kept in clear for operators).
+    pub subject: String,
+    /// The sealed [`Mail`].
+    pub sealed: String,
+}
+
+/// A mail claimed from the outbox for sending.
+#[derive(Clone, Debug)]
+pub struct ClaimedMail {
+    /// Outbox row id.
+    pub id: i64,
+    /// The sealed [`Mail`].
+    pub sealed: String,
+    /// Attempts made before this one.
+    pub attempts: i64,
+}
+
+/// Seals and opens outbox bodies.
+#[derive(Clone)]
+pub struct Sealer {
+    cipher: XChaCha20Poly1305,
+}
+
+impl Sealer {
+    /// A sealer whose key is derived from the site's secret.
+    pub fn new(secret: &[u8]) -> Self {
+        let key = Sha256::new().chain_update(b"portcullis outbox v1\0").chain_update(secret).finalize();
+        Self { cipher: XChaCha20Poly1305::new(&key) }
+    }
+
+    /// Seals a mail for the outbox.
+    pub fn seal(&self, mail: &Mail) -> Result<OutgoingMail, String> {
+        let plain = serde_json::to_vec(mail).map_err(|e| e.to_string())?;
+        let mut nonce = [0u8; 24];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let sealed = self.cipher.encrypt(XNonce::from_slice(&nonce), plain.as_slice()).map_err(|e| e.to_string())?;
+        let mut out = nonce.to_vec();
+        out.extend(sealed);
+        Ok(OutgoingMail {
+            recipient: mail.to.clone(),
+            subject: mail.subject.clone(),
+            sealed: URL_SAFE_NO_PAD.encode(out),
+        })
+    }
+
+    /// Opens a sealed mail; `None` if it was altered or sealed under another key.
+    pub fn open(&self, sealed: &str) -> Option<Mail> {
+        let bytes = URL_SAFE_NO_PAD.decode(sealed).ok()?;
+        if bytes.len() < 24 {
+            return None;
+        }
+        let (nonce, body) = bytes.split_at(24);
+        let plain = self.cipher.decrypt(XNonce::from_slice(nonce), body).ok()?;
+        serde_json::from_slice(&plain).ok()
+    }
+}
+
+/// How long a claimed mail is reserved for one node.
+const LEASE: Duration = Duration::from_secs(60);
+
+/// The wait before attempt `n + 1` after `n` failures: 1 s, 2 s, 4 s … at most 10 minutes.
+pub fn backoff(failures: i64) -> Duration {
+    let exp = u32::try_from(failures.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
+    Duration::from_secs(2u64.saturating_pow(exp)).min(Duration::from_secs(600))
+}
+
+/// Drains the outbox: claims due mails (no two nodes claim the same one),
+/// sends them, and schedules retries with backoff.
+pub struct OutboxWorker {
+    store: Arc<dyn OutboxStore>,
+    transport: Arc<dyn MailTransport>,
+    sealer: Sealer,
+    wake: Arc<Notify>,
+    poll: Duration,
+}
+
+impl OutboxWorker {
+    /// A worker; `wake` is poked when this node queues a mail, `poll` catches the rest.
+    pub fn new(
+        store: Arc<dyn OutboxStore>,
+        transport: Arc<dyn MailTransport>,
+        sealer: Sealer,
+        wake: Arc<Notify>,
+        poll: Duration,
+    ) -> Self {
+        Self { store, transport, sealer, wake, poll }
+    }
+
+    /// Sends what is due now; answers how many were sent.
+    pub async fn run_once(&self) -> usize {
+        let now = now_ms();
+        let claimed = match self.store.claim_mail(now, now + crate::clock::ms(LEASE), 20).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox claim failed");
+                return 0;
+            }
+        };
+        let mut sent = 0;
+        for item in claimed {
+            let Some(mail) = self.sealer.open(&item.sealed) else {
+                tracing::error!(id = item.id, "outbox mail cannot be opened (secret key changed?); giving up on it");
+                let _ = self.store.mark_mail_failed(item.id, i64::MAX / 2, i64::MAX / 2, "cannot be opened").await;
+                continue;
+            };
+            // A transport that panics must not take the worker down with it.
+            let transport = self.transport.clone();
+            let result = tokio::spawn(async move { transport.send(&mail).await })
+                .await
+                .unwrap_or_else(|e| Err(format!("mail transport failed: {e}")));
+            match result {
+                Ok(()) => {
+                    sent += 1;
+                    if let Err(e) = self.store.mark_mail_sent(item.id, now_ms()).await {
+                        tracing::error!(id = item.id, error = %e, "mail sent but not marked");
+                    }
+                }
+                Err(e) => {
+                    let failures = item.attempts + 1;
+                    let next = now_ms() + crate::clock::ms(backoff(failures));
+                    tracing::warn!(id = item.id, attempts = failures, error = %e, "mail not delivered; will retry");
+                    if let Err(e) = self.store.mark_mail_failed(item.id, failures, next, &e).await {
+                        tracing::error!(id = item.id, error = %e, "could not schedule retry");
+                    }
+                }
+            }
+        }
+        sent
+    }
+
+    /// Runs until the task is dropped.
+    pub async fn run(self) {
+        loop {
+            while self.run_once().await > 0 {}
+            tokio::select! {
+                () = self.wake.notified() => {},
+                () = tokio::time::sleep(self.poll) => {},
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mail() -> Mail {
+        Mail {
+            to: "a@example.com".into(),
+            subject: "Hi".into(),
+            text: "link https://x/reset-password/abc.def".into(),
+            html: "<p>x</p>".into(),
+        }
+    }
+
+    #[test]
+    fn sealed_mail_opens_only_under_its_key_and_hides_the_body() {
+        let s = Sealer::new(b"secret one");
+        let out = s.seal(&mail()).expect("seal");
+        assert!(!out.sealed.contains("reset-password"));
+        assert_eq!(s.open(&out.sealed), Some(mail()));
+        assert_eq!(Sealer::new(b"secret two").open(&out.sealed), None);
+        let mut altered = out.sealed.clone();
+        altered.replace_range(40..41, if &altered[40..41] == "A" { "B" } else { "A" });
+        assert_eq!(s.open(&altered), None);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(2), Duration::from_secs(2));
+        assert_eq!(backoff(4), Duration::from_secs(8));
+        assert_eq!(backoff(100), Duration::from_secs(600));
+    }
+}

@@ -1,0 +1,107 @@
+//! `OutboxStore` on SQL. Claiming is one statement: on PostgreSQL the rows
+//! are picked `FOR UPDATE SKIP LOCKED`, on SQLite the single writer lock does
+//! the same, so two nodes never claim one mail.
+
+use async_trait::async_trait;
+use sqlx::Row as _;
+
+use portcullis_app::OutboxStore;
+use portcullis_app::mail::{ClaimedMail, OutgoingMail};
+use portcullis_app::ports::StoreResult;
+
+use crate::{Backend, SqlStore, backend_err};
+
+/// Queues mails on an open transaction or connection.
+pub(crate) async fn enqueue_in(
+    conn: &mut sqlx::AnyConnection,
+    mails: &[OutgoingMail],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    for m in mails {
+        sqlx::query(
+            "INSERT INTO outbox (recipient, subject, sealed_body, created_at, attempts, next_attempt_at) \
+             VALUES ($1, $2, $3, $4, 0, $4)",
+        )
+        .bind(&m.recipient)
+        .bind(&m.subject)
+        .bind(&m.sealed)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl OutboxStore for SqlStore {
+    async fn enqueue_mail(&self, mail: &OutgoingMail, now: i64) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(backend_err)?;
+        enqueue_in(&mut conn, std::slice::from_ref(mail), now).await.map_err(backend_err)
+    }
+
+    async fn claim_mail(&self, now: i64, lease_until: i64, limit: i64) -> StoreResult<Vec<ClaimedMail>> {
+        let lock = match self.backend {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE outbox SET locked_until = $2 WHERE id IN (\
+               SELECT id FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= $1 \
+               AND (locked_until IS NULL OR locked_until <= $1) ORDER BY id LIMIT $3 {lock}) \
+             RETURNING id, sealed_body, attempts"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(now)
+            .bind(lease_until)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(ClaimedMail {
+                    id: r.try_get("id")?,
+                    sealed: r.try_get("sealed_body")?,
+                    attempts: r.try_get("attempts")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(backend_err)
+    }
+
+    async fn mark_mail_sent(&self, id: i64, now: i64) -> StoreResult<()> {
+        // The body held live links: it goes once delivered.
+        sqlx::query(
+            "UPDATE outbox SET sent_at = $1, sealed_body = '', locked_until = NULL, last_error = NULL WHERE id = $2",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(backend_err)?;
+        Ok(())
+    }
+
+    async fn mark_mail_failed(&self, id: i64, attempts: i64, next_attempt_at: i64, error: &str) -> StoreResult<()> {
+        let error: String = error.chars().take(500).collect();
+        sqlx::query(
+            "UPDATE outbox SET attempts = $1, next_attempt_at = $2, locked_until = NULL, last_error = $3 WHERE id = $4",
+        )
+        .bind(attempts)
+        .bind(next_attempt_at)
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(backend_err)?;
+        Ok(())
+    }
+
+    async fn pending_mail_count(&self) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend_err)?;
+        row.try_get("n").map_err(backend_err)
+    }
+}

@@ -1,0 +1,141 @@
+//! Email verification and password reset: the pages behind the links in mails.
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
+use minijinja::context;
+use portcullis_app::AppError;
+use serde::Deserialize;
+
+use crate::context::Flash;
+use crate::error::WebError;
+use crate::extract::{Ctx, CurrentUser};
+use crate::routes::{RouteTable, see_other_with};
+use crate::state::AppState;
+
+/// `/verify-email/*`, `/forgot-password`, `/reset-password/*`.
+pub fn routes(t: RouteTable) -> RouteTable {
+    t.get("/verify-email/{token}", get_verify_email)
+        .post("/verify-email/resend", post_resend_verification)
+        .get("/forgot-password", get_forgot_password)
+        .post("/forgot-password", post_forgot_password)
+        .get("/reset-password/{token}", get_reset_password)
+        .post("/reset-password/{token}", post_reset_password)
+}
+
+/// The forgot-password form.
+#[derive(Debug, Default, Deserialize)]
+pub struct ForgotForm {
+    #[serde(default)]
+    email: String,
+}
+
+/// The reset form.
+#[derive(Debug, Default, Deserialize)]
+pub struct ResetForm {
+    #[serde(default)]
+    password: String,
+}
+
+/// A page explaining why a link did not work.
+fn link_problem(state: &AppState, ctx: &crate::context::RequestCtx, message: String, retry: &str) -> Response {
+    let mut ctx = ctx.clone();
+    ctx.flashes.push(Flash::error(message.clone()));
+    state.templates.render_status(&ctx, StatusCode::BAD_REQUEST, "link_problem.html", context! { message, retry })
+}
+
+/// Follows a verification link.
+async fn get_verify_email(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(token): Path<String>,
+) -> Result<Response, WebError> {
+    match state.accounts.verify_email(&token).await {
+        Ok(user) => {
+            let to = if ctx.auth.is_some() { "/dashboard" } else { "/login" };
+            Ok(see_other_with(
+                to,
+                vec![Flash::success(format!("Thank you, {}: your email address is confirmed.", user.username))],
+            ))
+        }
+        Err(AppError::Token(p)) => Ok(link_problem(&state, &ctx, p.to_string(), "verify")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Sends the verification mail again.
+async fn post_resend_verification(State(state): State<AppState>, user: CurrentUser) -> Result<Response, WebError> {
+    let flash = if state.accounts.resend_verification(&user.auth.user).await? {
+        Flash::info(format!("We sent a new confirmation link to {}.", user.auth.user.email))
+    } else {
+        Flash::info("Your email address is already confirmed.")
+    };
+    Ok(see_other_with("/dashboard", vec![flash]))
+}
+
+/// Asks for the account's email.
+async fn get_forgot_password(State(state): State<AppState>, Ctx(ctx): Ctx) -> Response {
+    state.templates.render(&ctx, "forgot_password.html", context! {})
+}
+
+/// Sends a reset link if the address belongs to an account, and says the same either way.
+async fn post_forgot_password(State(state): State<AppState>, Form(form): Form<ForgotForm>) -> Response {
+    state.accounts.request_password_reset(&form.email);
+    see_other_with(
+        "/login",
+        vec![Flash::info(
+            "If an account uses that address, we have sent it a link to reset the password. It may take a minute to arrive.",
+        )],
+    )
+}
+
+/// Keeps the reset link out of Referer headers sent from this page.
+fn no_referrer(mut r: Response) -> Response {
+    r.headers_mut().insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    r
+}
+
+/// The new-password form behind a reset link.
+async fn get_reset_password(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(token): Path<String>,
+) -> Result<Response, WebError> {
+    match state.accounts.check_reset_token(&token).await {
+        Ok(()) => Ok(no_referrer(state.templates.render(
+            &ctx,
+            "reset_password.html",
+            context! { token, min_length => state.accounts.settings().min_password_length },
+        ))),
+        Err(AppError::Token(p)) => Ok(no_referrer(link_problem(&state, &ctx, p.to_string(), "reset"))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Sets the new password; every session of the account ends.
+async fn post_reset_password(
+    State(state): State<AppState>,
+    Ctx(mut ctx): Ctx,
+    Path(token): Path<String>,
+    Form(form): Form<ResetForm>,
+) -> Result<Response, WebError> {
+    match state.accounts.reset_password(&token, &form.password).await {
+        Ok(_) => Ok(no_referrer(see_other_with(
+            "/login",
+            vec![Flash::success("Your password has been reset. Log in with your new password.")],
+        ))),
+        Err(AppError::Invalid(errors)) => {
+            ctx.flashes.extend(errors.0.iter().map(|(_, m)| Flash::error(m.clone())));
+            let field_errors: std::collections::BTreeMap<&str, &str> =
+                errors.0.iter().map(|(f, m)| (*f, m.as_str())).collect();
+            Ok(no_referrer(state.templates.render(
+                &ctx,
+                "reset_password.html",
+                context! { token, errors => field_errors, min_length => state.accounts.settings().min_password_length },
+            )))
+        }
+        Err(AppError::Token(p)) => Ok(no_referrer(link_problem(&state, &ctx, p.to_string(), "reset"))),
+        Err(e) => Err(e.into()),
+    }
+}

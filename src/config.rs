@@ -62,6 +62,8 @@ pub struct Config {
     pub body_limit: usize,
     /// Longest a request may take.
     pub request_timeout: Duration,
+    /// How long audit events are kept.
+    pub audit_retention: Duration,
     /// Tracing filter.
     pub log: String,
     /// `pretty` or `json`.
@@ -133,6 +135,17 @@ fn duration(src: &Sources, var: &str, default: &str) -> Result<Duration, ConfigE
         return Err(err(var, "must be longer than zero"));
     }
     Ok(d)
+}
+
+fn boolean(src: &Sources, var: &str, default: bool) -> Result<bool, ConfigError> {
+    match src.get(var).map(|s| s.trim().to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) => match v.as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(err(var, format!("{v:?} is neither true nor false"))),
+        },
+    }
 }
 
 fn number<T>(src: &Sources, var: &str, default: T, min: T, max: T) -> Result<T, ConfigError>
@@ -214,6 +227,7 @@ impl Config {
             reset_token_ttl: duration(src, "PORTCULLIS_RESET_TOKEN_TTL", "1h")?,
             verify_token_ttl: duration(src, "PORTCULLIS_VERIFY_TOKEN_TTL", "48h")?,
             base_url: base_url.as_str().trim_end_matches('/').to_owned(),
+            new_device_mail: boolean(src, "PORTCULLIS_NEW_DEVICE_MAIL", true)?,
         };
         let argon2 = Argon2Settings {
             memory_kib: number(src, "PORTCULLIS_ARGON2_MEMORY_KIB", 19_456u32, 8, 4 * 1024 * 1024)?,
@@ -264,6 +278,7 @@ impl Config {
             trusted_proxies,
             body_limit: number(src, "PORTCULLIS_BODY_LIMIT", 64 * 1024usize, 1024, 64 * 1024 * 1024)?,
             request_timeout: duration(src, "PORTCULLIS_REQUEST_TIMEOUT", "30s")?,
+            audit_retention: duration(src, "PORTCULLIS_AUDIT_RETENTION", "90d")?,
             log,
             log_json,
         })

@@ -159,9 +159,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
             server::serve(listener, state, server::shutdown_signal())
                 .await
                 .map_err(|e| Failure::Other(e.to_string()))?;
-            for task in background {
-                task.abort();
-            }
+            background.shutdown().await;
             services.store.close().await;
             Ok(())
         }

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_app::accounts::{AccountPorts, Mailer};
+use portcullis_app::audit::Audit;
+use portcullis_app::limits::RateLimiter;
 use portcullis_app::mail::{MailTransport, OutboxWorker, Sealer};
 use portcullis_app::{Accounts, HashPool, OutboxStore, Posts};
 use portcullis_web::mail::MailTemplates;
@@ -38,6 +40,10 @@ pub struct Services {
     pub accounts: Accounts,
     /// Post use cases.
     pub posts: Posts,
+    /// Rate limits.
+    pub limiter: RateLimiter,
+    /// The security log.
+    pub audit: Audit,
     /// HMAC key.
     pub secret_key: Vec<u8>,
     /// Seals outbox bodies.
@@ -69,9 +75,27 @@ fn mail_transport(config: &Config) -> Result<Arc<dyn MailTransport>, StartError>
     }
 }
 
-/// Starts the background work of a node: the session purger and the outbox
-/// worker. Dropping the handles does not stop them; abort them to.
-pub fn start_background(services: &Services) -> Vec<tokio::task::JoinHandle<()>> {
+/// A node's background work: the purger and the outbox worker.
+pub struct Background {
+    purger: tokio::task::JoinHandle<()>,
+    worker: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Background {
+    /// Stops: the worker finishes the mail it is sending (for at most 20 s).
+    pub async fn shutdown(self) {
+        self.purger.abort();
+        let _ = self.stop.send(true);
+        let mut worker = self.worker;
+        if tokio::time::timeout(Duration::from_secs(20), &mut worker).await.is_err() {
+            worker.abort();
+        }
+    }
+}
+
+/// Starts the background work of a node: the session purger and the outbox worker.
+pub fn start_background(services: &Services) -> Background {
     let store: Arc<dyn OutboxStore> = Arc::new(services.store.clone());
     let worker = OutboxWorker::new(
         store,
@@ -80,7 +104,12 @@ pub fn start_background(services: &Services) -> Vec<tokio::task::JoinHandle<()>>
         services.wake.clone(),
         Duration::from_secs(1),
     );
-    vec![spawn_purger(services.accounts.clone()), tokio::spawn(worker.run())]
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    Background {
+        purger: spawn_purger(services.accounts.clone(), services.limiter.clone(), services.audit.clone()),
+        worker: tokio::spawn(worker.run(stopped)),
+        stop,
+    }
 }
 
 /// Reads the secret key from configuration or the data dir, generating it
@@ -147,11 +176,14 @@ pub async fn open(config: &Config) -> Result<Services, StartError> {
         sessions: shared.clone(),
         throttle: shared.clone(),
         tokens: shared.clone(),
+        outbox: shared.clone(),
     };
     let accounts = Accounts::new(ports, mailer, hasher, config.auth.clone());
-    let posts = Posts::new(shared);
+    let posts = Posts::new(shared.clone());
+    let limiter = RateLimiter::new(shared.clone(), config.rate_limit_per_minute);
+    let audit = Audit::new(shared, config.audit_retention);
     let transport = mail_transport(config)?;
-    Ok(Services { store, accounts, posts, secret_key, sealer, wake, transport })
+    Ok(Services { store, accounts, posts, limiter, audit, secret_key, sealer, wake, transport })
 }
 
 /// The HTTP state for these services.
@@ -163,12 +195,19 @@ pub fn web_state(config: &Config, services: &Services) -> Result<AppState, Start
         request_timeout: config.request_timeout,
         trusted_proxies: config.trusted_proxies.clone(),
     };
-    AppState::new(services.accounts.clone(), services.posts.clone(), web)
-        .map_err(|e| StartError::Other(format!("templates: {e}")))
+    AppState::new(
+        services.accounts.clone(),
+        services.posts.clone(),
+        services.limiter.clone(),
+        services.audit.clone(),
+        web,
+    )
+    .map_err(|e| StartError::Other(format!("templates: {e}")))
 }
 
-/// Deletes expired sessions now and then.
-pub fn spawn_purger(accounts: Accounts) -> tokio::task::JoinHandle<()> {
+/// Deletes expired sessions, finished rate-limit windows and old audit
+/// events now and then.
+pub fn spawn_purger(accounts: Accounts, limiter: RateLimiter, audit: Audit) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let every =
             (accounts.settings().session_idle_timeout / 2).clamp(Duration::from_secs(1), Duration::from_secs(300));
@@ -179,6 +218,12 @@ pub fn spawn_purger(accounts: Accounts) -> tokio::task::JoinHandle<()> {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(sessions = n, "purged expired sessions"),
                 Err(e) => tracing::warn!(error = %e, "session purge failed"),
+            }
+            if let Err(e) = limiter.purge().await {
+                tracing::warn!(error = %e, "rate-limit purge failed");
+            }
+            if let Err(e) = audit.purge().await {
+                tracing::warn!(error = %e, "audit purge failed");
             }
         }
     })

@@ -76,9 +76,7 @@ impl TestApp {
                 let _ = rx.await;
             })
             .await;
-            for task in background {
-                task.abort();
-            }
+            background.shutdown().await;
         });
         Self { addr, config, services, dir: None, shutdown: Some(tx), handle: Some(handle) }
     }

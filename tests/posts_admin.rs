@@ -99,9 +99,22 @@ async fn route_table_every_route_for_every_role() {
                 ("POST", "/logout" | "/forgot-password") => Status(303),
                 ("GET", "/forgot-password") => Status(200),
                 (_, "/verify-email/{token}" | "/reset-password/{token}") => Status(400),
-                ("POST", "/verify-email/resend") => if role == Anonymous { Login } else { Status(303) },
-                ("GET", "/logout" | "/dashboard" | "/posts/new" | "/account" | "/account/sessions") => {
-                    if role == Anonymous { Login } else { Status(200) }
+                ("POST", "/verify-email/resend") => {
+                    if role == Anonymous {
+                        Login
+                    } else {
+                        Status(303)
+                    }
+                }
+                (
+                    "GET",
+                    "/logout" | "/dashboard" | "/posts/new" | "/account" | "/account/sessions" | "/account/activity",
+                ) => {
+                    if role == Anonymous {
+                        Login
+                    } else {
+                        Status(200)
+                    }
                 }
                 ("POST", "/posts/new") => {
                     if role == Anonymous {
@@ -144,7 +157,7 @@ async fn route_table_every_route_for_every_role() {
                     Admin => Status(303),
                     _ => Status(403),
                 },
-                ("GET", "/admin/users" | "/admin/users/{id}/{action}") => match role {
+                ("GET", "/admin/users" | "/admin/audit" | "/admin/users/{id}/{action}") => match role {
                     Anonymous => Login,
                     Admin => Status(200),
                     _ => Status(403),

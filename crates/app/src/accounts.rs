@@ -12,7 +12,7 @@ use crate::error::{AppError, FieldErrors, StoreError, TokenProblem};
 use crate::hashing::HashPool;
 use crate::mail::{MailKind, MailRenderer, MailVars, OutgoingMail, Sealer};
 use crate::model::{NewToken, NewUser, Session, TokenPurpose, TokenRecord, User, UserSummary};
-use crate::ports::{LoginThrottle, NewCredentials, SessionStore, TokenStore, UserStore};
+use crate::ports::{LoginThrottle, NewCredentials, OutboxStore, SessionStore, TokenStore, UserStore};
 use crate::settings::AuthSettings;
 use crate::tokens;
 
@@ -60,6 +60,26 @@ pub struct AccountPorts {
     pub throttle: Arc<dyn LoginThrottle>,
     /// One-shot tokens and the changes they make.
     pub tokens: Arc<dyn TokenStore>,
+    /// Mails that go with no other change.
+    pub outbox: Arc<dyn OutboxStore>,
+}
+
+/// A browser's signed claim that it signed in to `user_id` before.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceCookie {
+    /// The account.
+    pub user_id: i64,
+    /// Random, names this browser's own failure counter.
+    pub nonce: String,
+}
+
+/// A successful login.
+#[derive(Clone, Debug)]
+pub struct Login {
+    /// Who.
+    pub user: User,
+    /// The browser showed a device cookie for this account.
+    pub known_device: bool,
 }
 
 /// Writes mails for the outbox: renders, seals, and wakes the worker.
@@ -108,6 +128,7 @@ pub struct Accounts {
     sessions: Arc<dyn SessionStore>,
     throttle: Arc<dyn LoginThrottle>,
     tokens: Arc<dyn TokenStore>,
+    outbox: Arc<dyn OutboxStore>,
     mailer: Mailer,
     hasher: Arc<HashPool>,
     settings: AuthSettings,
@@ -134,6 +155,7 @@ impl Accounts {
             sessions: ports.sessions,
             throttle: ports.throttle,
             tokens: ports.tokens,
+            outbox: ports.outbox,
             mailer,
             hasher,
             settings,
@@ -150,6 +172,8 @@ impl Accounts {
             link,
             valid_for: valid_for.map(in_words),
             base_url: self.settings.base_url.clone(),
+            ip: None,
+            device: None,
         }
     }
 
@@ -337,6 +361,8 @@ impl Accounts {
                 link: Some(self.link("verify-email", &value)),
                 valid_for: Some(in_words(self.settings.verify_token_ttl)),
                 base_url: self.settings.base_url.clone(),
+                ip: None,
+                device: None,
             };
             let mail = self.mailer.compose(MailKind::VerifyEmail, new.email.as_str(), &vars)?;
             let user = self.tokens.insert_user_with_token(&new, &token, &[mail]).await;
@@ -354,7 +380,12 @@ impl Accounts {
     /// and locked names cost the same and answer alike; at most
     /// `lockout_threshold` guesses per name are ever verified, however many
     /// arrive at once, because each attempt is counted before it is checked.
-    pub async fn authenticate(&self, identifier: &str, password: &str) -> Result<User, AppError> {
+    pub async fn authenticate(
+        &self,
+        identifier: &str,
+        password: &str,
+        device: Option<&DeviceCookie>,
+    ) -> Result<Login, AppError> {
         let normalized = normalize_login(identifier);
         if normalized.is_empty()
             || password.is_empty()
@@ -365,7 +396,16 @@ impl Accounts {
             return Err(AppError::InvalidCredentials);
         }
         let user = self.users.user_by_login(&normalized).await?;
-        let key = throttle_key(user.as_ref(), &normalized);
+        // A browser that signed in to this account before counts its failures
+        // on its own key, so strangers' guesses cannot lock the owner out.
+        let known_device = match (&user, device) {
+            (Some(u), Some(d)) if d.user_id == u.id => Some(d),
+            _ => None,
+        };
+        let key = match known_device {
+            Some(d) => format!("device:{}", d.nonce),
+            None => throttle_key(user.as_ref(), &normalized),
+        };
         let now = now_ms();
         let threshold = i64::from(self.settings.lockout_threshold.max(1));
         let lock_ms = ms(self.settings.lockout_duration);
@@ -378,6 +418,9 @@ impl Accounts {
             self.hasher.verify_dummy(password).await?;
             return Err(AppError::InvalidCredentials);
         };
+        if user.admin_locked_until.is_some_and(|t| t > now) {
+            return Err(AppError::Locked);
+        }
         let verified = self.hasher.verify(password, &user.password_hash).await?;
         if !verified.ok {
             return Err(AppError::InvalidCredentials);
@@ -393,7 +436,22 @@ impl Accounts {
             }
         }
         self.users.record_login(user.id, now_ms()).await?;
-        Ok(user)
+        Ok(Login { user, known_device: known_device.is_some() })
+    }
+
+    /// Mails the user that their account was signed in to from a browser it
+    /// had not seen, if the settings ask for it.
+    pub async fn notify_new_device(&self, user: &User, client: &ClientInfo, device: &str) -> Result<(), AppError> {
+        if !self.settings.new_device_mail {
+            return Ok(());
+        }
+        let mut vars = self.vars(user, None, None);
+        vars.ip = client.ip.clone();
+        vars.device = Some(device.to_owned());
+        let mail = self.mailer.compose(MailKind::NewDevice, &user.email, &vars)?;
+        self.outbox.enqueue_mail(&mail, now_ms()).await?;
+        self.mailer.queued();
+        Ok(())
     }
 
     /// Opens a new session for `user`. Any session the browser had is replaced by the caller.
@@ -540,11 +598,9 @@ impl Accounts {
 
     /// Locks a user out of logging in for the lockout duration (an admin's action).
     pub async fn lock_user(&self, user_id: i64, until: i64) -> Result<(), AppError> {
-        let user = self.user(user_id).await?;
-        let now = now_ms();
-        self.throttle
-            .lock(&throttle_key(Some(&user), ""), now, until, i64::from(self.settings.lockout_threshold.max(1)))
-            .await?;
+        self.user(user_id).await?;
+        // On the account itself, so no device cookie gets around it.
+        self.users.set_admin_lock(user_id, Some(until), now_ms()).await?;
         self.sessions.delete_user_sessions(user_id, None).await?;
         Ok(())
     }
@@ -553,12 +609,15 @@ impl Accounts {
     pub async fn unlock_user(&self, user_id: i64) -> Result<(), AppError> {
         let user = self.user(user_id).await?;
         self.throttle.clear_attempts(&lockout_keys(&user)).await?;
+        self.users.set_admin_lock(user_id, None, now_ms()).await?;
         Ok(())
     }
 
     /// When a user is locked until, if now locked.
     pub async fn locked_until(&self, user: &User) -> Result<Option<i64>, AppError> {
-        Ok(self.throttle.locked_until(&throttle_key(Some(user), ""), now_ms()).await?)
+        let now = now_ms();
+        let by_failures = self.throttle.locked_until(&throttle_key(Some(user), ""), now).await?;
+        Ok(user.admin_locked_until.filter(|t| *t > now).max(by_failures))
     }
 
     /// Deletes a user, their posts and sessions; never the last admin.

@@ -2,9 +2,11 @@
 //! cases over ports (traits) that the store implements. No HTTP, no SQL here.
 
 pub mod accounts;
+pub mod audit;
 pub mod clock;
 pub mod error;
 pub mod hashing;
+pub mod limits;
 pub mod mail;
 pub mod model;
 pub mod ports;

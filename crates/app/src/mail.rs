@@ -44,6 +44,8 @@ pub enum MailKind {
     ResetPassword,
     /// "Your password was changed".
     PasswordChanged,
+    /// "New sign-in to your account".
+    NewDevice,
 }
 
 impl MailKind {
@@ -53,6 +55,7 @@ impl MailKind {
             Self::VerifyEmail => "verify_email",
             Self::ResetPassword => "reset_password",
             Self::PasswordChanged => "password_changed",
+            Self::NewDevice => "new_device",
         }
     }
 }
@@ -68,6 +71,10 @@ pub struct MailVars {
     pub valid_for: Option<String>,
     /// The site's public URL.
     pub base_url: String,
+    /// Client IP (sign-in notices).
+    pub ip: Option<String>,
+    /// Browser and system (sign-in notices).
+    pub device: Option<String>,
 }
 
 /// Renders mails from templates (implemented by the web layer).
@@ -218,13 +225,15 @@ impl OutboxWorker {
         sent
     }
 
-    /// Runs until the task is dropped.
-    pub async fn run(self) {
-        loop {
-            while self.run_once().await > 0 {}
+    /// Runs until `stop` turns true; a batch in progress is finished first,
+    /// so a graceful shutdown leaves no mail reserved by a node that is gone.
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            while !*stop.borrow() && self.run_once().await > 0 {}
             tokio::select! {
                 () = self.wake.notified() => {},
                 () = tokio::time::sleep(self.poll) => {},
+                _ = stop.changed() => {},
             }
         }
     }

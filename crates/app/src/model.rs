@@ -26,6 +26,8 @@ pub struct User {
     pub updated_at: i64,
     /// Unix ms of the last successful login.
     pub last_login_at: Option<i64>,
+    /// Locked by an administrator until this time (unix ms).
+    pub admin_locked_until: Option<i64>,
 }
 
 /// A user about to be inserted.

@@ -44,6 +44,8 @@ pub trait UserStore: Send + Sync {
     async fn record_login(&self, id: i64, now: i64) -> StoreResult<()>;
     /// Deletes a user with their posts and sessions, unless they are the last admin (`false`).
     async fn delete_user(&self, id: i64) -> StoreResult<bool>;
+    /// Sets or clears an administrator's lock on the account.
+    async fn set_admin_lock(&self, id: i64, until: Option<i64>, now: i64) -> StoreResult<()>;
     /// Whether the store answers.
     async fn ping(&self) -> StoreResult<()>;
 }
@@ -163,4 +165,29 @@ pub struct NewCredentials<'a> {
     pub mails: &'a [OutgoingMail],
     /// Unix ms.
     pub now: i64,
+}
+
+/// Fixed-window request counters per client, shared by every node.
+#[async_trait]
+pub trait RateLimitStore: Send + Sync {
+    /// Counts one request for `key` in the window starting at `window_start`
+    /// and answers the count so far in that window.
+    async fn hit(&self, key: &str, window_start: i64) -> StoreResult<i64>;
+    /// Forgets windows that started before `before`.
+    async fn purge_rate_limits(&self, before: i64) -> StoreResult<u64>;
+}
+
+/// The audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends an event.
+    async fn insert_audit(&self, event: &crate::audit::AuditEvent) -> StoreResult<()>;
+    /// Events newest first.
+    async fn list_audit(
+        &self,
+        filter: &crate::audit::AuditFilter,
+        limit: i64,
+    ) -> StoreResult<Vec<crate::audit::AuditEvent>>;
+    /// Deletes events before `before` (unix ms).
+    async fn purge_audit(&self, before: i64) -> StoreResult<u64>;
 }

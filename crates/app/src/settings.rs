@@ -41,6 +41,8 @@ pub struct AuthSettings {
     pub verify_token_ttl: Duration,
     /// The public URL links in mails start with (no trailing slash).
     pub base_url: String,
+    /// Mail users when their account is signed in to from a new browser.
+    pub new_device_mail: bool,
 }
 
 impl Default for AuthSettings {
@@ -55,6 +57,7 @@ impl Default for AuthSettings {
             reset_token_ttl: Duration::from_secs(3600),
             verify_token_ttl: Duration::from_secs(48 * 3600),
             base_url: "http://127.0.0.1:8080".into(),
+            new_device_mail: true,
         }
     }
 }

@@ -3,6 +3,8 @@
 //! (`migrations/sqlite`, `migrations/postgres`). Constraint violations come
 //! back as domain errors, never as 500s.
 
+mod audit;
+mod limits;
 mod outbox;
 mod posts;
 mod sessions;

@@ -10,7 +10,7 @@ use portcullis_app::{NewUser, StoreError, User, UserStore, UserSummary};
 use crate::{Backend, SqlStore, backend_err, flag};
 
 pub(crate) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.password_hash, u.is_admin, u.email_verified, \
-     u.security_stamp, u.created_at, u.updated_at, u.last_login_at";
+     u.security_stamp, u.created_at, u.updated_at, u.last_login_at, u.admin_locked_until";
 
 pub(crate) fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
     Ok(User {
@@ -24,6 +24,7 @@ pub(crate) fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         last_login_at: row.try_get("last_login_at")?,
+        admin_locked_until: row.try_get("admin_locked_until")?,
     })
 }
 
@@ -170,7 +171,12 @@ impl UserStore for SqlStore {
             .await
             .map_err(backend_err)?;
         rows.iter()
-            .map(|r| Ok(UserSummary { user: user_from_row(r)?, locked_until: r.try_get("locked_until")? }))
+            .map(|r| {
+                let user = user_from_row(r)?;
+                let by_admin = user.admin_locked_until.filter(|t| *t > now);
+                let by_failures: Option<i64> = r.try_get("locked_until")?;
+                Ok(UserSummary { locked_until: by_admin.max(by_failures), user })
+            })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(backend_err)
     }
@@ -250,6 +256,17 @@ impl UserStore for SqlStore {
         .map_err(backend_err)?;
         tx.commit().await.map_err(backend_err)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_admin_lock(&self, id: i64, until: Option<i64>, now: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET admin_locked_until = $1, updated_at = $2 WHERE id = $3")
+            .bind(until)
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend_err)?;
+        Ok(())
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -15,6 +15,8 @@ type HmacSha256 = Hmac<Sha256>;
 pub const SESSION: &str = "portcullis_session";
 /// The anonymous visitor's signed CSRF secret.
 pub const ANON: &str = "portcullis_anon";
+/// A browser's signed note that it signed in to an account before.
+pub const DEVICE: &str = "portcullis_device";
 /// Signed flash messages waiting to be shown.
 pub const FLASH: &str = "portcullis_flash";
 

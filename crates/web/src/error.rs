@@ -38,6 +38,9 @@ pub enum WebError {
     /// 413.
     #[error("payload too large")]
     PayloadTooLarge,
+    /// 429 with Retry-After (seconds).
+    #[error("too many requests")]
+    TooManyRequests(u64),
     /// 503 with Retry-After: the password pool is full.
     #[error("busy")]
     Busy,
@@ -82,6 +85,16 @@ impl IntoResponse for WebError {
             ),
             WebError::NotFound => (StatusCode::NOT_FOUND, String::new()),
             WebError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, String::new()),
+            WebError::TooManyRequests(wait) => {
+                let mut r = StatusCode::TOO_MANY_REQUESTS.into_response();
+                if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+                    r.headers_mut().insert(RETRY_AFTER, v);
+                }
+                r.extensions_mut().insert(ErrorInfo {
+                    message: format!("Too many attempts from your network. Please wait {wait} seconds and try again."),
+                });
+                return r;
+            }
             WebError::Busy => {
                 let mut r = StatusCode::SERVICE_UNAVAILABLE.into_response();
                 r.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("2"));

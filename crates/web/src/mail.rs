@@ -13,7 +13,7 @@ impl MailTemplates {
     /// Loads and checks the mail templates.
     pub fn load() -> Result<Self, minijinja::Error> {
         let env = crate::templates::environment();
-        for kind in [MailKind::VerifyEmail, MailKind::ResetPassword, MailKind::PasswordChanged] {
+        for kind in [MailKind::VerifyEmail, MailKind::ResetPassword, MailKind::PasswordChanged, MailKind::NewDevice] {
             env.get_template(&format!("mail/{}.txt", kind.name()))?;
             env.get_template(&format!("mail/{}.html", kind.name()))?;
         }
@@ -26,6 +26,7 @@ fn subject(kind: MailKind) -> &'static str {
         MailKind::VerifyEmail => "Confirm your email address",
         MailKind::ResetPassword => "Reset your password",
         MailKind::PasswordChanged => "Your password was changed",
+        MailKind::NewDevice => "New sign-in to your account",
     }
 }
 

@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use portcullis_app::audit::Audit;
+use portcullis_app::limits::RateLimiter;
 use portcullis_app::{Accounts, Posts};
 
 use crate::cookies::Signer;
@@ -41,6 +43,10 @@ pub struct Inner {
     pub accounts: Accounts,
     /// Post use cases.
     pub posts: Posts,
+    /// Per-client limits on sensitive forms.
+    pub limiter: RateLimiter,
+    /// The security log.
+    pub audit: Audit,
     /// Compiled templates.
     pub templates: Templates,
     /// HTTP settings.
@@ -58,9 +64,28 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     /// Builds the state; fails only if the templates do not compile.
-    pub fn new(accounts: Accounts, posts: Posts, config: WebConfig) -> Result<Self, minijinja::Error> {
+    pub fn new(
+        accounts: Accounts,
+        posts: Posts,
+        limiter: RateLimiter,
+        audit: Audit,
+        config: WebConfig,
+    ) -> Result<Self, minijinja::Error> {
         let templates = Templates::load()?;
         let signer = Signer::new(&config.secret_key);
-        Ok(Self(Arc::new(Inner { accounts, posts, templates, config, signer })))
+        Ok(Self(Arc::new(Inner { accounts, posts, limiter, audit, templates, config, signer })))
+    }
+
+    /// Counts an attempt at `action` by this client; refuses with 429 over the limit.
+    pub async fn rate_limit(
+        &self,
+        action: &str,
+        client: &portcullis_app::accounts::ClientInfo,
+    ) -> Result<(), crate::WebError> {
+        let who = client.ip.as_deref().unwrap_or("unknown");
+        match self.limiter.check(action, who).await? {
+            None => Ok(()),
+            Some(wait) => Err(crate::WebError::TooManyRequests(wait)),
+        }
     }
 }

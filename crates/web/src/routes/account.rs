@@ -20,6 +20,7 @@ pub fn routes(t: RouteTable) -> RouteTable {
     t.get("/account", get_account)
         .post("/account/password", post_password)
         .get("/account/sessions", get_sessions)
+        .get("/account/activity", get_activity)
         .post("/account/sessions/revoke-others", post_revoke_others)
         .post("/account/sessions/{id}/revoke", post_revoke_session)
 }
@@ -56,6 +57,8 @@ async fn post_password(
     };
     match state.accounts.change_password(&user.auth.session, &form.current_password, &new).await {
         Ok(new) => {
+            let u = &user.auth.user;
+            state.audit.record("password.changed", Some(u.id), Some(&u.username), &user.ctx.client, None, None).await;
             let mut r = back(Flash::success("Your password was changed. Other sessions were signed out."));
             r.extensions_mut().insert(SessionChange::Start { cookie: new.cookie, remember: new.session.remember });
             Ok(r)
@@ -96,12 +99,36 @@ async fn post_revoke_session(
         return Ok(see_other_with("/account/sessions", vec![Flash::error("To end this session, log out.")]));
     }
     state.accounts.revoke_session(user.auth.user.id, &id).await?;
+    let u = &user.auth.user;
+    state
+        .audit
+        .record(
+            "session.revoked",
+            Some(u.id),
+            Some(&u.username),
+            &user.ctx.client,
+            None,
+            Some(format!("session {}", &id[..id.len().min(6)])),
+        )
+        .await;
     Ok(see_other_with("/account/sessions", vec![Flash::success("Session revoked")]))
 }
 
 /// Ends every session but this one.
 async fn post_revoke_others(State(state): State<AppState>, user: CurrentUser) -> Result<Response, WebError> {
     let n = state.accounts.revoke_other_sessions(user.auth.user.id, Some(&user.auth.session.id)).await?;
+    let u = &user.auth.user;
+    state
+        .audit
+        .record(
+            "session.revoked",
+            Some(u.id),
+            Some(&u.username),
+            &user.ctx.client,
+            None,
+            Some(format!("{n} other session(s)")),
+        )
+        .await;
     Ok(see_other_with("/account/sessions", vec![Flash::success(format!("Signed out of {n} other session(s)"))]))
 }
 
@@ -139,4 +166,45 @@ pub fn describe_agent(ua: &str) -> String {
         (None, Some(o)) => o.into(),
         (None, None) => ua.chars().take(40).collect(),
     }
+}
+
+/// `?before=` for the activity list.
+#[derive(Debug, Default, Deserialize)]
+pub struct ActivityQuery {
+    before: Option<i64>,
+}
+
+/// An audit event as templates see it.
+pub fn event_value(e: &portcullis_app::audit::AuditEvent) -> minijinja::Value {
+    context! {
+        id => e.id,
+        at => e.at,
+        kind => e.kind.clone(),
+        user_id => e.user_id,
+        actor_id => e.actor_id,
+        subject => e.subject.clone(),
+        ip => e.ip.clone(),
+        device => describe_agent(e.user_agent.as_deref().unwrap_or("")),
+        detail => e.detail.clone(),
+    }
+}
+
+/// The user's own security record.
+async fn get_activity(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    axum::extract::Query(q): axum::extract::Query<ActivityQuery>,
+) -> Result<Response, WebError> {
+    let filter =
+        portcullis_app::audit::AuditFilter { user_id: Some(user.auth.user.id), kind: None, before_id: q.before };
+    let mut events = state.audit.list(&filter, 51).await?;
+    let more = events.len() > 50;
+    events.truncate(50);
+    let next_before = if more { events.last().map(|e| e.id) } else { None };
+    let events: Vec<_> = events.iter().map(event_value).collect();
+    Ok(state.templates.render(
+        &user.ctx,
+        "activity.html",
+        context! { events, next_before, paged => q.before.is_some() },
+    ))
 }

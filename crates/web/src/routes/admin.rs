@@ -21,6 +21,7 @@ const PAGE_SIZE: i64 = 25;
 pub fn routes(t: RouteTable) -> RouteTable {
     t.get("/admin", get_admin)
         .get("/admin/users", get_users)
+        .get("/admin/audit", get_audit)
         .get("/admin/users/{id}/{action}", get_confirm)
         .post("/admin/users/{id}/{action}", post_action)
 }
@@ -169,8 +170,30 @@ async fn post_action(
         }
         Action::Delete => accounts.delete_user(id).await.map(|()| format!("{} was deleted", user.username)),
     };
+    let kind = match action {
+        Action::Lock => "admin.lock",
+        Action::Unlock => "admin.unlock",
+        Action::GrantAdmin => "admin.grant",
+        Action::RevokeAdmin => "admin.revoke",
+        Action::RevokeSessions => "admin.sessions",
+        Action::Delete => "admin.delete",
+    };
     let flash = match result {
-        Ok(msg) => Flash::success(msg),
+        Ok(msg) => {
+            let me = &admin.auth.user;
+            state
+                .audit
+                .record(
+                    kind,
+                    Some(id),
+                    Some(&user.username),
+                    &admin.ctx.client,
+                    Some(me.id),
+                    Some(format!("by {}", me.username)),
+                )
+                .await;
+            Flash::success(msg)
+        }
         Err(portcullis_app::AppError::Refused(msg)) => Flash::error(msg),
         Err(e) => return Err(e.into()),
     };
@@ -184,4 +207,44 @@ async fn post_action(
         "/admin/users"
     };
     Ok(see_other_with(to, vec![flash]))
+}
+
+/// `?user=&kind=&before=`.
+#[derive(Debug, Default, Deserialize)]
+pub struct AuditQuery {
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    kind: String,
+    before: Option<i64>,
+}
+
+/// Everyone's security record, filterable by user and kind.
+async fn get_audit(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response, WebError> {
+    let user_filter = q.user.trim();
+    let user_id = if user_filter.is_empty() {
+        None
+    } else {
+        // An unknown name matches nothing rather than everything.
+        Some(state.accounts.find_user(user_filter).await.map(|u| u.id).unwrap_or(-1))
+    };
+    let kind = Some(q.kind.trim().to_owned()).filter(|k| portcullis_app::audit::KINDS.contains(&k.as_str()));
+    let filter = portcullis_app::audit::AuditFilter { user_id, kind: kind.clone(), before_id: q.before };
+    let mut events = state.audit.list(&filter, PAGE_SIZE + 1).await?;
+    let more = events.len() as i64 > PAGE_SIZE;
+    events.truncate(PAGE_SIZE as usize);
+    let next_before = if more { events.last().map(|e| e.id) } else { None };
+    let events: Vec<_> = events.iter().map(crate::routes::account::event_value).collect();
+    Ok(state.templates.render(
+        &admin.ctx,
+        "admin_audit.html",
+        context! {
+            events, next_before, paged => q.before.is_some(),
+            user => user_filter, kind => kind.unwrap_or_default(), kinds => portcullis_app::audit::KINDS,
+        },
+    ))
 }

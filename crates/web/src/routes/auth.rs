@@ -10,9 +10,16 @@ use portcullis_app::accounts::Registration;
 use portcullis_domain::safe_next;
 use serde::Deserialize;
 
+use axum::http::HeaderMap;
+use axum::http::HeaderValue;
+use axum::http::header::SET_COOKIE;
+use portcullis_app::accounts::DeviceCookie;
+
 use crate::context::{Flash, SessionChange};
+use crate::cookies;
 use crate::error::WebError;
 use crate::extract::{Ctx, CurrentUser};
+use crate::routes::account::describe_agent;
 use crate::routes::pages::PageQuery;
 use crate::routes::posts::post_list;
 use crate::routes::{see_other, see_other_with};
@@ -59,6 +66,11 @@ pub struct NextQuery {
     next: Option<String>,
 }
 
+/// What the device cookie's signature is for.
+const DEVICE_PURPOSE: &str = "device";
+/// How long a browser is remembered as one that signed in before.
+const DEVICE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(365 * 86_400);
+
 /// Where to go after login: `next` if it is a local path, else the dashboard.
 fn landing(next: Option<&str>) -> String {
     next.and_then(safe_next).unwrap_or("/dashboard").to_owned()
@@ -85,6 +97,7 @@ async fn post_register(
     if ctx.auth.is_some() {
         return Ok(see_other("/dashboard"));
     }
+    state.rate_limit("register", &ctx.client).await?;
     let reg = Registration {
         username: form.username.clone(),
         email: form.email.clone(),
@@ -93,6 +106,7 @@ async fn post_register(
     };
     match state.accounts.register(reg).await {
         Ok(user) => {
+            state.audit.record("register", Some(user.id), Some(&user.username), &ctx.client, None, None).await;
             let new = state.accounts.start_session(&user, false, ctx.client.clone()).await?;
             let mut r = see_other_with(
                 "/dashboard",
@@ -134,6 +148,7 @@ async fn get_login(State(state): State<AppState>, Ctx(ctx): Ctx, Query(q): Query
 async fn post_login(
     State(state): State<AppState>,
     Ctx(mut ctx): Ctx,
+    headers: HeaderMap,
     Query(q): Query<NextQuery>,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, WebError> {
@@ -141,16 +156,44 @@ async fn post_login(
     if ctx.auth.is_some() {
         return Ok(see_other(&landing(next.as_deref())));
     }
-    match state.accounts.authenticate(&form.username, &form.password).await {
-        Ok(user) => {
+    state.rate_limit("login", &ctx.client).await?;
+    let https = state.config.is_https();
+    let device = cookies::get(&headers, &cookies::name(cookies::DEVICE, https))
+        .and_then(|v| state.signer.verify(DEVICE_PURPOSE, v))
+        .and_then(|p| String::from_utf8(p).ok())
+        .and_then(|p| {
+            let (id, nonce) = p.split_once('.')?;
+            Some(DeviceCookie { user_id: id.parse().ok()?, nonce: nonce.to_owned() })
+        });
+    let subject = Some(form.username.trim());
+    match state.accounts.authenticate(&form.username, &form.password, device.as_ref()).await {
+        Ok(login) => {
+            let user = login.user;
             let remember =
                 form.remember_me.as_deref().is_some_and(|v| !v.is_empty() && v != "0" && v != "off" && v != "false");
             let new = state.accounts.start_session(&user, remember, ctx.client.clone()).await?;
+            state.audit.record("login.success", Some(user.id), Some(&user.username), &ctx.client, None, None).await;
+            if !login.known_device {
+                let agent = describe_agent(ctx.client.user_agent.as_deref().unwrap_or(""));
+                if let Err(e) = state.accounts.notify_new_device(&user, &ctx.client, &agent).await {
+                    tracing::warn!(error = %e, "new sign-in notice not queued");
+                }
+            }
             let mut r = see_other(&landing(next.as_deref()));
             r.extensions_mut().insert(SessionChange::Start { cookie: new.cookie, remember });
+            // A fresh device cookie each time (OWASP's device-cookie pattern).
+            let nonce = portcullis_app::tokens::random_b64(16);
+            let value = state.signer.sign(DEVICE_PURPOSE, format!("{}.{nonce}", user.id).as_bytes());
+            let cookie = cookies::build(cookies::DEVICE, value, https, Some(DEVICE_LIFETIME));
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                r.headers_mut().append(SET_COOKIE, v);
+            }
             Ok(r)
         }
         Err(e @ (AppError::InvalidCredentials | AppError::Locked)) => {
+            let kind = if matches!(e, AppError::Locked) { "login.locked" } else { "login.failure" };
+            let user_id = state.accounts.find_user(form.username.trim()).await.ok().map(|u| u.id);
+            state.audit.record(kind, user_id, subject, &ctx.client, None, None).await;
             ctx.flashes.push(Flash::error(e.to_string()));
             let next = next.as_deref().and_then(safe_next);
             Ok(state.templates.render(&ctx, "login.html", context! { username => form.username, next, failed => true }))
@@ -168,6 +211,7 @@ async fn get_logout(State(state): State<AppState>, user: CurrentUser) -> Respons
 async fn post_logout(State(state): State<AppState>, Ctx(ctx): Ctx) -> Result<Response, WebError> {
     if let Some(auth) = &ctx.auth {
         state.accounts.logout(&auth.session).await?;
+        state.audit.record("logout", Some(auth.user.id), Some(&auth.user.username), &ctx.client, None, None).await;
     }
     let mut r = see_other_with("/", vec![Flash::info("You have been logged out.")]);
     r.extensions_mut().insert(SessionChange::End);

@@ -51,8 +51,10 @@ async fn get_verify_email(
     Ctx(ctx): Ctx,
     Path(token): Path<String>,
 ) -> Result<Response, WebError> {
+    state.rate_limit("verify", &ctx.client).await?;
     match state.accounts.verify_email(&token).await {
         Ok(user) => {
+            state.audit.record("email.verified", Some(user.id), Some(&user.email), &ctx.client, None, None).await;
             let to = if ctx.auth.is_some() { "/dashboard" } else { "/login" };
             Ok(see_other_with(
                 to,
@@ -80,14 +82,19 @@ async fn get_forgot_password(State(state): State<AppState>, Ctx(ctx): Ctx) -> Re
 }
 
 /// Sends a reset link if the address belongs to an account, and says the same either way.
-async fn post_forgot_password(State(state): State<AppState>, Form(form): Form<ForgotForm>) -> Response {
+async fn post_forgot_password(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Form(form): Form<ForgotForm>,
+) -> Result<Response, WebError> {
+    state.rate_limit("forgot", &ctx.client).await?;
     state.accounts.request_password_reset(&form.email);
-    see_other_with(
+    Ok(see_other_with(
         "/login",
         vec![Flash::info(
             "If an account uses that address, we have sent it a link to reset the password. It may take a minute to arrive.",
         )],
-    )
+    ))
 }
 
 /// Keeps the reset link out of Referer headers sent from this page.
@@ -120,11 +127,15 @@ async fn post_reset_password(
     Path(token): Path<String>,
     Form(form): Form<ResetForm>,
 ) -> Result<Response, WebError> {
+    state.rate_limit("reset", &ctx.client).await?;
     match state.accounts.reset_password(&token, &form.password).await {
-        Ok(_) => Ok(no_referrer(see_other_with(
-            "/login",
-            vec![Flash::success("Your password has been reset. Log in with your new password.")],
-        ))),
+        Ok(user) => {
+            state.audit.record("password.reset", Some(user.id), Some(&user.username), &ctx.client, None, None).await;
+            Ok(no_referrer(see_other_with(
+                "/login",
+                vec![Flash::success("Your password has been reset. Log in with your new password.")],
+            )))
+        }
         Err(AppError::Invalid(errors)) => {
             ctx.flashes.extend(errors.0.iter().map(|(_, m)| Flash::error(m.clone())));
             let field_errors: std::collections::BTreeMap<&str, &str> =

@@ -1,0 +1,46 @@
+//! Per-client rate limits on the forms attackers hammer: a fixed one-minute
+//! window per (action, client IP), counted in the store so every node sees it.
+
+use std::sync::Arc;
+
+use crate::clock::now_ms;
+use crate::error::AppError;
+use crate::ports::RateLimitStore;
+
+const WINDOW_MS: i64 = 60_000;
+
+/// Counts attempts and says when a client must wait.
+#[derive(Clone)]
+pub struct RateLimiter {
+    store: Arc<dyn RateLimitStore>,
+    per_minute: u32,
+}
+
+impl RateLimiter {
+    /// `per_minute` attempts per client per action; 0 turns limits off.
+    pub fn new(store: Arc<dyn RateLimitStore>, per_minute: u32) -> Self {
+        Self { store, per_minute }
+    }
+
+    /// Counts one attempt at `action` by `client`. `Ok(None)` lets it through;
+    /// `Ok(Some(secs))` refuses it and says how many seconds to wait.
+    pub async fn check(&self, action: &str, client: &str) -> Result<Option<u64>, AppError> {
+        if self.per_minute == 0 {
+            return Ok(None);
+        }
+        let now = now_ms();
+        let window = now - now.rem_euclid(WINDOW_MS);
+        let count = self.store.hit(&format!("{action}:{client}"), window).await?;
+        if count <= i64::from(self.per_minute) {
+            return Ok(None);
+        }
+        let wait_ms = (window + WINDOW_MS - now).max(1);
+        Ok(Some(u64::try_from((wait_ms + 999) / 1000).unwrap_or(60)))
+    }
+
+    /// Forgets finished windows.
+    pub async fn purge(&self) -> Result<u64, AppError> {
+        let now = now_ms();
+        Ok(self.store.purge_rate_limits(now - now.rem_euclid(WINDOW_MS)).await?)
+    }
+}

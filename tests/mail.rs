@@ -329,3 +329,63 @@ async fn no_token_or_password_is_stored_in_plain_text() {
         assert!(!text.contains(&needle), "found {needle:?} in the database files");
     }
 }
+
+#[tokio::test]
+async fn changing_the_email_confirms_the_new_address_and_warns_the_old() {
+    let sink = SmtpSink::start().await;
+    let app = app_with(&sink, &[]).await;
+    app.create_user("alice", "alice@example.com", PW, false).await;
+    app.create_user("bobby", "bob@example.com", PW, false).await;
+    let c = app.client();
+    c.login("alice", PW, false).await;
+    sink.wait_for(1, 10).await; // the new sign-in notice
+
+    // Wrong password, or an address someone has: nothing happens.
+    c.submit(
+        "/account",
+        "/account/email",
+        &[("current_password", "wrong password!"), ("new_email", "new@example.com")],
+    )
+    .await;
+    assert!(c.get("/account").await.body.contains("Current password is incorrect"));
+    c.submit("/account", "/account/email", &[("current_password", PW), ("new_email", "BOB@example.com")]).await;
+    assert!(c.get("/account").await.body.contains("Email already registered"));
+
+    let res =
+        c.submit("/account", "/account/email", &[("current_password", PW), ("new_email", "new@example.com")]).await;
+    assert_eq!(res.status, 303);
+    let mails = sink.wait_for(3, 10).await;
+    let to_new = mails.iter().find(|m| m.contains("To: new@example.com")).expect("confirmation to the new address");
+    let to_old = mails
+        .iter()
+        .find(|m| m.contains("To: alice@example.com") && m.contains("being changed"))
+        .expect("notice to the old");
+    assert!(to_old.contains("new@example.com"));
+    assert_eq!(app.services.accounts.find_user("alice").await.expect("user").email, "alice@example.com", "not yet");
+
+    let path = path_of(&find_link(to_new, "/verify-email/").expect("link"));
+    assert_eq!(c.get(&path).await.status, 303);
+    let user = app.services.accounts.find_user("alice").await.expect("user");
+    assert_eq!((user.email.as_str(), user.email_verified), ("new@example.com", true));
+}
+
+#[tokio::test]
+async fn deleting_the_account_needs_the_password_and_removes_everything() {
+    let app = TestApp::spawn().await;
+    let alice = app.create_user("alice", "alice@example.com", PW, false).await;
+    let post = app
+        .services
+        .posts
+        .create(portcullis_domain::Actor { user_id: alice.id, is_admin: false }, "Mine", "Words")
+        .await
+        .expect("post");
+    let c = app.login_as(&alice).await;
+    c.submit("/account", "/account/delete", &[("current_password", "wrong password!")]).await;
+    assert!(app.services.accounts.user(alice.id).await.is_ok(), "wrong password: nothing deleted");
+    let res = c.submit("/account", "/account/delete", &[("current_password", PW)]).await;
+    assert_eq!((res.status, res.location()), (303, Some("/")));
+    assert!(app.services.accounts.user(alice.id).await.is_err());
+    assert!(app.services.posts.get(post).await.is_err());
+    assert_eq!(c.get("/dashboard").await.status, 303, "signed out");
+    assert_eq!(app.client().login("alice", PW, false).await.status, 200, "gone");
+}

@@ -138,7 +138,10 @@ async fn route_table_every_route_for_every_role() {
                     Owner | Admin => Status(303),
                     _ => Status(403),
                 },
-                ("POST", "/account/password" | "/account/sessions/revoke-others") => {
+                (
+                    "POST",
+                    "/account/password" | "/account/sessions/revoke-others" | "/account/email" | "/account/delete",
+                ) => {
                     if role == Anonymous {
                         Login
                     } else {

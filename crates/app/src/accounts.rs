@@ -174,6 +174,7 @@ impl Accounts {
             base_url: self.settings.base_url.clone(),
             ip: None,
             device: None,
+            new_email: None,
         }
     }
 
@@ -226,8 +227,13 @@ impl Accounts {
         let rec = self.check_token(value, TokenPurpose::VerifyEmail).await?;
         let user = self.user(rec.user_id).await?;
         let email = rec.email.clone().unwrap_or_else(|| user.email.clone());
-        if !self.tokens.verify_email_with_token(&rec.id, user.id, &email, now_ms()).await? {
-            return Err(AppError::Token(TokenProblem::Used));
+        match self.tokens.verify_email_with_token(&rec.id, user.id, &email, now_ms()).await {
+            Ok(true) => {}
+            Ok(false) => return Err(AppError::Token(TokenProblem::Used)),
+            Err(StoreError::EmailTaken) => {
+                return Err(AppError::Refused("That email address now belongs to another account.".into()));
+            }
+            Err(e) => return Err(e.into()),
         }
         self.user(user.id).await
     }
@@ -363,6 +369,7 @@ impl Accounts {
                 base_url: self.settings.base_url.clone(),
                 ip: None,
                 device: None,
+                new_email: None,
             };
             let mail = self.mailer.compose(MailKind::VerifyEmail, new.email.as_str(), &vars)?;
             let user = self.tokens.insert_user_with_token(&new, &token, &[mail]).await;
@@ -532,6 +539,48 @@ impl Accounts {
         let user = self.user(user.id).await?;
         let client = ClientInfo { ip: current.ip.clone(), user_agent: current.user_agent.clone() };
         self.start_session(&user, current.remember, client).await
+    }
+
+    /// Asks to change the account's email: the current password is required;
+    /// a confirmation link goes to the new address (the change happens when
+    /// it is followed) and a notice to the old one.
+    pub async fn request_email_change(
+        &self,
+        user_id: i64,
+        current_password: &str,
+        new_email: &str,
+    ) -> Result<(), AppError> {
+        let user = self.user(user_id).await?;
+        let email = Email::parse(new_email).map_err(|e| invalid("new_email", e.to_string()))?;
+        if !self.hasher.verify(current_password, &user.password_hash).await?.ok {
+            return Err(AppError::InvalidCredentials);
+        }
+        if email.normalized() == user.email.to_lowercase() {
+            return Err(invalid("new_email", "That is already your email address".into()));
+        }
+        if self.users.email_taken(&email.normalized()).await? {
+            return Err(invalid("new_email", StoreError::EmailTaken.to_string()));
+        }
+        let (token, value) =
+            self.new_token(TokenPurpose::VerifyEmail, Some(email.as_str().to_owned()), self.settings.verify_token_ttl);
+        let confirm_vars =
+            self.vars(&user, Some(self.link("verify-email", &value)), Some(self.settings.verify_token_ttl));
+        let confirm = self.mailer.compose(MailKind::VerifyEmail, email.as_str(), &confirm_vars)?;
+        let mut notice_vars = self.vars(&user, None, None);
+        notice_vars.new_email = Some(email.as_str().to_owned());
+        let notice = self.mailer.compose(MailKind::EmailChangeNotice, &user.email, &notice_vars)?;
+        self.tokens.issue_token(user.id, &token, &[confirm, notice]).await?;
+        self.mailer.queued();
+        Ok(())
+    }
+
+    /// Deletes the user's own account (password required); never the last admin.
+    pub async fn delete_own_account(&self, user_id: i64, current_password: &str) -> Result<(), AppError> {
+        let user = self.user(user_id).await?;
+        if !self.hasher.verify(current_password, &user.password_hash).await?.ok {
+            return Err(AppError::InvalidCredentials);
+        }
+        self.delete_user(user_id).await
     }
 
     /// A user's live sessions, newest first.

@@ -53,6 +53,8 @@ pub const KINDS: &[&str] = &[
     "password.changed",
     "password.reset",
     "email.verified",
+    "email.change",
+    "account.deleted",
     "session.revoked",
     "admin.lock",
     "admin.unlock",

@@ -46,6 +46,8 @@ pub enum MailKind {
     PasswordChanged,
     /// "New sign-in to your account".
     NewDevice,
+    /// To the old address: "your email address is being changed".
+    EmailChangeNotice,
 }
 
 impl MailKind {
@@ -56,6 +58,7 @@ impl MailKind {
             Self::ResetPassword => "reset_password",
             Self::PasswordChanged => "password_changed",
             Self::NewDevice => "new_device",
+            Self::EmailChangeNotice => "email_change_notice",
         }
     }
 }
@@ -75,6 +78,8 @@ pub struct MailVars {
     pub ip: Option<String>,
     /// Browser and system (sign-in notices).
     pub device: Option<String>,
+    /// The new address (email change notices).
+    pub new_email: Option<String>,
 }
 
 /// Renders mails from templates (implemented by the web layer).

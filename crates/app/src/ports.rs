@@ -137,8 +137,9 @@ pub trait TokenStore: Send + Sync {
     async fn issue_token(&self, user_id: i64, token: &NewToken, mails: &[OutgoingMail]) -> StoreResult<()>;
     /// A token by id.
     async fn token(&self, id: &str) -> StoreResult<Option<TokenRecord>>;
-    /// Uses a verification token: marks it used and the email verified (set to
-    /// `email`). `false` if the token was used meanwhile.
+    /// Uses a verification token: marks it used and makes `email` the
+    /// account's address, verified (`EmailTaken` if another account took it
+    /// meanwhile). `false` if the token was used meanwhile.
     async fn verify_email_with_token(&self, token_id: &str, user_id: i64, email: &str, now: i64) -> StoreResult<bool>;
     /// Uses a reset token: applies `change`, ends every session of the user,
     /// clears `lockout_keys`. `false` if the token was used meanwhile.

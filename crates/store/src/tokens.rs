@@ -110,14 +110,18 @@ impl TokenStore for SqlStore {
         if !consume(&mut tx, token_id, user_id, now).await.map_err(backend_err)? {
             return Ok(false);
         }
-        // Only the address the link was sent to becomes verified.
-        sqlx::query("UPDATE users SET email_verified = 1, updated_at = $1 WHERE id = $2 AND email_normalized = $3")
-            .bind(now)
-            .bind(user_id)
-            .bind(email.to_lowercase())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend_err)?;
+        // The address the link was sent to becomes the account's, verified
+        // (the same one at registration; the new one after a change).
+        sqlx::query(
+            "UPDATE users SET email = $1, email_normalized = $2, email_verified = 1, updated_at = $3 WHERE id = $4",
+        )
+        .bind(email)
+        .bind(email.to_lowercase())
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_insert_error)?;
         tx.commit().await.map_err(backend_err)?;
         Ok(true)
     }

@@ -13,7 +13,13 @@ impl MailTemplates {
     /// Loads and checks the mail templates.
     pub fn load() -> Result<Self, minijinja::Error> {
         let env = crate::templates::environment();
-        for kind in [MailKind::VerifyEmail, MailKind::ResetPassword, MailKind::PasswordChanged, MailKind::NewDevice] {
+        for kind in [
+            MailKind::VerifyEmail,
+            MailKind::ResetPassword,
+            MailKind::PasswordChanged,
+            MailKind::NewDevice,
+            MailKind::EmailChangeNotice,
+        ] {
             env.get_template(&format!("mail/{}.txt", kind.name()))?;
             env.get_template(&format!("mail/{}.html", kind.name()))?;
         }
@@ -27,6 +33,7 @@ fn subject(kind: MailKind) -> &'static str {
         MailKind::ResetPassword => "Reset your password",
         MailKind::PasswordChanged => "Your password was changed",
         MailKind::NewDevice => "New sign-in to your account",
+        MailKind::EmailChangeNotice => "Your email address is being changed",
     }
 }
 

@@ -19,6 +19,8 @@ use crate::state::AppState;
 pub fn routes(t: RouteTable) -> RouteTable {
     t.get("/account", get_account)
         .post("/account/password", post_password)
+        .post("/account/email", post_email)
+        .post("/account/delete", post_delete_account)
         .get("/account/sessions", get_sessions)
         .get("/account/activity", get_activity)
         .post("/account/sessions/revoke-others", post_revoke_others)
@@ -32,6 +34,76 @@ pub struct PasswordForm {
     current_password: String,
     #[serde(default)]
     new_password: String,
+}
+
+/// The email change form.
+#[derive(Debug, Default, Deserialize)]
+pub struct EmailForm {
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    new_email: String,
+}
+
+/// The account deletion form.
+#[derive(Debug, Default, Deserialize)]
+pub struct DeleteForm {
+    #[serde(default)]
+    current_password: String,
+}
+
+/// Asks to change the email: a link goes to the new address, a notice to the old.
+async fn post_email(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Form(form): Form<EmailForm>,
+) -> Result<Response, WebError> {
+    let back = |flash: Flash| see_other_with("/account", vec![flash]);
+    let u = &user.auth.user;
+    match state.accounts.request_email_change(u.id, &form.current_password, &form.new_email).await {
+        Ok(()) => {
+            state
+                .audit
+                .record(
+                    "email.change",
+                    Some(u.id),
+                    Some(&u.username),
+                    &user.ctx.client,
+                    None,
+                    Some(format!("to {}", form.new_email.trim())),
+                )
+                .await;
+            Ok(back(Flash::info(format!(
+                "We sent a confirmation link to {}. Your address changes when you follow it.",
+                form.new_email.trim()
+            ))))
+        }
+        Err(AppError::InvalidCredentials) => Ok(back(Flash::error("Current password is incorrect"))),
+        Err(AppError::Invalid(errors)) => Ok(back(Flash::error(errors.to_string()))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes the account and everything in it; the password is required.
+async fn post_delete_account(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Form(form): Form<DeleteForm>,
+) -> Result<Response, WebError> {
+    let u = &user.auth.user;
+    match state.accounts.delete_own_account(u.id, &form.current_password).await {
+        Ok(()) => {
+            state.audit.record("account.deleted", Some(u.id), Some(&u.username), &user.ctx.client, None, None).await;
+            let mut r = see_other_with("/", vec![Flash::info("Your account and its posts have been deleted.")]);
+            r.extensions_mut().insert(SessionChange::End);
+            Ok(r)
+        }
+        Err(AppError::InvalidCredentials) => {
+            Ok(see_other_with("/account", vec![Flash::error("Current password is incorrect")]))
+        }
+        Err(AppError::Refused(msg)) => Ok(see_other_with("/account", vec![Flash::error(msg)])),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Account settings.

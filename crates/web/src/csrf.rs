@@ -15,7 +15,7 @@ const PURPOSE: &str = "csrf";
 pub fn mint(signer: &Signer, binding: &str) -> String {
     let raw = signer.mac(PURPOSE, binding.as_bytes());
     let mut mask = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut mask);
+    rand::thread_rng().fill_bytes(&mut mask);
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(&mask);
     out.extend(mask.iter().zip(raw.iter()).map(|(m, r)| m ^ r));

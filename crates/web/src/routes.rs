@@ -29,6 +29,17 @@ use crate::context::{Flash, FlashOut};
 use crate::error::WebError;
 use crate::state::AppState;
 
+/// The path as logs may show it: the secret half of a link's token is cut.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    for prefix in ["/verify-email/", "/reset-password/"] {
+        if let Some(token) = path.strip_prefix(prefix) {
+            let id = token.split('.').next().unwrap_or("");
+            return format!("{prefix}{id}.…").into();
+        }
+    }
+    path.into()
+}
+
 /// A 303 to `to` (post/redirect/get).
 pub fn see_other(to: &str) -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();
@@ -122,7 +133,7 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            tracing::info_span!("request", method = %req.method(), path = %loggable_path(req.uri().path()), request_id = %id)
         }))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)

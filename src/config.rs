@@ -38,8 +38,10 @@ pub struct Config {
     pub database_url: String,
     /// Connections in the database pool.
     pub database_max_connections: u32,
-    /// `redis://…`, accepted for forward compatibility.
+    /// `redis://…`: sessions and rate-limit counters live there.
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key (several sites can share one Redis).
+    pub redis_prefix: String,
     /// HMAC key, when given; otherwise generated into the data dir.
     pub secret_key: Option<String>,
     /// SMTP URL; unset means the dev outbox.
@@ -267,6 +269,7 @@ impl Config {
             database_url,
             database_max_connections: number(src, "PORTCULLIS_DATABASE_MAX_CONNECTIONS", 16u32, 1, 1000)?,
             redis_url,
+            redis_prefix: src.get("PORTCULLIS_REDIS_PREFIX").unwrap_or_else(|| "portcullis:".into()),
             secret_key,
             smtp_url,
             mail_from,

@@ -142,9 +142,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
         }
         Command::Serve => {
             if config.redis_url.is_some() {
-                tracing::warn!(
-                    "PORTCULLIS_REDIS_URL is set, but this build keeps sessions and counters in the database"
-                );
+                tracing::info!("sessions and rate-limit counters are kept in Redis");
             }
             let state = server::web_state(&config, &services)?;
             let listener = server::bind(config.bind).await?;

@@ -9,7 +9,9 @@ use portcullis_app::accounts::{AccountPorts, Mailer};
 use portcullis_app::audit::Audit;
 use portcullis_app::limits::RateLimiter;
 use portcullis_app::mail::{MailTransport, OutboxWorker, Sealer};
-use portcullis_app::{Accounts, HashPool, OutboxStore, Posts};
+use portcullis_app::ports::RateLimitStore;
+use portcullis_app::{Accounts, HashPool, OutboxStore, Posts, SessionStore};
+use portcullis_store::redis::RedisStore;
 use portcullis_web::mail::MailTemplates;
 use tokio::sync::Notify;
 
@@ -171,16 +173,30 @@ pub async fn open(config: &Config) -> Result<Services, StartError> {
     let sealer = Sealer::new(&secret_key);
     let wake = Arc::new(Notify::new());
     let mailer = Mailer::new(renderer, sealer.clone(), wake.clone());
+    // Sessions and rate-limit counters: in Redis when configured, else in SQL.
+    let (sessions, counters): (Arc<dyn SessionStore>, Arc<dyn RateLimitStore>) = match &config.redis_url {
+        Some(url) => {
+            let redis = RedisStore::connect(url, &config.redis_prefix, shared.clone()).await.map_err(|e| {
+                StartError::Config(ConfigError {
+                    var: "PORTCULLIS_REDIS_URL".into(),
+                    message: format!("cannot connect to {}: {e}", portcullis_store::redact(url)),
+                })
+            })?;
+            let redis = Arc::new(redis);
+            (redis.clone(), redis)
+        }
+        None => (shared.clone(), shared.clone()),
+    };
     let ports = AccountPorts {
         users: shared.clone(),
-        sessions: shared.clone(),
+        sessions,
         throttle: shared.clone(),
         tokens: shared.clone(),
         outbox: shared.clone(),
     };
     let accounts = Accounts::new(ports, mailer, hasher, config.auth.clone());
     let posts = Posts::new(shared.clone());
-    let limiter = RateLimiter::new(shared.clone(), config.rate_limit_per_minute);
+    let limiter = RateLimiter::new(counters, config.rate_limit_per_minute);
     let audit = Audit::new(shared, config.audit_retention);
     let transport = mail_transport(config)?;
     Ok(Services { store, accounts, posts, limiter, audit, secret_key, sealer, wake, transport })

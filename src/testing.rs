@@ -58,9 +58,6 @@ impl TestApp {
         map.insert("PORTCULLIS_ARGON2_MEMORY_KIB".into(), "1024".into());
         map.insert("PORTCULLIS_ARGON2_ITERATIONS".into(), "1".into());
         map.insert("PORTCULLIS_RATE_LIMIT_PER_MINUTE".into(), "0".into());
-        if let Ok(url) = std::env::var("PORTCULLIS_TEST_DATABASE_URL") {
-            map.insert("PORTCULLIS_DATABASE_URL".into(), url);
-        }
         for (k, v) in vars {
             map.insert((*k).to_owned(), (*v).to_owned());
         }

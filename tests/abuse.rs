@@ -191,3 +191,43 @@ async fn a_new_browser_gets_a_sign_in_notice_and_a_known_one_does_not() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(sink.messages().len(), 1, "the same browser again: no notice");
 }
+
+#[tokio::test]
+async fn sessions_and_counters_live_in_redis_when_configured() {
+    let Ok(redis) = std::env::var("PORTCULLIS_TEST_REDIS_URL") else {
+        eprintln!("PORTCULLIS_TEST_REDIS_URL is not set: skipped");
+        return;
+    };
+    let prefix = format!("portcullis-e2e-{}:", portcullis_app::tokens::random_b64(8));
+    let app = TestApp::spawn_with(&[
+        ("PORTCULLIS_REDIS_URL", &redis),
+        ("PORTCULLIS_REDIS_PREFIX", &prefix),
+        ("PORTCULLIS_RATE_LIMIT_PER_MINUTE", "3"),
+    ])
+    .await;
+    app.create_user("alice", "alice@example.com", PW, false).await;
+    let c = app.client();
+    assert_eq!(c.login("alice", PW, true).await.status, 303);
+    assert_eq!(c.get("/dashboard").await.status, 200);
+    assert!(c.get("/account/sessions").await.body.contains("this session"));
+    let count = |table: &'static str| {
+        let pool = app.services.store.pool().clone();
+        async move {
+            let n: i64 =
+                sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&pool).await.expect("count");
+            n
+        }
+    };
+    assert_eq!(count("sessions").await, 0, "the session is not in SQL");
+    let old = c.cookie("portcullis_session").expect("cookie");
+    c.submit("/dashboard", "/logout", &[]).await;
+    let replay = app.client();
+    replay.set_cookie("portcullis_session", &old);
+    assert_eq!(replay.get("/dashboard").await.status, 303, "logout removed it from Redis");
+
+    for _ in 0..2 {
+        assert_eq!(c.login("alice", "wrong password!", false).await.status, 200);
+    }
+    assert_eq!(c.login("alice", "wrong password!", false).await.status, 429, "the 4th attempt this minute");
+    assert_eq!(count("rate_limits").await, 0, "the counters are not in SQL");
+}

@@ -414,12 +414,28 @@ async fn cross_site_requests_are_refused_even_with_a_token() {
     let c = app.login_as(&alice).await;
     let token = c.get("/posts/new").await.csrf_token().expect("token");
     let body = format!("title=x&content=y&csrf_token={token}");
-    for headers in
-        [vec![("origin", "https://evil.example")], vec![("sec-fetch-site", "cross-site")], vec![("origin", "null")]]
-    {
+    for headers in [
+        vec![("origin", "https://evil.example")],
+        vec![("sec-fetch-site", "cross-site")],
+        vec![("sec-fetch-site", "same-site")],
+        vec![("origin", "null")],
+        vec![("origin", "https://evil.example"), ("sec-fetch-site", "cross-site")],
+    ] {
         let res = c.send(reqwest::Method::POST, "/posts/new", Some(body.clone()), &headers).await;
         assert_eq!(res.status, 403, "{headers:?}");
     }
+    // A same-origin form on a no-referrer page: browsers send `Origin: null`
+    // with `Sec-Fetch-Site: same-origin`, and that is accepted.
+    let token = c.get("/posts/new").await.csrf_token().expect("token");
+    let res = c
+        .send(
+            reqwest::Method::POST,
+            "/posts/new",
+            Some(format!("title=x&content=y&csrf_token={token}")),
+            &[("origin", "null"), ("sec-fetch-site", "same-origin")],
+        )
+        .await;
+    assert_eq!(res.status, 303);
     let same = format!("http://{}", app.addr);
     let res = c
         .send(reqwest::Method::POST, "/posts/new", Some(body), &[("origin", &same), ("sec-fetch-site", "same-origin")])

@@ -194,8 +194,12 @@ async fn route_table_every_route_for_every_role() {
                 }
             }
             if res.status == 200 && res.header("content-type").is_some_and(|t| t.starts_with("text/html")) {
-                let title = res.body.split("<title>").nth(1).and_then(|t| t.split("</title>").next()).unwrap_or("<missing>");
-                assert!(!title.contains('<') && res.body.matches("<title>").count() == 1, "{method} {path}: title {title:?}");
+                let title =
+                    res.body.split("<title>").nth(1).and_then(|t| t.split("</title>").next()).unwrap_or("<missing>");
+                assert!(
+                    !title.contains('<') && res.body.matches("<title>").count() == 1,
+                    "{method} {path}: title {title:?}"
+                );
                 assert_eq!(res.body.matches("<h1").count(), 1, "{method} {path}: one main heading");
             }
             if res.status == 403 {

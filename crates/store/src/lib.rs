@@ -7,6 +7,7 @@ mod audit;
 mod limits;
 mod outbox;
 mod posts;
+pub mod redis;
 mod sessions;
 mod throttle;
 mod tokens;

@@ -113,11 +113,13 @@ pub fn client_ip(state: &AppState, peer: Option<IpAddr>, headers: &HeaderMap) ->
 }
 
 /// Refuses requests a browser marks as coming from another site.
+/// `Sec-Fetch-Site` decides when the browser sends it (pages can't forge
+/// it); it is the only signal on pages with `Referrer-Policy: no-referrer`,
+/// where browsers send `Origin: null` for same-origin forms. Older clients
+/// are judged by `Origin`.
 fn cross_site(state: &AppState, headers: &HeaderMap) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
-        && !matches!(site, "same-origin" | "none")
-    {
-        return true;
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return !matches!(site, "same-origin" | "none");
     }
     let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else {
         return false;

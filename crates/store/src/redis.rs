@@ -1,0 +1,226 @@
+//! Sessions and rate-limit counters in Redis (`PORTCULLIS_REDIS_URL`), for
+//! deployments that want them out of the SQL database. Users stay in SQL:
+//! a session lookup reads the session here and its user there.
+//!
+//! Keys: `<prefix>session:<id>` (a hash, expiring at the session's end),
+//! `<prefix>user-sessions:<user id>` (a set of session ids), and
+//! `<prefix>rl:<key>:<window>` (a counter that expires with its window).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+
+use portcullis_app::ports::{RateLimitStore, StoreResult};
+use portcullis_app::{Session, SessionStore, StoreError, User, UserStore};
+
+/// Sessions and counters on Redis.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    users: Arc<dyn UserStore>,
+    prefix: String,
+}
+
+fn redis_err(e: redis::RedisError) -> StoreError {
+    StoreError::Backend(format!("redis: {e}"))
+}
+
+impl RedisStore {
+    /// Connects to `url`; keys start with `prefix` (e.g. `portcullis:`).
+    pub async fn connect(url: &str, prefix: &str, users: Arc<dyn UserStore>) -> Result<Self, String> {
+        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+        let mut conn = client.get_connection_manager().await.map_err(|e| e.to_string())?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(|e| e.to_string())?;
+        Ok(Self { conn, users, prefix: prefix.to_owned() })
+    }
+
+    fn session_key(&self, id: &str) -> String {
+        format!("{}session:{id}", self.prefix)
+    }
+
+    fn user_key(&self, user_id: i64) -> String {
+        format!("{}user-sessions:{user_id}", self.prefix)
+    }
+
+    async fn load(&self, id: &str) -> StoreResult<Option<Session>> {
+        let mut conn = self.conn.clone();
+        let map: HashMap<String, String> =
+            redis::cmd("HGETALL").arg(self.session_key(id)).query_async(&mut conn).await.map_err(redis_err)?;
+        if map.is_empty() {
+            return Ok(None);
+        }
+        let text = |k: &str| map.get(k).cloned().unwrap_or_default();
+        let num = |k: &str| map.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+        let opt = |k: &str| map.get(k).filter(|v| !v.is_empty()).cloned();
+        Ok(Some(Session {
+            id: id.to_owned(),
+            secret_hash: text("secret_hash"),
+            user_id: num("user_id"),
+            security_stamp: text("security_stamp"),
+            created_at: num("created_at"),
+            last_seen_at: num("last_seen_at"),
+            expires_at: num("expires_at"),
+            remember: num("remember") != 0,
+            ip: opt("ip"),
+            user_agent: opt("user_agent"),
+        }))
+    }
+
+    async fn remove(&self, user_id: i64, ids: &[String]) -> StoreResult<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.conn.clone();
+        let keys: Vec<String> = ids.iter().map(|id| self.session_key(id)).collect();
+        let removed: u64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.map_err(redis_err)?;
+        redis::cmd("SREM")
+            .arg(self.user_key(user_id))
+            .arg(ids)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(removed)
+    }
+
+    async fn ids_of(&self, user_id: i64) -> StoreResult<Vec<String>> {
+        let mut conn = self.conn.clone();
+        redis::cmd("SMEMBERS").arg(self.user_key(user_id)).query_async(&mut conn).await.map_err(redis_err)
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn insert_session(&self, s: &Session) -> StoreResult<()> {
+        let mut conn = self.conn.clone();
+        let key = self.session_key(&s.id);
+        let exists: bool = redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await.map_err(redis_err)?;
+        if exists {
+            return Err(StoreError::Backend("session id already exists".into()));
+        }
+        redis::pipe()
+            .atomic()
+            .cmd("HSET")
+            .arg(&key)
+            .arg("secret_hash")
+            .arg(&s.secret_hash)
+            .arg("user_id")
+            .arg(s.user_id)
+            .arg("security_stamp")
+            .arg(&s.security_stamp)
+            .arg("created_at")
+            .arg(s.created_at)
+            .arg("last_seen_at")
+            .arg(s.last_seen_at)
+            .arg("expires_at")
+            .arg(s.expires_at)
+            .arg("remember")
+            .arg(i64::from(s.remember))
+            .arg("ip")
+            .arg(s.ip.as_deref().unwrap_or(""))
+            .arg("user_agent")
+            .arg(s.user_agent.as_deref().unwrap_or(""))
+            .ignore()
+            .cmd("PEXPIREAT")
+            .arg(&key)
+            .arg(s.expires_at)
+            .ignore()
+            .cmd("SADD")
+            .arg(self.user_key(s.user_id))
+            .arg(&s.id)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(redis_err)
+    }
+
+    async fn session_with_user(&self, id: &str) -> StoreResult<Option<(Session, User)>> {
+        let Some(session) = self.load(id).await? else { return Ok(None) };
+        Ok(self.users.user_by_id(session.user_id).await?.map(|u| (session, u)))
+    }
+
+    async fn touch_session(&self, id: &str, now: i64) -> StoreResult<()> {
+        let mut conn = self.conn.clone();
+        // HSET on a key that expired meanwhile would bring it back without a TTL.
+        let key = self.session_key(id);
+        let exists: bool = redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await.map_err(redis_err)?;
+        if exists {
+            redis::cmd("HSET")
+                .arg(&key)
+                .arg("last_seen_at")
+                .arg(now)
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(redis_err)?;
+        }
+        Ok(())
+    }
+
+    async fn delete_session(&self, user_id: i64, id: &str) -> StoreResult<bool> {
+        match self.load(id).await? {
+            Some(s) if s.user_id == user_id => Ok(self.remove(user_id, &[id.to_owned()]).await? > 0),
+            _ => Ok(false),
+        }
+    }
+
+    async fn delete_user_sessions(&self, user_id: i64, except: Option<&str>) -> StoreResult<u64> {
+        let ids: Vec<String> =
+            self.ids_of(user_id).await?.into_iter().filter(|id| Some(id.as_str()) != except).collect();
+        self.remove(user_id, &ids).await
+    }
+
+    async fn user_sessions(&self, user_id: i64, now: i64) -> StoreResult<Vec<Session>> {
+        let mut out = Vec::new();
+        let mut gone = Vec::new();
+        for id in self.ids_of(user_id).await? {
+            match self.load(&id).await? {
+                Some(s) if s.expires_at > now => out.push(s),
+                Some(_) => {}
+                None => gone.push(id),
+            }
+        }
+        if !gone.is_empty() {
+            let mut conn = self.conn.clone();
+            redis::cmd("SREM")
+                .arg(self.user_key(user_id))
+                .arg(&gone)
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(redis_err)?;
+        }
+        out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
+        Ok(out)
+    }
+
+    async fn purge_sessions(&self, _now: i64, _idle_cutoff: i64) -> StoreResult<u64> {
+        // Redis drops each session at its end by itself (PEXPIREAT); idle
+        // sessions are refused at lookup and deleted then.
+        Ok(0)
+    }
+}
+
+#[async_trait]
+impl RateLimitStore for RedisStore {
+    async fn hit(&self, key: &str, window_start: i64) -> StoreResult<i64> {
+        let mut conn = self.conn.clone();
+        let k = format!("{}rl:{key}:{window_start}", self.prefix);
+        let (count,): (i64,) = redis::pipe()
+            .atomic()
+            .cmd("INCR")
+            .arg(&k)
+            .cmd("PEXPIREAT")
+            .arg(&k)
+            .arg(window_start + 120_000)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(count)
+    }
+
+    async fn purge_rate_limits(&self, _before: i64) -> StoreResult<u64> {
+        // Counters expire by themselves.
+        Ok(0)
+    }
+}

@@ -1,0 +1,154 @@
+//! Sessions and rate-limit counters on Redis: the same behaviour as on SQL.
+//! Runs when `PORTCULLIS_TEST_REDIS_URL` is set (CI sets it); each test uses
+//! its own key prefix and removes its keys afterwards.
+
+use std::sync::Arc;
+
+use portcullis_app::ports::RateLimitStore;
+use portcullis_app::{Session, SessionStore, UserStore};
+use portcullis_store::SqlStore;
+use portcullis_store::redis::RedisStore;
+
+struct Fixture {
+    redis: RedisStore,
+    sql: SqlStore,
+    prefix: String,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Option<Fixture> {
+    let Ok(url) = std::env::var("PORTCULLIS_TEST_REDIS_URL") else {
+        eprintln!("PORTCULLIS_TEST_REDIS_URL is not set: Redis tests skipped");
+        return None;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let sql = SqlStore::connect(&format!("sqlite://{}/t.db", dir.path().display()), 4).await.expect("sqlite");
+    sql.migrate().await.expect("migrate");
+    let prefix = format!("portcullis-test-{}:", portcullis_app::tokens::random_b64(8));
+    let users: Arc<dyn UserStore> = Arc::new(sql.clone());
+    let redis =
+        RedisStore::connect(&url, &prefix, users).await.expect("Redis must be reachable when the variable is set");
+    Some(Fixture { redis, sql, prefix, url, _dir: dir })
+}
+
+impl Fixture {
+    async fn cleanup(self) {
+        let client = redis::Client::open(self.url.as_str()).expect("client");
+        let mut conn = client.get_multiplexed_async_connection().await.expect("conn");
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("{}*", self.prefix)).query_async(&mut conn).await.expect("keys");
+        if !keys.is_empty() {
+            redis::cmd("DEL").arg(keys).query_async::<()>(&mut conn).await.expect("del");
+        }
+    }
+
+    async fn user(&self, name: &str) -> portcullis_app::User {
+        let new = portcullis_app::NewUser {
+            username: portcullis_domain::Username::parse(name).expect("name"),
+            email: portcullis_domain::Email::parse(&format!("{name}@example.com")).expect("email"),
+            password_hash: "x".into(),
+            is_admin: false,
+            email_verified: false,
+            security_stamp: "stamp".into(),
+            now: 1,
+        };
+        self.sql.insert_user(&new).await.expect("user")
+    }
+}
+
+fn session(id: &str, user_id: i64, created: i64, expires: i64, remember: bool) -> Session {
+    Session {
+        id: id.into(),
+        secret_hash: format!("hash-{id}"),
+        user_id,
+        security_stamp: "stamp".into(),
+        created_at: created,
+        last_seen_at: created,
+        expires_at: expires,
+        remember,
+        ip: Some("192.0.2.1".into()),
+        user_agent: None,
+    }
+}
+
+fn far() -> i64 {
+    portcullis_app::clock::now_ms() + 3_600_000
+}
+
+#[tokio::test]
+async fn sessions_round_trip_with_their_user() {
+    let Some(f) = fixture().await else { return };
+    let alice = f.user("alice").await;
+    let s = session("s1", alice.id, 10, far(), true);
+    f.redis.insert_session(&s).await.expect("insert");
+    assert!(f.redis.insert_session(&s).await.is_err(), "ids are unique");
+    let (got, user) = f.redis.session_with_user("s1").await.expect("read").expect("found");
+    assert_eq!(
+        (got.secret_hash.as_str(), got.user_id, got.remember, got.ip.as_deref()),
+        ("hash-s1", alice.id, true, Some("192.0.2.1"))
+    );
+    assert_eq!(got.user_agent, None);
+    assert_eq!(user.username, "alice");
+    f.redis.touch_session("s1", 99).await.expect("touch");
+    assert_eq!(f.redis.session_with_user("s1").await.expect("read").expect("found").0.last_seen_at, 99);
+    assert!(f.redis.session_with_user("nope").await.expect("read").is_none());
+    f.cleanup().await;
+}
+
+#[tokio::test]
+async fn sessions_are_listed_and_revoked_per_user() {
+    let Some(f) = fixture().await else { return };
+    let alice = f.user("alice").await;
+    let bob = f.user("bobby").await;
+    for (id, created) in [("a1", 1), ("a2", 2), ("a3", 3)] {
+        f.redis.insert_session(&session(id, alice.id, created, far(), false)).await.expect("insert");
+    }
+    f.redis.insert_session(&session("b1", bob.id, 1, far(), false)).await.expect("insert");
+    let ids = |v: Vec<Session>| v.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    let now = portcullis_app::clock::now_ms();
+    assert_eq!(ids(f.redis.user_sessions(alice.id, now).await.expect("list")), vec!["a3", "a2", "a1"]);
+    assert!(!f.redis.delete_session(bob.id, "a1").await.expect("delete"), "only the owner's");
+    assert!(f.redis.delete_session(alice.id, "a1").await.expect("delete"));
+    assert_eq!(f.redis.delete_user_sessions(alice.id, Some("a3")).await.expect("others"), 1);
+    assert_eq!(ids(f.redis.user_sessions(alice.id, now).await.expect("list")), vec!["a3"]);
+    assert_eq!(ids(f.redis.user_sessions(bob.id, now).await.expect("list")), vec!["b1"]);
+    f.cleanup().await;
+}
+
+#[tokio::test]
+async fn sessions_expire_in_redis_at_their_end() {
+    let Some(f) = fixture().await else { return };
+    let alice = f.user("alice").await;
+    let soon = portcullis_app::clock::now_ms() + 300;
+    f.redis.insert_session(&session("short", alice.id, 1, soon, false)).await.expect("insert");
+    assert!(f.redis.session_with_user("short").await.expect("read").is_some());
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(f.redis.session_with_user("short").await.expect("read").is_none());
+    assert!(f.redis.user_sessions(alice.id, portcullis_app::clock::now_ms()).await.expect("list").is_empty());
+    f.cleanup().await;
+}
+
+#[tokio::test]
+async fn rate_limit_counters_count_per_window_and_race_free() {
+    let Some(f) = fixture().await else { return };
+    // Windows as the limiter makes them: the current minute and the next.
+    let now = portcullis_app::clock::now_ms();
+    let w = now - now % 60_000;
+    assert_eq!(f.redis.hit("login:192.0.2.1", w).await.expect("hit"), 1);
+    assert_eq!(f.redis.hit("login:192.0.2.1", w).await.expect("hit"), 2);
+    assert_eq!(f.redis.hit("login:192.0.2.2", w).await.expect("hit"), 1, "per client");
+    assert_eq!(f.redis.hit("login:192.0.2.1", w + 60_000).await.expect("hit"), 1, "a new window starts at one");
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let r = f.redis.clone();
+        tasks.push(tokio::spawn(async move { r.hit("burst", w).await.expect("hit") }));
+    }
+    let mut counts = Vec::new();
+    for t in tasks {
+        counts.push(t.await.expect("join"));
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=50).collect::<Vec<i64>>());
+    f.cleanup().await;
+}

@@ -34,6 +34,20 @@ const TEMPLATE_NODE: &str = "server 127.0.0.1:8080";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_share_one_postgres_database() {
+    multi_node(None).await;
+}
+
+/// The same with sessions and rate-limit counters in a shared Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_postgres_and_redis() {
+    let Some(redis) = std::env::var("PORTCULLIS_TEST_REDIS_URL").ok().filter(|u| !u.is_empty()) else {
+        eprintln!("PORTCULLIS_TEST_REDIS_URL is not set: the multi-node test on Redis was skipped");
+        return;
+    };
+    multi_node(Some(redis)).await;
+}
+
+async fn multi_node(redis: Option<String>) {
     let Some(base) = std::env::var(POSTGRES_URL_VAR).ok().filter(|u| !u.is_empty()) else {
         eprintln!("{POSTGRES_URL_VAR} is not set: the multi-node test was skipped");
         return;
@@ -49,7 +63,9 @@ async fn two_nodes_share_one_postgres_database() {
 
     // On a task of its own, so that a panic or a timeout still reaches the
     // cleanup below; the processes are killed when the task's guards drop.
-    let mut task = tokio::spawn(scenario(with_search_path(&base, &schema)));
+    let with_redis = redis.is_some();
+    let mut task =
+        tokio::spawn(scenario(with_search_path(&base, &schema), redis.map(|url| (url, format!("{schema}:")))));
     let outcome = match tokio::time::timeout(TIMEOUT, &mut task).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) if e.is_panic() => Err(Failure::Panic(e.into_panic())),
@@ -60,6 +76,17 @@ async fn two_nodes_share_one_postgres_database() {
             Err(Failure::Other(format!("timed out after {TIMEOUT:?}")))
         }
     };
+    // With Redis configured, no session and no counter was written to SQL.
+    let in_sql: Option<i64> = if with_redis && outcome.is_ok() {
+        sqlx::query_scalar(&format!(
+            r#"SELECT (SELECT COUNT(*) FROM "{schema}".sessions) + (SELECT COUNT(*) FROM "{schema}".rate_limits)"#
+        ))
+        .fetch_one(&mut admin)
+        .await
+        .ok()
+    } else {
+        None
+    };
     let dropped = admin.execute(format!(r#"DROP SCHEMA "{schema}" CASCADE"#).as_str()).await;
     let _ = admin.close().await;
     match outcome {
@@ -68,6 +95,9 @@ async fn two_nodes_share_one_postgres_database() {
         Err(Failure::Other(message)) => panic!("{message}"),
     }
     dropped.unwrap_or_else(|e| panic!("cannot drop schema {schema}: {e}"));
+    if with_redis {
+        assert_eq!(in_sql, Some(0), "sessions and counters lived in Redis, not in SQL");
+    }
 }
 
 enum Failure {
@@ -75,12 +105,16 @@ enum Failure {
     Other(String),
 }
 
-async fn scenario(database_url: String) {
+async fn scenario(database_url: String, redis: Option<(String, String)>) {
     let sink = SmtpSink::start().await;
     let [port_a, port_b, front_port] = free_ports();
     // Links in mail point at the front (nginx), wherever the request came in.
     let front = format!("http://127.0.0.1:{front_port}");
-    let env = node_env(&database_url, &front, &sink.url());
+    let mut env = node_env(&database_url, &front, &sink.url());
+    if let Some((url, prefix)) = redis {
+        env.push(("PORTCULLIS_REDIS_URL", url));
+        env.push(("PORTCULLIS_REDIS_PREFIX", prefix));
+    }
 
     // As docs/deploying.md says: migrate once, then start the nodes.
     migrate(&env).await;

@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Portcullis load run: Portcullis, the Flask peer and the bare-axum ceiling measured in one
+# run with the shared harness, a login-flood run, the raw Argon2id rate, and one table.
+#
+# Usage (from anywhere): bench/run.sh [options]
+#   --large            also seed and measure 1,000,000 users and 1,000,000 sessions
+#   --no-build         use the release binary as it is (default: cargo build --release first)
+#   --bin PATH         the portcullis binary to measure (implies --no-build)
+#   --work DIR         persistent work dir: harness copy, seeded databases   (default /tmp/portcullis-bench)
+#   --out DIR          where this run's outputs go                 (default WORK/results/<UTC stamp>)
+#   --quiet-budget S   total seconds all wait_quiet.sh calls together may wait (default 900);
+#                      a scenario measured without quiet says `quiet_wait timeout` in the table
+#   --no-flask / --no-ceiling / --no-flood / --no-flow   leave a part out
+#   --user-fmt F --pass-fmt F   account pattern (default user{:04d} / password-{:04d})
+#   --argon2-bin PATH  a prebuilt benches/argon2_rate binary (default: cargo bench --no-run builds it)
+#   --prepare          only build, set up the harness and seed the databases, then stop
+#
+# The server runs on core 0 and the load generators on core 1 (the harness's rule).
+# Ports: Portcullis 127.0.0.1:18080, Flask 127.0.0.1:18001, ceiling 127.0.0.1:18002.
+# Needs: curl, python3, taskset, and what the harness's setup.sh installs (wrk, a venv).
+set -euo pipefail
+ORIG_ARGS="$*"
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+HERE="$ROOT/bench"
+SHARED="${BENCH_SHARED:-$ROOT/../shared/bench}"
+WORK=/tmp/portcullis-bench OUT="" BUILD=1 BIN="" LARGE=0 QBUDGET=900
+DO_FLASK=1 DO_CEIL=1 DO_FLOOD=1 DO_FLOW=1 PREPARE=0 ARGON=""
+USER_FMT='user{:04d}' PASS_FMT='password-{:04d}'
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --large) LARGE=1; shift ;;
+    --no-build) BUILD=0; shift ;;
+    --bin) BIN="$(realpath "$2")"; BUILD=0; shift 2 ;;
+    --work) WORK="$2"; shift 2 ;;
+    --out) OUT="$2"; shift 2 ;;
+    --quiet-budget) QBUDGET="$2"; shift 2 ;;
+    --no-flask) DO_FLASK=0; shift ;;
+    --no-ceiling) DO_CEIL=0; shift ;;
+    --no-flood) DO_FLOOD=0; shift ;;
+    --no-flow) DO_FLOW=0; shift ;;
+    --user-fmt) USER_FMT="$2"; shift 2 ;;
+    --pass-fmt) PASS_FMT="$2"; shift 2 ;;
+    --prepare) PREPARE=1; shift ;;
+    --argon2-bin) ARGON="$(realpath "$2")"; shift 2 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+mkdir -p "$WORK"; WORK="$(cd "$WORK" && pwd)"
+OUT="${OUT:-$WORK/results/$(date -u +%Y%m%dT%H%M%SZ)}"; mkdir -p "$OUT"; OUT="$(cd "$OUT" && pwd)"
+H="$WORK/bench"                      # writable copy of the shared harness
+PORT_P=18080 PORT_F=18001 PORT_C=18002
+FLOW="--users 50 --concurrency 16 --seconds 20 --user-fmt $USER_FMT --pass-fmt $PASS_FMT"
+user_n() { python3 -c "import sys; print(sys.argv[1].format(int(sys.argv[2])))" "$1" "$2"; }
+U1=$(user_n "$USER_FMT" 1) P1=$(user_n "$PASS_FMT" 1)
+log() { echo "== $(date -u +%H:%M:%S) $*" | tee -a "$OUT/run.log" >&2; }
+
+# ---- the binary ----------------------------------------------------------------------------
+if [ "$BUILD" = 1 ]; then
+  log "cargo build --release (log: $OUT/build.log)"
+  (cd "$ROOT" && cargo build --release --bin portcullis) > "$OUT/build.log" 2>&1
+fi
+if [ -z "$BIN" ]; then
+  TDIR=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+  BIN="$TDIR/release/portcullis"
+fi
+[ -x "$BIN" ] || { echo "no binary at $BIN" >&2; exit 1; }
+REV="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && echo ', with uncommitted changes' || true)"
+if [ "$BUILD" = 1 ]; then log "binary $BIN, built from the work tree at $REV"; else log "binary $BIN, prebuilt (work tree at $REV)"; fi
+
+# ---- the harness, copied (the shared folder may be read-only) --------------------------------
+if [ ! -x "$H/get_bench.sh" ]; then
+  log "copying the harness from $SHARED to $H"
+  rm -rf "$H"; cp -r "$SHARED" "$H"; chmod -R u+w "$H"
+fi
+if [ ! -x "$H/.venv/bin/python" ] || ! command -v wrk >/dev/null; then log "harness setup"; "$H/setup.sh"; fi
+if [ "$DO_FLASK" = 1 ] && [ ! -f "$H/peers/flask_seed/instance/app.db" ]; then
+  log "Flask peer setup (seeds 1,000 scrypt users: several minutes, once)"
+  "$H/peers/flask_seed/setup.sh"
+fi
+CEIL="$H/peers/axum_ceiling/target/release/axum_ceiling"
+if [ "$DO_CEIL" = 1 ] && [ ! -x "$CEIL" ]; then
+  log "building the axum ceiling"
+  cargo build --release --manifest-path "$H/peers/axum_ceiling/Cargo.toml" > "$OUT/ceiling-build.log" 2>&1
+fi
+
+# ---- seeded databases (kept in WORK; each run serves a fresh copy) ---------------------------
+pc() { PORTCULLIS_LOG=warn PORTCULLIS_DATA_DIR="$1" "$BIN" "${@:2}"; }
+SEED1K="$WORK/seed-1k"
+if [ ! -f "$SEED1K/done" ]; then
+  log "seeding 1,000 users with 3 posts each into $SEED1K"
+  rm -rf "$SEED1K"; mkdir -p "$SEED1K"
+  pc "$SEED1K" migrate
+  # The password pattern must pass the policy (length, not a common password): try one first.
+  if ! user_n "$PASS_FMT" 0 | pc "$SEED1K" user create --username "$(user_n "$USER_FMT" 0)" \
+        --email "$(user_n "$USER_FMT" 0)@example.com" --verified --password-stdin; then
+    echo "the password pattern $PASS_FMT is refused by the policy: pass another with --pass-fmt" >&2; exit 1
+  fi
+  export BIN SEED1K USER_FMT PASS_FMT
+  seq 1 999 | xargs -P 2 -I{} bash -c '
+    u=$(python3 -c "import sys; print(sys.argv[1].format({}))" "$USER_FMT")
+    python3 -c "import sys; sys.stdout.write(sys.argv[1].format({}))" "$PASS_FMT" |
+      PORTCULLIS_LOG=warn PORTCULLIS_DATA_DIR="$SEED1K" "$BIN" user create --username "$u" \
+        --email "$u@example.com" --verified --password-stdin >/dev/null' \
+    || { echo "creating users failed" >&2; exit 1; }
+  python3 "$HERE/seed.py" posts "$SEED1K/portcullis.db" --users 1000
+  touch "$SEED1K/done"
+fi
+SEED1M="$WORK/seed-1m"
+if [ "$LARGE" = 1 ] && [ ! -f "$SEED1M/done" ]; then
+  log "seeding 1,000,000 users and 1,000,000 sessions into $SEED1M"
+  rm -rf "$SEED1M"; cp -r "$SEED1K" "$SEED1M"; rm -f "$SEED1M/done"
+  pc "$SEED1M" migrate
+  python3 "$HERE/seed.py" large "$SEED1M/portcullis.db" --users 1000000 --sessions 1000000
+  touch "$SEED1M/done"
+fi
+fresh() { # seed-dir -> a fresh data dir for one server run
+  local d="$OUT/data-$(basename "$1")-$2"; rm -rf "$d"; mkdir -p "$d"
+  cp "$1"/portcullis.db* "$1/secret.key" "$d/"; chmod 600 "$d/secret.key"; echo "$d"
+}
+
+[ "$PREPARE" = 1 ] && { log "prepared"; exit 0; }
+
+# ---- measurements ----------------------------------------------------------------------------
+export QUIET_DEADLINE=$(( $(date +%s) + QBUDGET ))
+{ echo "# date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "# machine: $(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(uname -r)"
+  echo "# binary: $BIN ($([ "$BUILD" = 1 ] && echo "built from the work tree at $REV" || echo "prebuilt; work tree at $REV"))"
+  echo "# $(wrk --version 2>&1 | head -n1)"
+} > "$OUT/env.txt"
+cat "$OUT/env.txt" >&2
+PFLOW=(); [ "$DO_FLOW" = 1 ] && PFLOW=(--flow "$FLOW")
+serve_portcullis() { # data dir -> command line (env + binary)
+  echo env PORTCULLIS_BIND=127.0.0.1:$PORT_P PORTCULLIS_BASE_URL=http://127.0.0.1:$PORT_P \
+    PORTCULLIS_DATA_DIR="$1" PORTCULLIS_RATE_LIMIT_PER_MINUTE=0 "$BIN" serve
+}
+log "Portcullis, 1,000 users"
+D=$(fresh "$SEED1K" main)
+# shellcheck disable=SC2046
+"$H/bench_server.sh" --label portcullis --wait-quiet --base "http://127.0.0.1:$PORT_P" \
+    --user "$U1" --pass "$P1" "${PFLOW[@]}" -- $(serve_portcullis "$D") > "$OUT/portcullis.txt" 2>&1 \
+  || log "portcullis run reported a failure (see portcullis.txt)"
+
+if [ "$DO_CEIL" = 1 ]; then
+  log "axum ceiling"
+  "$H/bench_server.sh" --label axum-ceiling --wait-quiet --base "http://127.0.0.1:$PORT_C" \
+      --cookie "sid=ceiling-session-0123456789abcdef" -- "$CEIL" "127.0.0.1:$PORT_C" > "$OUT/axum-ceiling.txt" 2>&1 \
+    || log "ceiling run reported a failure"
+fi
+if [ "$DO_FLASK" = 1 ]; then
+  log "Flask peer (gunicorn, 5 sync workers)"
+  FFLOW=(); [ "$DO_FLOW" = 1 ] && FFLOW=(--flow "--users 50 --concurrency 16 --seconds 20")
+  BIND="127.0.0.1:$PORT_F" "$H/bench_server.sh" --label flask-sync --wait-quiet --base "http://127.0.0.1:$PORT_F" \
+      "${FFLOW[@]}" -- "$H/peers/flask_seed/run.sh" > "$OUT/flask-sync.txt" 2>&1 \
+    || log "flask run reported a failure"
+fi
+
+log "raw Argon2id verify rate on core 0 (same cost as the server)"
+[ -n "$ARGON" ] || ARGON=$(cd "$ROOT" && cargo bench --bench argon2_rate --no-run --message-format=json 2>>"$OUT/build.log" \
+  | python3 -c 'import json,sys
+for l in sys.stdin:
+    try: m = json.loads(l)
+    except ValueError: continue
+    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "argon2_rate" and m.get("executable"): print(m["executable"])' | tail -n1)
+if [ -n "$ARGON" ]; then
+  { q=$("$H/wait_quiet.sh" 25 0.6 30 | tail -n1) || true; echo "# $q"
+    echo "FIGURE argon2id-raw hash_verify quiet_wait $(echo "$q" | awk '{print $2}')"
+    echo "FIGURE argon2id-raw hash_verify load1_before $(cut -d' ' -f1 /proc/loadavg)"
+    taskset -c 0 "$ARGON" --seconds 10 --label argon2id-raw; } > "$OUT/argon2-raw.txt" 2>&1 || log "argon2 rate failed"
+else
+  log "could not build benches/argon2_rate.rs (see build.log)"
+fi
+
+if [ "$DO_FLOOD" = 1 ]; then
+  log "login flood (64 connections of wrong passwords) while measuring /dashboard"
+  D=$(fresh "$SEED1K" flood)
+  FQ=(); [ "$QBUDGET" -gt 0 ] && FQ=(--wait-quiet)
+  # shellcheck disable=SC2046
+  "$HERE/flood.sh" "$H" --label portcullis-flood --base "http://127.0.0.1:$PORT_P" --user "$U1" --pass "$P1" \
+      "${FQ[@]}" -- $(serve_portcullis "$D") > "$OUT/flood.txt" 2>&1 || log "flood run reported a failure"
+fi
+
+if [ "$LARGE" = 1 ]; then
+  log "Portcullis, 1,000,000 users and 1,000,000 sessions"
+  D=$(fresh "$SEED1M" large)
+  # shellcheck disable=SC2046
+  "$H/bench_server.sh" --label portcullis-1m --wait-quiet --base "http://127.0.0.1:$PORT_P" --ready-timeout 300 \
+      --user "$U1" --pass "$P1" "${PFLOW[@]}" -- $(serve_portcullis "$D") > "$OUT/portcullis-1m.txt" 2>&1 \
+    || log "1M run reported a failure"
+fi
+
+# ---- the table -------------------------------------------------------------------------------
+cat "$OUT"/*.txt | grep '^FIGURE' > "$OUT/figures.txt" || true
+WORKERS=${PORTCULLIS_HASH_WORKERS:-$(taskset -c 0 nproc)}
+MKIB=${PORTCULLIS_ARGON2_MEMORY_KIB:-19456}
+HASH_MIB=$(awk -v w="$WORKERS" -v m="$MKIB" 'BEGIN{printf "%.1f", w*m/1024}')
+{ cat "$OUT/env.txt"
+  echo "# command: bench/run.sh $ORIG_ARGS"
+  echo
+  python3 "$HERE/summarize.py" "$OUT/figures.txt" --hash-mib "$HASH_MIB"
+  echo; echo "All figures:"; "$H/table.py" "$OUT/figures.txt"
+} > "$OUT/table.txt"
+rm -rf "$OUT"/data-*
+cat "$OUT/table.txt"
+echo "outputs in $OUT" >&2

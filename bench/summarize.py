@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""One table of a bench/run.sh run, with the ratios the targets are stated in.
+
+Usage: summarize.py FIGURES_FILE [--hash-mib N]
+  FIGURES_FILE  the FIGURE lines of one run (all servers measured in that run)
+  --hash-mib N  Argon2 memory of the server's hash pool (workers x m_cost), MiB,
+                added to the 100 MB peak-RSS allowance
+"""
+import argparse
+from collections import defaultdict
+
+ap = argparse.ArgumentParser()
+ap.add_argument("figures")
+ap.add_argument("--hash-mib", type=float, default=19.0)
+args = ap.parse_args()
+
+F = defaultdict(dict)
+for line in open(args.figures):
+    p = line.split()
+    if len(p) == 5 and p[0] == "FIGURE":
+        F[(p[1], p[2])][p[3]] = p[4]
+
+
+def num(label, scen, metric):
+    v = F.get((label, scen), {}).get(metric)
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def fmt(v, d=0):
+    if v is None:
+        return "n/m"
+    return f"{v:,.{d}f}"
+
+
+def flags(label, scen):
+    f = F.get((label, scen), {})
+    out = []
+    if f.get("quiet_wait") == "timeout":
+        out.append("not quiet")
+    for k in ("non_2xx_3xx", "socket_errors", "failures"):
+        if k in f and f[k] not in ("0", "0.0"):
+            out.append(f"{k}={f[k]}")
+    if "wrk_cpu1_busy_pct" in f and float(f["wrk_cpu1_busy_pct"]) >= 95:
+        out.append(f"wrk core {f['wrk_cpu1_busy_pct']}% busy")
+    return ", ".join(out)
+
+
+ROWS = [("axum-ceiling", "axum ceiling"), ("portcullis", "Portcullis, 1k users"),
+        ("portcullis-1m", "Portcullis, 1M users/sessions"), ("flask-sync", "Flask peer (gunicorn sync x5)"),
+        ("portcullis-flood-off", "Portcullis, before the flood"), ("portcullis-flood-on", "Portcullis, under login flood")]
+hdr = ["server", "GET /login req/s", "p50 ms", "p99 ms", "GET /dashboard req/s", "p50 ms", "p99 ms",
+       "logins/s", "POST /login p99 ms", "idle RSS MiB", "peak RSS MiB"]
+table = [hdr]
+notes = []
+for label, name in ROWS:
+    if not any(k[0] == label for k in F):
+        continue
+    srv = label if label != "portcullis-flood-off" else "portcullis-flood-on"
+    table.append([name,
+                  fmt(num(label, "anon_GET_login", "req_per_s")), fmt(num(label, "anon_GET_login", "p50_ms"), 2),
+                  fmt(num(label, "anon_GET_login", "p99_ms"), 2),
+                  fmt(num(label, "auth_GET_dashboard", "req_per_s")), fmt(num(label, "auth_GET_dashboard", "p50_ms"), 2),
+                  fmt(num(label, "auth_GET_dashboard", "p99_ms"), 2),
+                  fmt(num(label, "flow_login", "logins_per_s"), 1), fmt(num(label, "flow_login", "post_login_p99_ms"), 0),
+                  fmt(num(srv, "server", "idle_rss_mib"), 1) if label != "portcullis-flood-off" else "",
+                  fmt(num(srv, "server", "peak_rss_mib"), 1) if label != "portcullis-flood-off" else ""])
+    for scen in ("anon_GET_login", "auth_GET_dashboard", "flow_login"):
+        fl = flags(label, scen)
+        if fl:
+            notes.append(f"{name} {scen}: {fl}")
+raw = num("argon2id-raw", "hash_verify", "verif_per_s")
+table.append(["raw Argon2id verify, core 0", "", "", "", "", "", "", fmt(raw, 1), "", "", ""])
+w = [max(len(r[i]) for r in table) for i in range(len(hdr))]
+for i, r in enumerate(table):
+    print("| " + " | ".join(c.ljust(w[j]) for j, c in enumerate(r)) + " |")
+    if i == 0:
+        print("|" + "|".join("-" * (w[j] + 2) for j in range(len(hdr))) + "|")
+fs = F.get(("portcullis-flood-on", "flood_POST_login"), {})
+if fs:
+    print(f"\nFlood: {fs.get('rps', '?')} POST /login per s over {fs.get('requests', '?')} requests: "
+          f"2xx {fs.get('s2xx')}, 3xx {fs.get('s3xx')}, 4xx {fs.get('s4xx')}, 503 {fs.get('s503')} "
+          f"(with Retry-After {fs.get('s503_retry_after')}), other 5xx {fs.get('s5xx_other')}, "
+          f"socket errors {fs.get('sock_err')}")
+if notes:
+    print("\nConditions: " + "; ".join(notes))
+
+print("\nTargets (ratios within this run):")
+
+
+def ratio(a, b):
+    return None if a is None or b in (None, 0) else a / b
+
+
+def verdict(name, value, target, kind, unit=""):
+    if value is None:
+        print(f"  {name}: not measured")
+        return
+    if kind == ">=":
+        ok = value >= target
+        miss = "" if ok else f"; missed by {target - value:.2f}{unit} (needs {target / value:.1f}x)" if value > 0 else ""
+    elif kind == ">":
+        ok = value > target
+        miss = "" if ok else f"; missed: needs {target / value:.2f}x" if value > 0 else ""
+    else:  # "<"
+        ok = value < target
+        miss = "" if ok else f"; over by {value - target:.2f}{unit} ({value / target:.1f}x the limit)"
+    shown = f"{value:.2f}{unit}" if abs(value) < 1000 else f"{value:,.0f}{unit}"
+    print(f"  {name}: {shown} (target {kind} {target:g}{unit}) -> {'MET' if ok else 'MISSED'}{miss}")
+
+
+P, C, FL = "portcullis", "axum-ceiling", "flask-sync"
+d = lambda lab, m="req_per_s": num(lab, "auth_GET_dashboard", m)  # noqa: E731
+lg = lambda lab, m="req_per_s": num(lab, "anon_GET_login", m)  # noqa: E731
+verdict("dashboard req/s, Portcullis / axum ceiling", ratio(d(P), d(C)), 0.5, ">=")
+verdict("dashboard req/s, Portcullis / Flask peer", ratio(d(P), d(FL)), 100, ">", "x")
+verdict("dashboard p99 at 64 connections", d(P, "p99_ms"), 10, "<", " ms")
+verdict("anonymous GET /login req/s, Portcullis / axum ceiling", ratio(lg(P), lg(C)), 0.6, ">=")
+verdict("logins/s / raw Argon2id verify/s (same cost, core 0)",
+        ratio(num(P, "flow_login", "logins_per_s"), raw), 0.9, ">=")
+verdict("dashboard req/s under login flood / unloaded",
+        ratio(d("portcullis-flood-on"), d("portcullis-flood-off")), 0.5, ">=")
+verdict("dashboard p99 under login flood", d("portcullis-flood-on", "p99_ms"), 50, "<", " ms")
+s5 = fs.get("s5xx_other")
+if s5 is not None:
+    print(f"  non-503 5xx during the flood: {s5} (target 0) -> {'MET' if s5 == '0' else 'MISSED'}")
+else:
+    print("  non-503 5xx during the flood: not measured")
+L = "portcullis-1m"
+for name, a, b in [("dashboard req/s", d(L), d(P)), ("GET /login req/s", lg(L), lg(P)),
+                   ("logins/s", num(L, "flow_login", "logins_per_s"), num(P, "flow_login", "logins_per_s")),
+                   ("dashboard p99", d(L, "p99_ms"), d(P, "p99_ms"))]:
+    r = ratio(a, b)
+    if r is None:
+        print(f"  1M users/sessions vs 1k, {name}: not measured")
+        continue
+    dev = abs(r - 1)
+    print(f"  1M users/sessions vs 1k, {name}: {r:.2f}x (target within 15%) -> "
+          f"{'MET' if dev <= 0.15 else f'MISSED by {100 * (dev - 0.15):.0f} points'}")
+MB = 1e6 / 2**20  # the targets are in MB, the harness reports MiB
+verdict("idle RSS (30 MB = 28.6 MiB)", num(P, "server", "idle_rss_mib"), 30 * MB, "<", " MiB")
+verdict(f"peak RSS under 64 connections (100 MB + {args.hash_mib:g} MiB of hash pool = "
+        f"{100 * MB + args.hash_mib:.1f} MiB)", num(P, "server", "peak_rss_mib"), 100 * MB + args.hash_mib, "<", " MiB")

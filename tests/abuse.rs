@@ -231,3 +231,36 @@ async fn sessions_and_counters_live_in_redis_when_configured() {
     assert_eq!(c.login("alice", "wrong password!", false).await.status, 429, "the 4th attempt this minute");
     assert_eq!(count("rate_limits").await, 0, "the counters are not in SQL");
 }
+
+#[tokio::test]
+async fn a_full_hash_pool_answers_503_without_counting_an_attempt() {
+    let app = TestApp::spawn_with(&[
+        ("PORTCULLIS_HASH_WORKERS", "1"),
+        ("PORTCULLIS_HASH_QUEUE", "0"),
+        ("PORTCULLIS_LOCKOUT_THRESHOLD", "3"),
+        ("PORTCULLIS_ARGON2_MEMORY_KIB", "8192"),
+        ("PORTCULLIS_ARGON2_ITERATIONS", "2"),
+    ])
+    .await;
+    app.create_user("alice", "alice@example.com", PW, false).await;
+    let mut tasks = Vec::new();
+    for _ in 0..30 {
+        let c = app.client();
+        tasks.push(tokio::spawn(async move { c.login("alice", PW, false).await }));
+    }
+    let (mut ok, mut busy) = (0, 0);
+    for t in tasks {
+        let res = t.await.expect("join");
+        assert!(!res.body.contains("temporarily locked"), "the owner was locked out by a full pool");
+        match res.status {
+            303 => ok += 1,
+            503 => {
+                assert!(res.header("retry-after").is_some());
+                busy += 1;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(ok >= 1 && busy >= 1, "{ok} signed in, {busy} refused");
+    assert_eq!(app.client().login("alice", PW, false).await.status, 303);
+}

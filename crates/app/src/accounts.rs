@@ -402,6 +402,9 @@ impl Accounts {
             self.hasher.verify_dummy(password).await?;
             return Err(AppError::InvalidCredentials);
         }
+        // A place in the hashing pool first: when the pool is full the answer
+        // is 503 and nothing is counted, so a flood cannot lock owners out.
+        let place = self.hasher.admit()?;
         let user = self.users.user_by_login(&normalized).await?;
         // A browser that signed in to this account before counts its failures
         // on its own key, so strangers' guesses cannot lock the owner out.
@@ -422,13 +425,13 @@ impl Accounts {
             return Err(AppError::Locked);
         }
         let Some(user) = user else {
-            self.hasher.verify_dummy(password).await?;
+            self.hasher.verify_dummy_admitted(place, password).await?;
             return Err(AppError::InvalidCredentials);
         };
         if user.admin_locked_until.is_some_and(|t| t > now) {
             return Err(AppError::Locked);
         }
-        let verified = self.hasher.verify(password, &user.password_hash).await?;
+        let verified = self.hasher.verify_admitted(place, password, &user.password_hash).await?;
         if !verified.ok {
             return Err(AppError::InvalidCredentials);
         }

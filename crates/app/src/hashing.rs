@@ -22,6 +22,12 @@ use crate::settings::Argon2Settings;
 #[error("password hashing pool is full")]
 pub struct PoolBusy;
 
+/// A reserved place in the hashing pool (released when dropped).
+#[derive(Debug)]
+pub struct Admission {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
 /// The outcome of checking a password against a stored hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verified {
@@ -62,7 +68,7 @@ impl HashPool {
     /// Default sizes for this machine: one worker per core, four waiting per worker.
     pub fn default_sizes() -> (usize, usize) {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        (cores, cores * 4)
+        (cores, cores * 16)
     }
 
     /// The cost new hashes are made with.
@@ -79,21 +85,48 @@ impl HashPool {
 
     /// Checks `password` against a stored hash of any supported format.
     pub async fn verify(&self, password: &str, stored: &str) -> Result<Verified, AppError> {
-        let argon2 = self.argon2.clone();
-        let settings = self.settings;
-        let password = password.to_owned();
-        let stored = stored.to_owned();
-        self.run(move || verify_with(&argon2, settings, &password, &stored)).await
+        let place = self.admit()?;
+        self.verify_admitted(place, password, stored).await
     }
 
     /// Spends one verification on nothing, so unknown users cost the same as known ones.
     pub async fn verify_dummy(&self, password: &str) -> Result<(), AppError> {
+        let place = self.admit()?;
+        self.verify_dummy_admitted(place, password).await
+    }
+
+    /// Reserves a place in the pool, or refuses at once when it is full. A
+    /// caller that must not do anything (such as counting a login attempt)
+    /// unless its check will really run takes its place first.
+    pub fn admit(&self) -> Result<Admission, PoolBusy> {
+        self.admission.clone().try_acquire_owned().map(|p| Admission { _permit: p }).map_err(|_| PoolBusy)
+    }
+
+    /// [`HashPool::verify`] in a place already reserved.
+    pub async fn verify_admitted(&self, place: Admission, password: &str, stored: &str) -> Result<Verified, AppError> {
+        let argon2 = self.argon2.clone();
+        let settings = self.settings;
+        let password = password.to_owned();
+        let stored = stored.to_owned();
+        self.run_admitted(place, move || verify_with(&argon2, settings, &password, &stored)).await
+    }
+
+    /// [`HashPool::verify_dummy`] in a place already reserved.
+    pub async fn verify_dummy_admitted(&self, place: Admission, password: &str) -> Result<(), AppError> {
         let dummy = self.dummy_hash.clone();
-        self.verify(password, &dummy).await.map(|_| ())
+        self.verify_admitted(place, password, &dummy).await.map(|_| ())
     }
 
     async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, AppError> {
-        let _admitted = self.admission.clone().try_acquire_owned().map_err(|_| PoolBusy)?;
+        let place = self.admit()?;
+        self.run_admitted(place, job).await
+    }
+
+    async fn run_admitted<T: Send + 'static>(
+        &self,
+        _place: Admission,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, AppError> {
         let _worker =
             self.workers.clone().acquire_owned().await.map_err(|_| AppError::Internal("hash pool closed".into()))?;
         tokio::task::spawn_blocking(job).await.map_err(|e| AppError::Internal(format!("hash task: {e}")))

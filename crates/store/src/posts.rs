@@ -61,17 +61,26 @@ impl PostStore for SqlStore {
     }
 
     async fn list_posts(&self, author_id: Option<i64>, before_id: Option<i64>, limit: i64) -> StoreResult<Vec<Post>> {
-        let sql = format!(
-            "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id \
-             WHERE p.id < $1 AND ($2 = 0 OR p.author_id = $2) ORDER BY p.id DESC LIMIT $3"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(before_id.unwrap_or(i64::MAX))
-            .bind(author_id.unwrap_or(0))
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend_err)?;
+        // Two queries, so each walks its own index (an `OR` on the author
+        // would make SQLite scan every post).
+        let before = before_id.unwrap_or(i64::MAX);
+        let rows = match author_id {
+            Some(author) => {
+                let sql = format!(
+                    "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id \
+                     WHERE p.author_id = $1 AND p.id < $2 ORDER BY p.id DESC LIMIT $3"
+                );
+                sqlx::query(&sql).bind(author).bind(before).bind(limit).fetch_all(&self.pool).await
+            }
+            None => {
+                let sql = format!(
+                    "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id \
+                     WHERE p.id < $1 ORDER BY p.id DESC LIMIT $2"
+                );
+                sqlx::query(&sql).bind(before).bind(limit).fetch_all(&self.pool).await
+            }
+        }
+        .map_err(backend_err)?;
         rows.iter().map(post_from_row).collect::<Result<_, _>>().map_err(backend_err)
     }
 }

@@ -49,7 +49,7 @@ fn session_lookup(c: &mut Criterion) {
                 is_admin: false,
                 email_verified: true,
             };
-            let user = accounts.register(reg).await.expect("register");
+            let user = accounts.register(reg, &portcullis_app::Origin::default()).await.expect("register");
             let client = ClientInfo { ip: Some("127.0.0.1".into()), user_agent: Some("bench".into()) };
             let new = accounts.start_session(&user, false, client).await.expect("start session");
             cookies.push(new.cookie);

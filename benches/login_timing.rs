@@ -26,26 +26,39 @@ fn login_timing(c: &mut Criterion) {
     let config = Config::load(&Sources::from_map(map)).expect("configuration");
     let services = rt.block_on(server::open(&config)).expect("open the store");
     let accounts = services.accounts.clone();
-    rt.block_on(accounts.register(Registration {
-        username: "alice".into(),
-        email: "alice@example.com".into(),
-        password: "correct horse battery staple".into(),
-        is_admin: false,
-        email_verified: true,
-    }))
+    rt.block_on(accounts.register(
+        Registration {
+            username: "alice".into(),
+            email: "alice@example.com".into(),
+            password: "correct horse battery staple".into(),
+            is_admin: false,
+            email_verified: true,
+        },
+        &portcullis_app::Origin::default(),
+    ))
     .expect("register");
 
     let mut g = c.benchmark_group("login_answer");
     g.sample_size(20).measurement_time(Duration::from_secs(10));
     g.bench_function("unknown_user", |b| {
         b.iter(|| {
-            let r = rt.block_on(accounts.authenticate(black_box("mallory"), "wrong password!", None));
+            let r = rt.block_on(accounts.authenticate(
+                black_box("mallory"),
+                "wrong password!",
+                None,
+                &portcullis_app::Origin::default(),
+            ));
             assert!(matches!(r, Err(AppError::InvalidCredentials)));
         })
     });
     g.bench_function("known_user_wrong_password", |b| {
         b.iter(|| {
-            let r = rt.block_on(accounts.authenticate(black_box("alice"), "wrong password!", None));
+            let r = rt.block_on(accounts.authenticate(
+                black_box("alice"),
+                "wrong password!",
+                None,
+                &portcullis_app::Origin::default(),
+            ));
             assert!(matches!(r, Err(AppError::InvalidCredentials)));
         })
     });

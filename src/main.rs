@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use portcullis::config::{Config, Sources};
 use portcullis::server::{self, StartError};
-use portcullis_app::AppError;
 use portcullis_app::accounts::Registration;
+use portcullis_app::{AppError, Origin};
 
 /// User accounts and sessions done right.
 ///
@@ -176,7 +176,7 @@ async fn user_command(cmd: UserCommand, services: &server::Services) -> Result<(
                 .map_err(|e| Failure::Other(format!("cannot read the password: {e}")))?;
             let password = line.trim_end_matches(['\n', '\r']).to_owned();
             let reg = Registration { username, email, password, is_admin: admin, email_verified: verified };
-            let user = accounts.register(reg).await?;
+            let user = accounts.register(reg, &Origin::command_line()).await?;
             println!("created user {} (id {})", user.username, user.id);
             Ok(())
         }
@@ -205,13 +205,13 @@ async fn user_command(cmd: UserCommand, services: &server::Services) -> Result<(
         }
         UserCommand::SetAdmin { user, revoke } => {
             let u = accounts.find_user(&user).await?;
-            let u = accounts.set_admin(u.id, !revoke).await?;
+            let u = accounts.set_admin(u.id, !revoke, &Origin::command_line()).await?;
             println!("{} is {}an administrator", u.username, if u.is_admin { "" } else { "no longer " });
             Ok(())
         }
         UserCommand::Unlock { user } => {
             let u = accounts.find_user(&user).await?;
-            accounts.unlock_user(u.id).await?;
+            accounts.unlock_user(u.id, &Origin::command_line()).await?;
             println!("{} is unlocked", u.username);
             Ok(())
         }

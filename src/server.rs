@@ -193,6 +193,7 @@ pub async fn open(config: &Config) -> Result<Services, StartError> {
         throttle: shared.clone(),
         tokens: shared.clone(),
         outbox: shared.clone(),
+        audit: shared.clone(),
     };
     let accounts = Accounts::new(ports, mailer, hasher, config.auth.clone());
     let posts = Posts::new(shared.clone());

@@ -113,7 +113,7 @@ impl TestApp {
             is_admin: admin,
             email_verified: true,
         };
-        self.services.accounts.register(reg).await.expect("create user")
+        self.services.accounts.register(reg, &portcullis_app::Origin::command_line()).await.expect("create user")
     }
 
     /// A client already signed in as `user`, through the store and not the form.

@@ -397,7 +397,11 @@ async fn every_state_changing_form_refuses_bad_csrf_tokens() {
             let alice_now = app.services.accounts.find_user("alice").await.expect("alice");
             let s = app.services.accounts.start_session(&alice_now, false, Default::default()).await.expect("s");
             let p = portcullis_domain::Password::parse(PW, Default::default()).expect("pw");
-            app.services.accounts.change_password(&s.session, "a brand new passphrase", &p).await.expect("restore");
+            app.services
+                .accounts
+                .change_password(&s.session, "a brand new passphrase", &p, &portcullis_app::Origin::default())
+                .await
+                .expect("restore");
         }
     }
     let post = app.services.posts.get(post_id).await;

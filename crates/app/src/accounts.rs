@@ -7,12 +7,13 @@ use portcullis_domain::{Email, Password, PasswordPolicy, Username};
 
 use tokio::sync::Notify;
 
+use crate::audit::{AuditEvent, Origin};
 use crate::clock::{ms, now_ms};
 use crate::error::{AppError, FieldErrors, StoreError, TokenProblem};
 use crate::hashing::HashPool;
 use crate::mail::{MailKind, MailRenderer, MailVars, OutgoingMail, Sealer};
 use crate::model::{NewToken, NewUser, Session, TokenPurpose, TokenRecord, User, UserSummary};
-use crate::ports::{LoginThrottle, NewCredentials, OutboxStore, SessionStore, TokenStore, UserStore};
+use crate::ports::{AuditStore, LoginThrottle, NewCredentials, OutboxStore, SessionStore, TokenStore, UserStore};
 use crate::settings::AuthSettings;
 use crate::tokens;
 
@@ -62,6 +63,8 @@ pub struct AccountPorts {
     pub tokens: Arc<dyn TokenStore>,
     /// Mails that go with no other change.
     pub outbox: Arc<dyn OutboxStore>,
+    /// Audit events that go with no other change (failed logins).
+    pub audit: Arc<dyn AuditStore>,
 }
 
 /// A browser's signed claim that it signed in to `user_id` before.
@@ -129,6 +132,7 @@ pub struct Accounts {
     throttle: Arc<dyn LoginThrottle>,
     tokens: Arc<dyn TokenStore>,
     outbox: Arc<dyn OutboxStore>,
+    audit: Arc<dyn AuditStore>,
     mailer: Mailer,
     hasher: Arc<HashPool>,
     settings: AuthSettings,
@@ -156,6 +160,7 @@ impl Accounts {
             throttle: ports.throttle,
             tokens: ports.tokens,
             outbox: ports.outbox,
+            audit: ports.audit,
             mailer,
             hasher,
             settings,
@@ -217,17 +222,18 @@ impl Accounts {
             self.new_token(TokenPurpose::VerifyEmail, Some(user.email.clone()), self.settings.verify_token_ttl);
         let vars = self.vars(user, Some(self.link("verify-email", &value)), Some(self.settings.verify_token_ttl));
         let mail = self.mailer.compose(MailKind::VerifyEmail, &user.email, &vars)?;
-        self.tokens.issue_token(user.id, &token, &[mail]).await?;
+        self.tokens.issue_token(user.id, &token, &[mail], None).await?;
         self.mailer.queued();
         Ok(true)
     }
 
     /// Follows a verification link.
-    pub async fn verify_email(&self, value: &str) -> Result<User, AppError> {
+    pub async fn verify_email(&self, value: &str, origin: &Origin) -> Result<User, AppError> {
         let rec = self.check_token(value, TokenPurpose::VerifyEmail).await?;
         let user = self.user(rec.user_id).await?;
         let email = rec.email.clone().unwrap_or_else(|| user.email.clone());
-        match self.tokens.verify_email_with_token(&rec.id, user.id, &email, now_ms()).await {
+        let event = origin.event("email.verified", Some(user.id), Some(&email), None);
+        match self.tokens.verify_email_with_token(&rec.id, user.id, &email, now_ms(), Some(&event)).await {
             Ok(true) => {}
             Ok(false) => return Err(AppError::Token(TokenProblem::Used)),
             Err(StoreError::EmailTaken) => {
@@ -262,7 +268,7 @@ impl Accounts {
         let (token, value) = self.new_token(TokenPurpose::ResetPassword, None, self.settings.reset_token_ttl);
         let vars = self.vars(&user, Some(self.link("reset-password", &value)), Some(self.settings.reset_token_ttl));
         let mail = self.mailer.compose(MailKind::ResetPassword, &user.email, &vars)?;
-        self.tokens.issue_token(user.id, &token, &[mail]).await?;
+        self.tokens.issue_token(user.id, &token, &[mail], None).await?;
         self.mailer.queued();
         Ok(())
     }
@@ -274,7 +280,7 @@ impl Accounts {
 
     /// Follows a reset link: sets the new password, ends every session of
     /// the user, clears any lockout, and mails a notice.
-    pub async fn reset_password(&self, value: &str, new_password: &str) -> Result<User, AppError> {
+    pub async fn reset_password(&self, value: &str, new_password: &str, origin: &Origin) -> Result<User, AppError> {
         let rec = self.check_token(value, TokenPurpose::ResetPassword).await?;
         let password =
             Password::parse(new_password, self.password_policy()).map_err(|e| invalid("password", e.to_string()))?;
@@ -283,6 +289,7 @@ impl Accounts {
         let vars = self.vars(&user, None, None);
         let notice = self.mailer.compose(MailKind::PasswordChanged, &user.email, &vars)?;
         let keys = lockout_keys(&user);
+        let event = origin.event("password.reset", Some(user.id), Some(&user.username), None);
         let done = self
             .tokens
             .reset_password_with_token(
@@ -293,6 +300,7 @@ impl Accounts {
                     hash: &hash,
                     new_stamp: &tokens::random_b64(16),
                     mails: &[notice],
+                    audit: Some(&event),
                     now: now_ms(),
                 },
             )
@@ -320,7 +328,7 @@ impl Accounts {
     }
 
     /// Creates an account. Every field is checked and every problem reported at once.
-    pub async fn register(&self, form: Registration) -> Result<User, AppError> {
+    pub async fn register(&self, form: Registration, origin: &Origin) -> Result<User, AppError> {
         let mut errors = FieldErrors::default();
         let username = Username::parse(&form.username).map_err(|e| errors.add("username", e.to_string())).ok();
         let email = Email::parse(&form.email).map_err(|e| errors.add("email", e.to_string())).ok();
@@ -353,9 +361,10 @@ impl Accounts {
             security_stamp: tokens::random_b64(16),
             now: now_ms(),
         };
+        let event = origin.event("register", None, Some(new.username.as_str()), None);
         // The unique indexes decide races the lookups above could not.
         let inserted = if new.email_verified {
-            self.users.insert_user(&new).await
+            self.users.insert_user(&new, Some(&event)).await
         } else {
             let (token, value) = self.new_token(
                 TokenPurpose::VerifyEmail,
@@ -372,7 +381,7 @@ impl Accounts {
                 new_email: None,
             };
             let mail = self.mailer.compose(MailKind::VerifyEmail, new.email.as_str(), &vars)?;
-            let user = self.tokens.insert_user_with_token(&new, &token, &[mail]).await;
+            let user = self.tokens.insert_user_with_token(&new, &token, &[mail], Some(&event)).await;
             self.mailer.queued();
             user
         };
@@ -392,14 +401,18 @@ impl Accounts {
         identifier: &str,
         password: &str,
         device: Option<&DeviceCookie>,
+        origin: &Origin,
     ) -> Result<Login, AppError> {
         let normalized = normalize_login(identifier);
+        let failed =
+            |kind: &str, user: Option<&User>| origin.event(kind, user.map(|u| u.id), Some(identifier.trim()), None);
         if normalized.is_empty()
             || password.is_empty()
             || normalized.len() > 254
             || password.chars().count() > portcullis_domain::password::MAX_LEN
         {
             self.hasher.verify_dummy(password).await?;
+            self.audit.insert_audit(&failed("login.failure", None)).await?;
             return Err(AppError::InvalidCredentials);
         }
         // A place in the hashing pool first: when the pool is full the answer
@@ -422,17 +435,21 @@ impl Accounts {
         let attempts =
             self.throttle.reserve_attempt(&key, now, threshold, now.saturating_add(lock_ms), now - lock_ms).await?;
         if attempts > threshold {
+            self.audit.insert_audit(&failed("login.locked", user.as_ref())).await?;
             return Err(AppError::Locked);
         }
         let Some(user) = user else {
             self.hasher.verify_dummy_admitted(place, password).await?;
+            self.audit.insert_audit(&failed("login.failure", None)).await?;
             return Err(AppError::InvalidCredentials);
         };
         if user.admin_locked_until.is_some_and(|t| t > now) {
+            self.audit.insert_audit(&failed("login.locked", Some(&user))).await?;
             return Err(AppError::Locked);
         }
         let verified = self.hasher.verify_admitted(place, password, &user.password_hash).await?;
         if !verified.ok {
+            self.audit.insert_audit(&failed("login.failure", Some(&user))).await?;
             return Err(AppError::InvalidCredentials);
         }
         self.throttle.clear_attempts(&[key]).await?;
@@ -445,7 +462,8 @@ impl Accounts {
                 }
             }
         }
-        self.users.record_login(user.id, now_ms()).await?;
+        let event = origin.event("login.success", Some(user.id), Some(&user.username), None);
+        self.users.record_login(user.id, now_ms(), Some(&event)).await?;
         Ok(Login { user, known_device: known_device.is_some() })
     }
 
@@ -503,7 +521,7 @@ impl Accounts {
             || (!session.remember && now.saturating_sub(session.last_seen_at) >= idle)
             || session.security_stamp != user.security_stamp;
         if expired {
-            self.sessions.delete_session(user.id, &session.id).await?;
+            self.sessions.delete_session(user.id, &session.id, None).await?;
             return Ok(None);
         }
         if now.saturating_sub(session.last_seen_at) >= ms(self.settings.touch_interval()) {
@@ -513,8 +531,9 @@ impl Accounts {
     }
 
     /// Ends one session.
-    pub async fn logout(&self, session: &Session) -> Result<(), AppError> {
-        self.sessions.delete_session(session.user_id, &session.id).await?;
+    pub async fn logout(&self, user: &User, session: &Session, origin: &Origin) -> Result<(), AppError> {
+        let event = origin.event("logout", Some(user.id), Some(&user.username), None);
+        self.sessions.delete_session(session.user_id, &session.id, Some(&event)).await?;
         Ok(())
     }
 
@@ -526,6 +545,7 @@ impl Accounts {
         current: &Session,
         current_password: &str,
         new: &Password,
+        origin: &Origin,
     ) -> Result<NewSession, AppError> {
         let user = self.user(current.user_id).await?;
         if !self.hasher.verify(current_password, &user.password_hash).await?.ok {
@@ -534,11 +554,18 @@ impl Accounts {
         let hash = self.hasher.hash(new.expose()).await?;
         let stamp = tokens::random_b64(16);
         let notice = self.mailer.compose(MailKind::PasswordChanged, &user.email, &self.vars(&user, None, None))?;
-        let change =
-            NewCredentials { user_id: user.id, hash: &hash, new_stamp: &stamp, mails: &[notice], now: now_ms() };
+        let event = origin.event("password.changed", Some(user.id), Some(&user.username), None);
+        let change = NewCredentials {
+            user_id: user.id,
+            hash: &hash,
+            new_stamp: &stamp,
+            mails: &[notice],
+            audit: Some(&event),
+            now: now_ms(),
+        };
         self.tokens.change_password_with_mail(&change).await?;
         self.mailer.queued();
-        self.sessions.delete_user_sessions(user.id, None).await?;
+        self.sessions.delete_user_sessions(user.id, None, None).await?;
         let user = self.user(user.id).await?;
         let client = ClientInfo { ip: current.ip.clone(), user_agent: current.user_agent.clone() };
         self.start_session(&user, current.remember, client).await
@@ -552,6 +579,7 @@ impl Accounts {
         user_id: i64,
         current_password: &str,
         new_email: &str,
+        origin: &Origin,
     ) -> Result<(), AppError> {
         let user = self.user(user_id).await?;
         let email = Email::parse(new_email).map_err(|e| invalid("new_email", e.to_string()))?;
@@ -572,18 +600,25 @@ impl Accounts {
         let mut notice_vars = self.vars(&user, None, None);
         notice_vars.new_email = Some(email.as_str().to_owned());
         let notice = self.mailer.compose(MailKind::EmailChangeNotice, &user.email, &notice_vars)?;
-        self.tokens.issue_token(user.id, &token, &[confirm, notice]).await?;
+        let event = origin.event("email.change", Some(user.id), Some(&user.username), Some(format!("to {email}")));
+        self.tokens.issue_token(user.id, &token, &[confirm, notice], Some(&event)).await?;
         self.mailer.queued();
         Ok(())
     }
 
     /// Deletes the user's own account (password required); never the last admin.
-    pub async fn delete_own_account(&self, user_id: i64, current_password: &str) -> Result<(), AppError> {
+    pub async fn delete_own_account(
+        &self,
+        user_id: i64,
+        current_password: &str,
+        origin: &Origin,
+    ) -> Result<(), AppError> {
         let user = self.user(user_id).await?;
         if !self.hasher.verify(current_password, &user.password_hash).await?.ok {
             return Err(AppError::InvalidCredentials);
         }
-        self.delete_user(user_id).await
+        let event = origin.event("account.deleted", Some(user.id), Some(&user.username), None);
+        self.delete_recorded(user.id, &event).await
     }
 
     /// A user's live sessions, newest first.
@@ -592,13 +627,29 @@ impl Accounts {
     }
 
     /// Revokes one of the user's own sessions.
-    pub async fn revoke_session(&self, user_id: i64, session_id: &str) -> Result<(), AppError> {
-        if self.sessions.delete_session(user_id, session_id).await? { Ok(()) } else { Err(AppError::NotFound) }
+    pub async fn revoke_session(&self, user: &User, session_id: &str, origin: &Origin) -> Result<(), AppError> {
+        let short = session_id.get(..6).unwrap_or(session_id);
+        let event =
+            origin.event("session.revoked", Some(user.id), Some(&user.username), Some(format!("session {short}")));
+        if self.sessions.delete_session(user.id, session_id, Some(&event)).await? {
+            Ok(())
+        } else {
+            Err(AppError::NotFound)
+        }
     }
 
-    /// Revokes all of a user's sessions but `keep`.
-    pub async fn revoke_other_sessions(&self, user_id: i64, keep: Option<&str>) -> Result<u64, AppError> {
-        Ok(self.sessions.delete_user_sessions(user_id, keep).await?)
+    /// Revokes all of the user's sessions but `keep` (their own, current one).
+    pub async fn revoke_other_sessions(&self, user: &User, keep: &str, origin: &Origin) -> Result<u64, AppError> {
+        let event =
+            origin.event("session.revoked", Some(user.id), Some(&user.username), Some("every other session".into()));
+        Ok(self.sessions.delete_user_sessions(user.id, Some(keep), Some(&event)).await?)
+    }
+
+    /// Ends every session of a user (an administrator's action).
+    pub async fn end_all_sessions(&self, user_id: i64, origin: &Origin) -> Result<u64, AppError> {
+        let user = self.user(user_id).await?;
+        let event = origin.event("admin.sessions", Some(user.id), Some(&user.username), None);
+        Ok(self.sessions.delete_user_sessions(user.id, None, Some(&event)).await?)
     }
 
     /// Deletes expired sessions; answers how many.
@@ -635,33 +686,37 @@ impl Accounts {
 
     /// Grants or revokes admin. The user's sessions end (privilege changed);
     /// the last admin cannot be demoted.
-    pub async fn set_admin(&self, user_id: i64, is_admin: bool) -> Result<User, AppError> {
+    pub async fn set_admin(&self, user_id: i64, is_admin: bool, origin: &Origin) -> Result<User, AppError> {
         let user = self.user(user_id).await?;
         if user.is_admin == is_admin {
             return Ok(user);
         }
         let stamp = tokens::random_b64(16);
-        if !self.users.set_admin(user_id, is_admin, &stamp, now_ms()).await? {
+        let kind = if is_admin { "admin.grant" } else { "admin.revoke" };
+        let event = origin.event(kind, Some(user.id), Some(&user.username), None);
+        if !self.users.set_admin(user_id, is_admin, &stamp, now_ms(), Some(&event)).await? {
             return Err(AppError::Refused("The last administrator cannot be demoted".into()));
         }
-        self.sessions.delete_user_sessions(user_id, None).await?;
+        self.sessions.delete_user_sessions(user_id, None, None).await?;
         self.user(user_id).await
     }
 
     /// Locks a user out of logging in for the lockout duration (an admin's action).
-    pub async fn lock_user(&self, user_id: i64, until: i64) -> Result<(), AppError> {
-        self.user(user_id).await?;
+    pub async fn lock_user(&self, user_id: i64, until: i64, origin: &Origin) -> Result<(), AppError> {
+        let user = self.user(user_id).await?;
+        let event = origin.event("admin.lock", Some(user.id), Some(&user.username), None);
         // On the account itself, so no device cookie gets around it.
-        self.users.set_admin_lock(user_id, Some(until), now_ms()).await?;
-        self.sessions.delete_user_sessions(user_id, None).await?;
+        self.users.set_admin_lock(user_id, Some(until), now_ms(), Some(&event)).await?;
+        self.sessions.delete_user_sessions(user_id, None, None).await?;
         Ok(())
     }
 
-    /// Clears a user's failed-login lock.
-    pub async fn unlock_user(&self, user_id: i64) -> Result<(), AppError> {
+    /// Clears a user's failed-login lock and any administrator's lock.
+    pub async fn unlock_user(&self, user_id: i64, origin: &Origin) -> Result<(), AppError> {
         let user = self.user(user_id).await?;
+        let event = origin.event("admin.unlock", Some(user.id), Some(&user.username), None);
         self.throttle.clear_attempts(&lockout_keys(&user)).await?;
-        self.users.set_admin_lock(user_id, None, now_ms()).await?;
+        self.users.set_admin_lock(user_id, None, now_ms(), Some(&event)).await?;
         Ok(())
     }
 
@@ -673,9 +728,14 @@ impl Accounts {
     }
 
     /// Deletes a user, their posts and sessions; never the last admin.
-    pub async fn delete_user(&self, user_id: i64) -> Result<(), AppError> {
-        self.user(user_id).await?;
-        if self.users.delete_user(user_id).await? {
+    pub async fn delete_user(&self, user_id: i64, origin: &Origin) -> Result<(), AppError> {
+        let user = self.user(user_id).await?;
+        let event = origin.event("admin.delete", Some(user.id), Some(&user.username), None);
+        self.delete_recorded(user_id, &event).await
+    }
+
+    async fn delete_recorded(&self, user_id: i64, event: &AuditEvent) -> Result<(), AppError> {
+        if self.users.delete_user(user_id, Some(event)).await? {
             Ok(())
         } else {
             Err(AppError::Refused("The last administrator cannot be deleted".into()))

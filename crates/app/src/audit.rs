@@ -64,7 +64,54 @@ pub const KINDS: &[&str] = &[
     "admin.delete",
 ];
 
-/// Records and reads the security log.
+/// Who made a change and from where: what every audit event of that change carries.
+#[derive(Clone, Debug, Default)]
+pub struct Origin {
+    /// The client's IP and user agent.
+    pub client: ClientInfo,
+    /// The administrator acting, when not the account's owner: id and username.
+    pub actor: Option<(i64, String)>,
+}
+
+impl Origin {
+    /// The account's owner, from this client.
+    pub fn user(client: &ClientInfo) -> Self {
+        Self { client: client.clone(), actor: None }
+    }
+
+    /// An administrator, from this client.
+    pub fn admin(client: &ClientInfo, id: i64, username: &str) -> Self {
+        Self { client: client.clone(), actor: Some((id, username.to_owned())) }
+    }
+
+    /// The command line on the server.
+    pub fn command_line() -> Self {
+        let client = ClientInfo { ip: None, user_agent: Some("portcullis command line".into()) };
+        Self { client, actor: None }
+    }
+
+    /// An event of `kind` about `user_id`, now. An administrator's events say who acted.
+    pub fn event(&self, kind: &str, user_id: Option<i64>, subject: Option<&str>, detail: Option<String>) -> AuditEvent {
+        let detail = match (&self.actor, detail) {
+            (Some((_, name)), None) => Some(format!("by {name}")),
+            (_, detail) => detail,
+        };
+        AuditEvent {
+            id: 0,
+            at: now_ms(),
+            kind: kind.to_owned(),
+            user_id,
+            actor_id: self.actor.as_ref().map(|(id, _)| *id),
+            subject: subject.map(|s| s.chars().take(254).collect()),
+            ip: self.client.ip.clone(),
+            user_agent: self.client.user_agent.as_ref().map(|u| u.chars().take(256).collect()),
+            detail,
+        }
+    }
+}
+
+/// Reads the security log and keeps it to its retention. Events are written
+/// by the use cases, in the same transaction as the change they record.
 #[derive(Clone)]
 pub struct Audit {
     store: Arc<dyn AuditStore>,
@@ -75,33 +122,6 @@ impl Audit {
     /// A log kept for `retention`.
     pub fn new(store: Arc<dyn AuditStore>, retention: Duration) -> Self {
         Self { store, retention }
-    }
-
-    /// Records an event. A failure to record is logged, never shown: it must
-    /// not undo what the user just did.
-    pub async fn record(
-        &self,
-        kind: &str,
-        user_id: Option<i64>,
-        subject: Option<&str>,
-        client: &ClientInfo,
-        actor_id: Option<i64>,
-        detail: Option<String>,
-    ) {
-        let event = AuditEvent {
-            id: 0,
-            at: now_ms(),
-            kind: kind.to_owned(),
-            user_id,
-            actor_id,
-            subject: subject.map(|s| s.chars().take(254).collect()),
-            ip: client.ip.clone(),
-            user_agent: client.user_agent.as_ref().map(|u| u.chars().take(256).collect()),
-            detail,
-        };
-        if let Err(e) = self.store.insert_audit(&event).await {
-            tracing::error!(kind, error = %e, "audit event not recorded");
-        }
     }
 
     /// Events newest first, `limit` at a time.

@@ -15,6 +15,7 @@ pub mod settings;
 pub mod tokens;
 
 pub use accounts::Accounts;
+pub use audit::Origin;
 pub use error::{AppError, FieldErrors, StoreError};
 pub use hashing::{HashPool, PoolBusy};
 pub use model::{NewToken, NewUser, Post, Session, TokenPurpose, TokenRecord, User, UserSummary};

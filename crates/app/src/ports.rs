@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 
+use crate::audit::AuditEvent;
 use crate::error::StoreError;
 use crate::mail::{ClaimedMail, OutgoingMail};
 use crate::model::{NewToken, NewUser, Post, Session, TokenRecord, User, UserSummary};
@@ -13,8 +14,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// Users.
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    /// Inserts a user; a taken username or email is `UsernameTaken`/`EmailTaken`.
-    async fn insert_user(&self, user: &NewUser) -> StoreResult<User>;
+    /// Inserts a user and records `audit` (its `user_id` set to the new id), in
+    /// one transaction; a taken username or email is `UsernameTaken`/`EmailTaken`.
+    async fn insert_user(&self, user: &NewUser, audit: Option<&AuditEvent>) -> StoreResult<User>;
     /// By id.
     async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>>;
     /// By normalized username or normalized email.
@@ -35,17 +37,31 @@ pub trait UserStore: Send + Sync {
     async fn update_password_hash(&self, id: i64, hash: &str, now: i64) -> StoreResult<()>;
     /// Sets a new password hash and security stamp (every session ends).
     async fn set_password(&self, id: i64, hash: &str, new_stamp: &str, now: i64) -> StoreResult<()>;
-    /// Grants or revokes admin and sets a new security stamp. Revoking the last
-    /// admin does nothing and answers `false`.
-    async fn set_admin(&self, id: i64, is_admin: bool, new_stamp: &str, now: i64) -> StoreResult<bool>;
+    /// Grants or revokes admin and sets a new security stamp, recording `audit`.
+    /// Revoking the last admin does nothing and answers `false`.
+    async fn set_admin(
+        &self,
+        id: i64,
+        is_admin: bool,
+        new_stamp: &str,
+        now: i64,
+        audit: Option<&AuditEvent>,
+    ) -> StoreResult<bool>;
     /// Number of admins.
     async fn count_admins(&self) -> StoreResult<i64>;
-    /// Notes a successful login.
-    async fn record_login(&self, id: i64, now: i64) -> StoreResult<()>;
-    /// Deletes a user with their posts and sessions, unless they are the last admin (`false`).
-    async fn delete_user(&self, id: i64) -> StoreResult<bool>;
-    /// Sets or clears an administrator's lock on the account.
-    async fn set_admin_lock(&self, id: i64, until: Option<i64>, now: i64) -> StoreResult<()>;
+    /// Notes a successful login and records `audit`.
+    async fn record_login(&self, id: i64, now: i64, audit: Option<&AuditEvent>) -> StoreResult<()>;
+    /// Deletes a user with their posts and sessions and records `audit`,
+    /// unless they are the last admin (`false`, nothing recorded).
+    async fn delete_user(&self, id: i64, audit: Option<&AuditEvent>) -> StoreResult<bool>;
+    /// Sets or clears an administrator's lock on the account and records `audit`.
+    async fn set_admin_lock(
+        &self,
+        id: i64,
+        until: Option<i64>,
+        now: i64,
+        audit: Option<&AuditEvent>,
+    ) -> StoreResult<()>;
     /// Whether the store answers.
     async fn ping(&self) -> StoreResult<()>;
 }
@@ -59,10 +75,16 @@ pub trait SessionStore: Send + Sync {
     async fn session_with_user(&self, id: &str) -> StoreResult<Option<(Session, User)>>;
     /// Sets `last_seen_at`.
     async fn touch_session(&self, id: &str, now: i64) -> StoreResult<()>;
-    /// Deletes one session of one user; `false` if there was none.
-    async fn delete_session(&self, user_id: i64, id: &str) -> StoreResult<bool>;
-    /// Deletes all of a user's sessions but `except`.
-    async fn delete_user_sessions(&self, user_id: i64, except: Option<&str>) -> StoreResult<u64>;
+    /// Deletes one session of one user and records `audit`; `false` (nothing
+    /// recorded) if there was none.
+    async fn delete_session(&self, user_id: i64, id: &str, audit: Option<&AuditEvent>) -> StoreResult<bool>;
+    /// Deletes all of a user's sessions but `except` and records `audit`.
+    async fn delete_user_sessions(
+        &self,
+        user_id: i64,
+        except: Option<&str>,
+        audit: Option<&AuditEvent>,
+    ) -> StoreResult<u64>;
     /// A user's sessions that are not past `expires_at`, newest first.
     async fn user_sessions(&self, user_id: i64, now: i64) -> StoreResult<Vec<Session>>;
     /// Deletes sessions past `expires_at`, and non-remembered ones last seen before `idle_cutoff`.
@@ -126,21 +148,37 @@ pub trait OutboxStore: Send + Sync {
 /// one transaction together with the mail it causes.
 #[async_trait]
 pub trait TokenStore: Send + Sync {
-    /// Inserts a user, their verification token and its mail, atomically.
+    /// Inserts a user, their verification token and its mail, and records
+    /// `audit` (its `user_id` set to the new id), atomically.
     async fn insert_user_with_token(
         &self,
         user: &NewUser,
         token: &NewToken,
         mails: &[OutgoingMail],
+        audit: Option<&AuditEvent>,
     ) -> StoreResult<User>;
-    /// Replaces the user's unused tokens of `token.purpose` with `token`, and queues `mails`.
-    async fn issue_token(&self, user_id: i64, token: &NewToken, mails: &[OutgoingMail]) -> StoreResult<()>;
+    /// Replaces the user's unused tokens of `token.purpose` with `token`,
+    /// queues `mails` and records `audit`, atomically.
+    async fn issue_token(
+        &self,
+        user_id: i64,
+        token: &NewToken,
+        mails: &[OutgoingMail],
+        audit: Option<&AuditEvent>,
+    ) -> StoreResult<()>;
     /// A token by id.
     async fn token(&self, id: &str) -> StoreResult<Option<TokenRecord>>;
     /// Uses a verification token: marks it used and makes `email` the
     /// account's address, verified (`EmailTaken` if another account took it
-    /// meanwhile). `false` if the token was used meanwhile.
-    async fn verify_email_with_token(&self, token_id: &str, user_id: i64, email: &str, now: i64) -> StoreResult<bool>;
+    /// meanwhile), recording `audit`. `false` if the token was used meanwhile.
+    async fn verify_email_with_token(
+        &self,
+        token_id: &str,
+        user_id: i64,
+        email: &str,
+        now: i64,
+        audit: Option<&AuditEvent>,
+    ) -> StoreResult<bool>;
     /// Uses a reset token: applies `change`, ends every session of the user,
     /// clears `lockout_keys`. `false` if the token was used meanwhile.
     async fn reset_password_with_token(
@@ -164,6 +202,8 @@ pub struct NewCredentials<'a> {
     pub new_stamp: &'a str,
     /// Mails to queue in the same transaction.
     pub mails: &'a [OutgoingMail],
+    /// The event to record in the same transaction.
+    pub audit: Option<&'a AuditEvent>,
     /// Unix ms.
     pub now: i64,
 }
@@ -181,14 +221,10 @@ pub trait RateLimitStore: Send + Sync {
 /// The audit log.
 #[async_trait]
 pub trait AuditStore: Send + Sync {
-    /// Appends an event.
-    async fn insert_audit(&self, event: &crate::audit::AuditEvent) -> StoreResult<()>;
+    /// Appends an event that goes with no other change (a failed login).
+    async fn insert_audit(&self, event: &AuditEvent) -> StoreResult<()>;
     /// Events newest first.
-    async fn list_audit(
-        &self,
-        filter: &crate::audit::AuditFilter,
-        limit: i64,
-    ) -> StoreResult<Vec<crate::audit::AuditEvent>>;
+    async fn list_audit(&self, filter: &crate::audit::AuditFilter, limit: i64) -> StoreResult<Vec<AuditEvent>>;
     /// Deletes events before `before` (unix ms).
     async fn purge_audit(&self, before: i64) -> StoreResult<u64>;
 }

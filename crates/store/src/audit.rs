@@ -8,25 +8,37 @@ use portcullis_app::ports::{AuditStore, StoreResult};
 
 use crate::{SqlStore, backend_err};
 
+/// Appends `event`, if any, on an open transaction: the change it records
+/// commits with it or not at all. `user_id` stands in for the event's own
+/// when the user was created in the same transaction.
+pub(crate) async fn record_in(
+    conn: &mut sqlx::AnyConnection,
+    event: Option<&AuditEvent>,
+    user_id: Option<i64>,
+) -> Result<(), sqlx::Error> {
+    let Some(e) = event else { return Ok(()) };
+    sqlx::query(
+        "INSERT INTO audit_events (at, kind, user_id, actor_id, subject, ip, user_agent, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(e.at)
+    .bind(&e.kind)
+    .bind(user_id.or(e.user_id))
+    .bind(e.actor_id)
+    .bind(e.subject.as_deref())
+    .bind(e.ip.as_deref())
+    .bind(e.user_agent.as_deref())
+    .bind(e.detail.as_deref())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl AuditStore for SqlStore {
     async fn insert_audit(&self, e: &AuditEvent) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_events (at, kind, user_id, actor_id, subject, ip, user_agent, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(e.at)
-        .bind(&e.kind)
-        .bind(e.user_id)
-        .bind(e.actor_id)
-        .bind(e.subject.as_deref())
-        .bind(e.ip.as_deref())
-        .bind(e.user_agent.as_deref())
-        .bind(e.detail.as_deref())
-        .execute(&self.pool)
-        .await
-        .map_err(backend_err)?;
-        Ok(())
+        let mut conn = self.pool.acquire().await.map_err(backend_err)?;
+        record_in(&mut conn, Some(e), None).await.map_err(backend_err)
     }
 
     async fn list_audit(&self, f: &AuditFilter, limit: i64) -> StoreResult<Vec<AuditEvent>> {

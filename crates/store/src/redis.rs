@@ -5,6 +5,10 @@
 //! Keys: `<prefix>session:<id>` (a hash, expiring at the session's end),
 //! `<prefix>user-sessions:<user id>` (a set of session ids), and
 //! `<prefix>rl:<key>:<window>` (a counter that expires with its window).
+//!
+//! Redis and the SQL database share no transaction: the audit event of a
+//! session's end (logout, revocation) is written to SQL right after the
+//! session is removed here, and a failure to write it is an error.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,14 +16,17 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 
-use portcullis_app::ports::{RateLimitStore, StoreResult};
+use portcullis_app::audit::AuditEvent;
+use portcullis_app::ports::{AuditStore, RateLimitStore, StoreResult};
 use portcullis_app::{Session, SessionStore, StoreError, User, UserStore};
+
+use crate::SqlStore;
 
 /// Sessions and counters on Redis.
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,
-    users: Arc<dyn UserStore>,
+    sql: Arc<SqlStore>,
     prefix: String,
 }
 
@@ -29,11 +36,12 @@ fn redis_err(e: redis::RedisError) -> StoreError {
 
 impl RedisStore {
     /// Connects to `url`; keys start with `prefix` (e.g. `portcullis:`).
-    pub async fn connect(url: &str, prefix: &str, users: Arc<dyn UserStore>) -> Result<Self, String> {
+    /// Users and audit events stay in `sql`.
+    pub async fn connect(url: &str, prefix: &str, sql: Arc<SqlStore>) -> Result<Self, String> {
         let client = redis::Client::open(url).map_err(|e| e.to_string())?;
         let mut conn = client.get_connection_manager().await.map_err(|e| e.to_string())?;
         redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(|e| e.to_string())?;
-        Ok(Self { conn, users, prefix: prefix.to_owned() })
+        Ok(Self { conn, sql, prefix: prefix.to_owned() })
     }
 
     fn session_key(&self, id: &str) -> String {
@@ -137,7 +145,7 @@ impl SessionStore for RedisStore {
 
     async fn session_with_user(&self, id: &str) -> StoreResult<Option<(Session, User)>> {
         let Some(session) = self.load(id).await? else { return Ok(None) };
-        Ok(self.users.user_by_id(session.user_id).await?.map(|u| (session, u)))
+        Ok(self.sql.user_by_id(session.user_id).await?.map(|u| (session, u)))
     }
 
     async fn touch_session(&self, id: &str, now: i64) -> StoreResult<()> {
@@ -157,17 +165,30 @@ impl SessionStore for RedisStore {
         Ok(())
     }
 
-    async fn delete_session(&self, user_id: i64, id: &str) -> StoreResult<bool> {
-        match self.load(id).await? {
-            Some(s) if s.user_id == user_id => Ok(self.remove(user_id, &[id.to_owned()]).await? > 0),
-            _ => Ok(false),
+    async fn delete_session(&self, user_id: i64, id: &str, audit: Option<&AuditEvent>) -> StoreResult<bool> {
+        let deleted = match self.load(id).await? {
+            Some(s) if s.user_id == user_id => self.remove(user_id, &[id.to_owned()]).await? > 0,
+            _ => false,
+        };
+        if let (true, Some(event)) = (deleted, audit) {
+            self.sql.insert_audit(event).await?;
         }
+        Ok(deleted)
     }
 
-    async fn delete_user_sessions(&self, user_id: i64, except: Option<&str>) -> StoreResult<u64> {
+    async fn delete_user_sessions(
+        &self,
+        user_id: i64,
+        except: Option<&str>,
+        audit: Option<&AuditEvent>,
+    ) -> StoreResult<u64> {
         let ids: Vec<String> =
             self.ids_of(user_id).await?.into_iter().filter(|id| Some(id.as_str()) != except).collect();
-        self.remove(user_id, &ids).await
+        let removed = self.remove(user_id, &ids).await?;
+        if let Some(event) = audit {
+            self.sql.insert_audit(event).await?;
+        }
+        Ok(removed)
     }
 
     async fn user_sessions(&self, user_id: i64, now: i64) -> StoreResult<Vec<Session>> {

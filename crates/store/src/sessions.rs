@@ -4,9 +4,11 @@ use async_trait::async_trait;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
+use portcullis_app::audit::AuditEvent;
 use portcullis_app::ports::StoreResult;
 use portcullis_app::{Session, SessionStore, User};
 
+use crate::audit::record_in;
 use crate::users::{USER_COLUMNS, user_from_row};
 use crate::{SqlStore, backend_err, flag};
 
@@ -69,23 +71,37 @@ impl SessionStore for SqlStore {
         Ok(())
     }
 
-    async fn delete_session(&self, user_id: i64, id: &str) -> StoreResult<bool> {
+    async fn delete_session(&self, user_id: i64, id: &str, audit: Option<&AuditEvent>) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(backend_err)?;
         let done = sqlx::query("DELETE FROM sessions WHERE id = $1 AND user_id = $2")
             .bind(id)
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(backend_err)?;
-        Ok(done.rows_affected() > 0)
+        let deleted = done.rows_affected() > 0;
+        if deleted {
+            record_in(&mut tx, audit, None).await.map_err(backend_err)?;
+        }
+        tx.commit().await.map_err(backend_err)?;
+        Ok(deleted)
     }
 
-    async fn delete_user_sessions(&self, user_id: i64, except: Option<&str>) -> StoreResult<u64> {
+    async fn delete_user_sessions(
+        &self,
+        user_id: i64,
+        except: Option<&str>,
+        audit: Option<&AuditEvent>,
+    ) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await.map_err(backend_err)?;
         let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
             .bind(user_id)
             .bind(except.unwrap_or(""))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(backend_err)?;
+        record_in(&mut tx, audit, None).await.map_err(backend_err)?;
+        tx.commit().await.map_err(backend_err)?;
         Ok(done.rows_affected())
     }
 

@@ -4,10 +4,12 @@
 use async_trait::async_trait;
 use sqlx::Row as _;
 
+use portcullis_app::audit::AuditEvent;
 use portcullis_app::mail::OutgoingMail;
 use portcullis_app::ports::{NewCredentials, StoreResult};
 use portcullis_app::{NewToken, NewUser, TokenPurpose, TokenRecord, TokenStore, User};
 
+use crate::audit::record_in;
 use crate::outbox::enqueue_in;
 use crate::users::{insert_user_in, map_insert_error};
 use crate::{SqlStore, backend_err};
@@ -47,7 +49,7 @@ async fn consume(conn: &mut sqlx::AnyConnection, id: &str, user_id: i64, now: i6
     Ok(done.rows_affected() == 1)
 }
 
-/// Sets the new hash and stamp and queues the mails that announce them.
+/// Sets the new hash and stamp, queues the mails that announce them and records the event.
 async fn set_credentials(conn: &mut sqlx::AnyConnection, c: &NewCredentials<'_>) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE users SET password_hash = $1, security_stamp = $2, updated_at = $3 WHERE id = $4")
         .bind(c.hash)
@@ -56,7 +58,8 @@ async fn set_credentials(conn: &mut sqlx::AnyConnection, c: &NewCredentials<'_>)
         .bind(c.user_id)
         .execute(&mut *conn)
         .await?;
-    enqueue_in(conn, c.mails, c.now).await
+    enqueue_in(conn, c.mails, c.now).await?;
+    record_in(conn, c.audit, None).await
 }
 
 #[async_trait]
@@ -66,19 +69,28 @@ impl TokenStore for SqlStore {
         user: &NewUser,
         token: &NewToken,
         mails: &[OutgoingMail],
+        audit: Option<&AuditEvent>,
     ) -> StoreResult<User> {
         let mut tx = self.pool.begin().await.map_err(backend_err)?;
         let created = insert_user_in(&mut tx, user).await.map_err(map_insert_error)?;
         insert_token(&mut tx, created.id, token).await.map_err(backend_err)?;
         enqueue_in(&mut tx, mails, user.now).await.map_err(backend_err)?;
+        record_in(&mut tx, audit, Some(created.id)).await.map_err(backend_err)?;
         tx.commit().await.map_err(backend_err)?;
         Ok(created)
     }
 
-    async fn issue_token(&self, user_id: i64, token: &NewToken, mails: &[OutgoingMail]) -> StoreResult<()> {
+    async fn issue_token(
+        &self,
+        user_id: i64,
+        token: &NewToken,
+        mails: &[OutgoingMail],
+        audit: Option<&AuditEvent>,
+    ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(backend_err)?;
         insert_token(&mut tx, user_id, token).await.map_err(backend_err)?;
         enqueue_in(&mut tx, mails, token.created_at).await.map_err(backend_err)?;
+        record_in(&mut tx, audit, None).await.map_err(backend_err)?;
         tx.commit().await.map_err(backend_err)
     }
 
@@ -105,7 +117,14 @@ impl TokenStore for SqlStore {
         .map_err(|e: sqlx::Error| backend_err(e))
     }
 
-    async fn verify_email_with_token(&self, token_id: &str, user_id: i64, email: &str, now: i64) -> StoreResult<bool> {
+    async fn verify_email_with_token(
+        &self,
+        token_id: &str,
+        user_id: i64,
+        email: &str,
+        now: i64,
+        audit: Option<&AuditEvent>,
+    ) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await.map_err(backend_err)?;
         if !consume(&mut tx, token_id, user_id, now).await.map_err(backend_err)? {
             return Ok(false);
@@ -122,6 +141,7 @@ impl TokenStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(map_insert_error)?;
+        record_in(&mut tx, audit, None).await.map_err(backend_err)?;
         tx.commit().await.map_err(backend_err)?;
         Ok(true)
     }

@@ -4,9 +4,11 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _, Transaction};
 
+use portcullis_app::audit::AuditEvent;
 use portcullis_app::ports::StoreResult;
 use portcullis_app::{NewUser, StoreError, User, UserStore, UserSummary};
 
+use crate::audit::record_in;
 use crate::{Backend, SqlStore, backend_err, flag};
 
 pub(crate) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.password_hash, u.is_admin, u.email_verified, \
@@ -109,9 +111,12 @@ impl SqlStore {
 
 #[async_trait]
 impl UserStore for SqlStore {
-    async fn insert_user(&self, u: &NewUser) -> StoreResult<User> {
-        let mut conn = self.pool.acquire().await.map_err(backend_err)?;
-        insert_user_in(&mut conn, u).await.map_err(map_insert_error)
+    async fn insert_user(&self, u: &NewUser, audit: Option<&AuditEvent>) -> StoreResult<User> {
+        let mut tx = self.pool.begin().await.map_err(backend_err)?;
+        let user = insert_user_in(&mut tx, u).await.map_err(map_insert_error)?;
+        record_in(&mut tx, audit, Some(user.id)).await.map_err(backend_err)?;
+        tx.commit().await.map_err(backend_err)?;
+        Ok(user)
     }
 
     async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>> {
@@ -204,7 +209,14 @@ impl UserStore for SqlStore {
         Ok(())
     }
 
-    async fn set_admin(&self, id: i64, is_admin: bool, new_stamp: &str, now: i64) -> StoreResult<bool> {
+    async fn set_admin(
+        &self,
+        id: i64,
+        is_admin: bool,
+        new_stamp: &str,
+        now: i64,
+        audit: Option<&AuditEvent>,
+    ) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await.map_err(backend_err)?;
         self.lock_admins(&mut tx).await?;
         // Granting, or revoking a non-admin, never removes an admin.
@@ -220,8 +232,12 @@ impl UserStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(backend_err)?;
+        let changed = done.rows_affected() == 1;
+        if changed {
+            record_in(&mut tx, audit, None).await.map_err(backend_err)?;
+        }
         tx.commit().await.map_err(backend_err)?;
-        Ok(done.rows_affected() == 1)
+        Ok(changed)
     }
 
     async fn count_admins(&self) -> StoreResult<i64> {
@@ -232,17 +248,19 @@ impl UserStore for SqlStore {
         row.try_get("n").map_err(backend_err)
     }
 
-    async fn record_login(&self, id: i64, now: i64) -> StoreResult<()> {
+    async fn record_login(&self, id: i64, now: i64, audit: Option<&AuditEvent>) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend_err)?;
         sqlx::query("UPDATE users SET last_login_at = $1 WHERE id = $2")
             .bind(now)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(backend_err)?;
-        Ok(())
+        record_in(&mut tx, audit, None).await.map_err(backend_err)?;
+        tx.commit().await.map_err(backend_err)
     }
 
-    async fn delete_user(&self, id: i64) -> StoreResult<bool> {
+    async fn delete_user(&self, id: i64, audit: Option<&AuditEvent>) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await.map_err(backend_err)?;
         self.lock_admins(&mut tx).await?;
         // Posts and sessions go by ON DELETE CASCADE, in the same statement.
@@ -254,19 +272,31 @@ impl UserStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(backend_err)?;
+        let deleted = done.rows_affected() == 1;
+        if deleted {
+            record_in(&mut tx, audit, None).await.map_err(backend_err)?;
+        }
         tx.commit().await.map_err(backend_err)?;
-        Ok(done.rows_affected() == 1)
+        Ok(deleted)
     }
 
-    async fn set_admin_lock(&self, id: i64, until: Option<i64>, now: i64) -> StoreResult<()> {
+    async fn set_admin_lock(
+        &self,
+        id: i64,
+        until: Option<i64>,
+        now: i64,
+        audit: Option<&AuditEvent>,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend_err)?;
         sqlx::query("UPDATE users SET admin_locked_until = $1, updated_at = $2 WHERE id = $3")
             .bind(until)
             .bind(now)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(backend_err)?;
-        Ok(())
+        record_in(&mut tx, audit, None).await.map_err(backend_err)?;
+        tx.commit().await.map_err(backend_err)
     }
 
     async fn ping(&self) -> StoreResult<()> {

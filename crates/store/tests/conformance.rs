@@ -7,7 +7,12 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use portcullis_app::{LoginThrottle, NewUser, PostStore, Session, SessionStore, StoreError, User, UserStore};
+use portcullis_app::audit::{AuditEvent, AuditFilter};
+use portcullis_app::ports::{AuditStore, NewCredentials};
+use portcullis_app::{
+    LoginThrottle, NewToken, NewUser, PostStore, Session, SessionStore, StoreError, TokenPurpose, TokenStore, User,
+    UserStore,
+};
 use portcullis_domain::{Email, Username};
 use portcullis_store::SqlStore;
 use tokio::task::JoinSet;
@@ -75,6 +80,9 @@ conformance! {
     delete_post_removes_only_that_post,
     list_posts_pages_newest_first,
     list_posts_of_one_author,
+    audited_changes_record_their_event,
+    refused_changes_record_nothing,
+    a_change_whose_event_cannot_be_written_is_undone,
 }
 
 mod harness {
@@ -209,7 +217,10 @@ fn new_user(username: &str, email: &str, is_admin: bool) -> NewUser {
 
 /// Inserts `username` with the email `<username>@example.com`.
 async fn add_user(store: &SqlStore, username: &str, is_admin: bool) -> User {
-    store.insert_user(&new_user(username, &format!("{username}@example.com"), is_admin)).await.expect("insert user")
+    store
+        .insert_user(&new_user(username, &format!("{username}@example.com"), is_admin), None)
+        .await
+        .expect("insert user")
 }
 
 fn session(id: &str, user: &User, created_at: i64, expires_at: i64, remember: bool) -> Session {
@@ -258,7 +269,7 @@ async fn is_admin(store: &SqlStore, id: i64) -> bool {
 async fn insert_user_returns_the_stored_user(store: SqlStore) {
     let mut input = new_user("AliCe.1", "Alice.One@Example.COM", true);
     input.email_verified = true;
-    let alice = store.insert_user(&input).await.expect("insert");
+    let alice = store.insert_user(&input, None).await.expect("insert");
     assert!(alice.id > 0);
     assert_eq!(alice.username, "AliCe.1", "case as typed");
     assert_eq!(alice.email, "Alice.One@Example.COM", "case as typed");
@@ -286,7 +297,8 @@ async fn insert_user_returns_the_stored_user(store: SqlStore) {
 async fn usernames_are_unique_case_insensitively(store: SqlStore) {
     add_user(&store, "Alice", false).await;
     for clash in ["Alice", "alice", "ALICE", "aLiCe"] {
-        let err = store.insert_user(&new_user(clash, "other@example.com", false)).await.expect_err("username is taken");
+        let err =
+            store.insert_user(&new_user(clash, "other@example.com", false), None).await.expect_err("username is taken");
         assert!(matches!(err, StoreError::UsernameTaken), "{clash}: {err:?}");
     }
     assert!(store.username_taken("alice").await.expect("taken"));
@@ -298,9 +310,9 @@ async fn usernames_are_unique_case_insensitively(store: SqlStore) {
 }
 
 async fn emails_are_unique_case_insensitively(store: SqlStore) {
-    store.insert_user(&new_user("bob", "Bob@Example.com", false)).await.expect("insert");
+    store.insert_user(&new_user("bob", "Bob@Example.com", false), None).await.expect("insert");
     for clash in ["Bob@Example.com", "bob@example.com", "BOB@EXAMPLE.COM"] {
-        let err = store.insert_user(&new_user("robert", clash, false)).await.expect_err("email is taken");
+        let err = store.insert_user(&new_user("robert", clash, false), None).await.expect_err("email is taken");
         assert!(matches!(err, StoreError::EmailTaken), "{clash}: {err:?}");
     }
     assert!(store.email_taken("bob@example.com").await.expect("taken"));
@@ -317,7 +329,7 @@ async fn insert_pair(store: &SqlStore, a: NewUser, b: NewUser) -> (Result<User, 
         let barrier = barrier.clone();
         tokio::spawn(async move {
             barrier.wait().await;
-            store.insert_user(&u).await
+            store.insert_user(&u, None).await
         })
     };
     let (ta, tb) = (spawn(a), spawn(b));
@@ -358,7 +370,7 @@ async fn concurrent_inserts_of_one_email_let_exactly_one_win(store: SqlStore) {
 }
 
 async fn user_by_login_finds_normalized_username_or_email(store: SqlStore) {
-    let alice = store.insert_user(&new_user("Alice", "Alice.Smith@Example.com", false)).await.expect("insert");
+    let alice = store.insert_user(&new_user("Alice", "Alice.Smith@Example.com", false), None).await.expect("insert");
     let bob = add_user(&store, "bob", false).await;
     for login in ["alice", "alice.smith@example.com"] {
         let found =
@@ -417,10 +429,10 @@ async fn list_users_shows_current_locks(store: SqlStore) {
 }
 
 async fn list_users_searches_username_and_email_case_insensitively(store: SqlStore) {
-    store.insert_user(&new_user("Alice", "alice@wonderland.example", false)).await.expect("insert");
-    store.insert_user(&new_user("Malice", "m@example.com", false)).await.expect("insert");
-    store.insert_user(&new_user("bob", "Bob.ALICEson@Example.org", false)).await.expect("insert");
-    store.insert_user(&new_user("carol", "carol@example.net", false)).await.expect("insert");
+    store.insert_user(&new_user("Alice", "alice@wonderland.example", false), None).await.expect("insert");
+    store.insert_user(&new_user("Malice", "m@example.com", false), None).await.expect("insert");
+    store.insert_user(&new_user("bob", "Bob.ALICEson@Example.org", false), None).await.expect("insert");
+    store.insert_user(&new_user("carol", "carol@example.net", false), None).await.expect("insert");
     assert_eq!(listed_names(&store, Some("alice")).await, ["Alice", "Malice", "bob"]);
     assert_eq!(listed_names(&store, Some("ALICE")).await, ["Alice", "Malice", "bob"]);
     assert_eq!(listed_names(&store, Some("WONDER")).await, ["Alice"]);
@@ -441,7 +453,7 @@ async fn list_users_search_matches_metacharacters_literally(store: SqlStore) {
         ("backslash", r#""back\slash"@example.com"#),
         ("backxslash", "backxslash@example.com"),
     ] {
-        store.insert_user(&new_user(name, email, false)).await.unwrap_or_else(|e| panic!("insert {name}: {e}"));
+        store.insert_user(&new_user(name, email, false), None).await.unwrap_or_else(|e| panic!("insert {name}: {e}"));
     }
     let cases: &[(&str, &[&str])] = &[
         ("_", &["under_score"]),
@@ -517,7 +529,7 @@ async fn password_updates_keep_or_change_the_stamp(store: SqlStore) {
 async fn record_login_sets_last_login(store: SqlStore) {
     let alice = add_user(&store, "alice", false).await;
     let bob = add_user(&store, "bob", false).await;
-    store.record_login(alice.id, T0 + MINUTE).await.expect("record login");
+    store.record_login(alice.id, T0 + MINUTE, None).await.expect("record login");
     let a = store.user_by_id(alice.id).await.expect("get").expect("found");
     assert_eq!(a.last_login_at, Some(T0 + MINUTE));
     let b = store.user_by_id(bob.id).await.expect("get").expect("found");
@@ -531,33 +543,33 @@ async fn set_admin_grants_and_revokes(store: SqlStore) {
     let alice = add_user(&store, "alice", false).await;
     assert_eq!(store.count_admins().await.expect("count"), 1);
 
-    assert!(store.set_admin(alice.id, true, "s1", T0 + 1).await.expect("grant"));
+    assert!(store.set_admin(alice.id, true, "s1", T0 + 1, None).await.expect("grant"));
     let a = store.user_by_id(alice.id).await.expect("get").expect("found");
     assert!(a.is_admin);
     assert_eq!(a.security_stamp, "s1");
     assert_eq!(a.updated_at, T0 + 1);
     assert_eq!(store.count_admins().await.expect("count"), 2);
 
-    assert!(store.set_admin(root.id, false, "s2", T0 + 2).await.expect("revoke"));
+    assert!(store.set_admin(root.id, false, "s2", T0 + 2, None).await.expect("revoke"));
     let r = store.user_by_id(root.id).await.expect("get").expect("found");
     assert!(!r.is_admin);
     assert_eq!(r.security_stamp, "s2");
     assert_eq!(store.count_admins().await.expect("count"), 1);
 
     // Granting twice, and revoking a non-admin, change nothing but the stamp.
-    assert!(store.set_admin(alice.id, true, "s3", T0 + 3).await.expect("grant"));
-    assert!(store.set_admin(root.id, false, "s4", T0 + 4).await.expect("revoke"));
+    assert!(store.set_admin(alice.id, true, "s3", T0 + 3, None).await.expect("grant"));
+    assert!(store.set_admin(root.id, false, "s4", T0 + 4, None).await.expect("revoke"));
     assert_eq!(store.count_admins().await.expect("count"), 1);
     assert!(is_admin(&store, alice.id).await);
     assert!(!is_admin(&store, root.id).await);
 
-    assert!(!store.set_admin(alice.id + 100, true, "s5", T0).await.expect("unknown user"), "no such user");
+    assert!(!store.set_admin(alice.id + 100, true, "s5", T0, None).await.expect("unknown user"), "no such user");
 }
 
 async fn set_admin_refuses_to_demote_the_last_admin(store: SqlStore) {
     let root = add_user(&store, "root", true).await;
     let alice = add_user(&store, "alice", false).await;
-    assert!(!store.set_admin(root.id, false, "s1", T0 + 1).await.expect("revoke"));
+    assert!(!store.set_admin(root.id, false, "s1", T0 + 1, None).await.expect("revoke"));
     let r = store.user_by_id(root.id).await.expect("get").expect("found");
     assert!(r.is_admin);
     assert_eq!(r.security_stamp, root.security_stamp, "nothing changed");
@@ -565,28 +577,28 @@ async fn set_admin_refuses_to_demote_the_last_admin(store: SqlStore) {
     assert_eq!(store.count_admins().await.expect("count"), 1);
 
     // Revoking a user who is no admin is no threat to the last admin.
-    assert!(store.set_admin(alice.id, false, "s2", T0 + 2).await.expect("revoke"));
+    assert!(store.set_admin(alice.id, false, "s2", T0 + 2, None).await.expect("revoke"));
     assert_eq!(store.count_admins().await.expect("count"), 1);
 }
 
 async fn set_admin_revokes_a_non_admin_when_there_is_no_admin(store: SqlStore) {
     let alice = add_user(&store, "alice", false).await;
     assert_eq!(store.count_admins().await.expect("count"), 0);
-    assert!(store.set_admin(alice.id, false, "s1", T0 + 1).await.expect("revoke"));
+    assert!(store.set_admin(alice.id, false, "s1", T0 + 1, None).await.expect("revoke"));
     let a = store.user_by_id(alice.id).await.expect("get").expect("found");
     assert!(!a.is_admin);
     assert_eq!(a.security_stamp, "s1");
-    assert!(store.delete_user(alice.id).await.expect("delete"));
+    assert!(store.delete_user(alice.id, None).await.expect("delete"));
 }
 
 /// Makes `a` and `b` the only two admins.
 async fn only_admins(store: &SqlStore, a: i64, b: i64) {
-    assert!(store.set_admin(a, true, "grant", T0).await.expect("grant"));
-    assert!(store.set_admin(b, true, "grant", T0).await.expect("grant"));
+    assert!(store.set_admin(a, true, "grant", T0, None).await.expect("grant"));
+    assert!(store.set_admin(b, true, "grant", T0, None).await.expect("grant"));
     let others = store.list_users(None, None, 1000, T0).await.expect("list users");
     for s in others {
         if s.user.is_admin && s.user.id != a && s.user.id != b {
-            assert!(store.set_admin(s.user.id, false, "revoke", T0).await.expect("revoke"));
+            assert!(store.set_admin(s.user.id, false, "revoke", T0, None).await.expect("revoke"));
         }
     }
     assert_eq!(store.count_admins().await.expect("count"), 2);
@@ -603,7 +615,7 @@ async fn concurrent_demotions_leave_an_admin(store: SqlStore) {
             let barrier = barrier.clone();
             tokio::spawn(async move {
                 barrier.wait().await;
-                store.set_admin(id, false, "demoted", T0 + 1).await
+                store.set_admin(id, false, "demoted", T0 + 1, None).await
             })
         };
         let (ta, tb) = (demote(a), demote(b));
@@ -628,7 +640,7 @@ async fn delete_user_cascades_to_posts_and_sessions(store: SqlStore) {
     add_session(&store, &session("sb1", &bob, T0, T0 + MINUTE, false)).await;
     store.lock(&format!("user:{}", alice.id), T0, T0 + MINUTE, 5).await.expect("lock");
 
-    assert!(store.delete_user(alice.id).await.expect("delete"));
+    assert!(store.delete_user(alice.id, None).await.expect("delete"));
     assert!(store.user_by_id(alice.id).await.expect("get").is_none());
     assert!(!store.username_taken("alice").await.expect("taken"));
     assert!(store.post_by_id(a1).await.expect("post").is_none());
@@ -641,7 +653,7 @@ async fn delete_user_cascades_to_posts_and_sessions(store: SqlStore) {
     assert!(store.session_with_user("sb1").await.expect("session").is_some());
     assert_eq!(post_ids(&store, None, None, 10).await, [b1]);
 
-    assert!(!store.delete_user(alice.id).await.expect("delete again"));
+    assert!(!store.delete_user(alice.id, None).await.expect("delete again"));
     // The name is free again.
     add_user(&store, "alice", false).await;
 }
@@ -652,16 +664,16 @@ async fn delete_user_refuses_the_last_admin(store: SqlStore) {
     let post = store.insert_post(root.id, "t", "c", T0).await.expect("post");
     add_session(&store, &session("sr", &root, T0, T0 + MINUTE, false)).await;
 
-    assert!(!store.delete_user(root.id).await.expect("delete"));
+    assert!(!store.delete_user(root.id, None).await.expect("delete"));
     assert!(store.user_by_id(root.id).await.expect("get").is_some());
     assert!(store.post_by_id(post).await.expect("post").is_some());
     assert!(store.session_with_user("sr").await.expect("session").is_some());
 
-    assert!(store.set_admin(alice.id, true, "s", T0).await.expect("grant"));
-    assert!(store.delete_user(root.id).await.expect("delete"));
+    assert!(store.set_admin(alice.id, true, "s", T0, None).await.expect("grant"));
+    assert!(store.delete_user(root.id, None).await.expect("delete"));
     assert_eq!(store.count_admins().await.expect("count"), 1);
-    assert!(!store.delete_user(alice.id).await.expect("delete"));
-    assert!(!store.delete_user(root.id + 100).await.expect("unknown"));
+    assert!(!store.delete_user(alice.id, None).await.expect("delete"));
+    assert!(!store.delete_user(root.id + 100, None).await.expect("unknown"));
 }
 
 async fn concurrent_deletion_and_demotion_leave_an_admin(store: SqlStore) {
@@ -674,11 +686,11 @@ async fn concurrent_deletion_and_demotion_leave_an_admin(store: SqlStore) {
         let (b1, b2) = (barrier.clone(), barrier.clone());
         let ta = tokio::spawn(async move {
             b1.wait().await;
-            s1.delete_user(a).await
+            s1.delete_user(a, None).await
         });
         let tb = tokio::spawn(async move {
             b2.wait().await;
-            s2.set_admin(b, false, "demoted", T0 + 1).await
+            s2.set_admin(b, false, "demoted", T0 + 1, None).await
         });
         let deleted = ta.await.expect("task").expect("delete a");
         let demoted = tb.await.expect("task").expect("demote b");
@@ -764,11 +776,11 @@ async fn delete_session_deletes_only_the_owners_session(store: SqlStore) {
     add_session(&store, &session("sa2", &alice, T0, T0 + MINUTE, false)).await;
     add_session(&store, &session("sb", &bob, T0, T0 + MINUTE, false)).await;
 
-    assert!(!store.delete_session(bob.id, "sa").await.expect("delete"), "not bob's session");
+    assert!(!store.delete_session(bob.id, "sa", None).await.expect("delete"), "not bob's session");
     assert!(store.session_with_user("sa").await.expect("session").is_some());
-    assert!(store.delete_session(alice.id, "sa").await.expect("delete"));
+    assert!(store.delete_session(alice.id, "sa", None).await.expect("delete"));
     assert!(store.session_with_user("sa").await.expect("session").is_none());
-    assert!(!store.delete_session(alice.id, "sa").await.expect("delete again"));
+    assert!(!store.delete_session(alice.id, "sa", None).await.expect("delete again"));
     assert_eq!(session_ids(&store, alice.id, T0).await, ["sa2"]);
     assert_eq!(session_ids(&store, bob.id, T0).await, ["sb"]);
 }
@@ -781,18 +793,18 @@ async fn delete_user_sessions_keeps_the_exception(store: SqlStore) {
     }
     add_session(&store, &session("b1", &bob, T0, T0 + MINUTE, false)).await;
 
-    assert_eq!(store.delete_user_sessions(alice.id, Some("a2")).await.expect("delete"), 3);
+    assert_eq!(store.delete_user_sessions(alice.id, Some("a2"), None).await.expect("delete"), 3);
     assert_eq!(session_ids(&store, alice.id, T0).await, ["a2"]);
     assert_eq!(
-        store.delete_user_sessions(alice.id, Some("b1")).await.expect("delete"),
+        store.delete_user_sessions(alice.id, Some("b1"), None).await.expect("delete"),
         1,
         "another user's session is no exception"
     );
     assert_eq!(session_ids(&store, bob.id, T0).await, ["b1"]);
-    assert_eq!(store.delete_user_sessions(alice.id, None).await.expect("delete"), 0);
+    assert_eq!(store.delete_user_sessions(alice.id, None, None).await.expect("delete"), 0);
     add_session(&store, &session("a5", &alice, T0, T0 + MINUTE, false)).await;
     add_session(&store, &session("a6", &alice, T0, T0 + MINUTE, false)).await;
-    assert_eq!(store.delete_user_sessions(alice.id, None).await.expect("delete"), 2);
+    assert_eq!(store.delete_user_sessions(alice.id, None, None).await.expect("delete"), 2);
     assert!(session_ids(&store, alice.id, T0).await.is_empty());
     assert_eq!(session_ids(&store, bob.id, T0).await, ["b1"]);
 }
@@ -1102,4 +1114,235 @@ async fn list_posts_of_one_author(store: SqlStore) {
 
     let seen: HashSet<i64> = post_ids(&store, None, None, 100).await.into_iter().collect();
     assert_eq!(seen.len(), 6);
+}
+
+// ---------------------------------------------------------------- audit
+
+fn event(kind: &str, user_id: Option<i64>) -> AuditEvent {
+    AuditEvent {
+        at: T0,
+        kind: kind.to_owned(),
+        user_id,
+        subject: Some("subject".into()),
+        ip: Some("192.0.2.9".into()),
+        user_agent: Some("conformance/1.0".into()),
+        ..Default::default()
+    }
+}
+
+fn token(id: &str, purpose: TokenPurpose, email: Option<&str>) -> NewToken {
+    NewToken {
+        id: id.to_owned(),
+        secret_hash: format!("hash-of-{id}"),
+        purpose,
+        email: email.map(str::to_owned),
+        created_at: T0,
+        expires_at: T0 + 60 * MINUTE,
+    }
+}
+
+/// Every recorded event as (kind, user id), oldest first.
+async fn recorded(store: &SqlStore) -> Vec<(String, Option<i64>)> {
+    let mut all = store.list_audit(&AuditFilter::default(), 1000).await.expect("list audit");
+    all.reverse();
+    all.into_iter().map(|e| (e.kind, e.user_id)).collect()
+}
+
+async fn audited_changes_record_their_event(store: SqlStore) {
+    let root = add_user(&store, "root", true).await;
+    let alice = store
+        .insert_user(&new_user("alice", "alice@example.com", false), Some(&event("register", None)))
+        .await
+        .expect("insert");
+    let bob = store
+        .insert_user_with_token(
+            &new_user("bob", "bob@example.com", false),
+            &token("t1", TokenPurpose::VerifyEmail, Some("bob@example.com")),
+            &[],
+            Some(&event("register", None)),
+        )
+        .await
+        .expect("insert with token");
+    store.record_login(alice.id, T0 + 1, Some(&event("login.success", Some(alice.id)))).await.expect("login");
+    add_session(&store, &session("s1", &alice, T0, T0 + MINUTE, false)).await;
+    add_session(&store, &session("s2", &alice, T0, T0 + MINUTE, false)).await;
+    assert!(store.delete_session(alice.id, "s1", Some(&event("logout", Some(alice.id)))).await.expect("logout"));
+    assert_eq!(
+        store
+            .delete_user_sessions(alice.id, None, Some(&event("session.revoked", Some(alice.id))))
+            .await
+            .expect("revoke"),
+        1
+    );
+    assert!(
+        store.set_admin(alice.id, true, "s", T0, Some(&event("admin.grant", Some(alice.id)))).await.expect("grant")
+    );
+    store.set_admin_lock(bob.id, Some(T0 + MINUTE), T0, Some(&event("admin.lock", Some(bob.id)))).await.expect("lock");
+    assert!(
+        store
+            .verify_email_with_token("t1", bob.id, "bob@example.com", T0, Some(&event("email.verified", Some(bob.id))),)
+            .await
+            .expect("verify")
+    );
+    store
+        .issue_token(
+            bob.id,
+            &token("t2", TokenPurpose::ResetPassword, None),
+            &[],
+            Some(&event("email.change", Some(bob.id))),
+        )
+        .await
+        .expect("issue");
+    let changed = NewCredentials {
+        user_id: bob.id,
+        hash: "h2",
+        new_stamp: "st2",
+        mails: &[],
+        audit: Some(&event("password.changed", Some(bob.id))),
+        now: T0,
+    };
+    store.change_password_with_mail(&changed).await.expect("change");
+    let reset =
+        NewCredentials { hash: "h3", new_stamp: "st3", audit: Some(&event("password.reset", Some(bob.id))), ..changed };
+    assert!(store.reset_password_with_token("t2", &[], &reset).await.expect("reset"));
+    assert!(store.delete_user(bob.id, Some(&event("admin.delete", Some(bob.id)))).await.expect("delete"));
+    store.insert_audit(&event("login.failure", None)).await.expect("failure");
+
+    let a = Some(alice.id);
+    let b = Some(bob.id);
+    let expected: Vec<(String, Option<i64>)> = [
+        ("register", a),
+        ("register", b),
+        ("login.success", a),
+        ("logout", a),
+        ("session.revoked", a),
+        ("admin.grant", a),
+        ("admin.lock", b),
+        ("email.verified", b),
+        ("email.change", b),
+        ("password.changed", b),
+        ("password.reset", b),
+        ("admin.delete", b),
+        ("login.failure", None),
+    ]
+    .into_iter()
+    .map(|(k, u)| (k.to_owned(), u))
+    .collect();
+    assert_eq!(recorded(&store).await, expected);
+    let mine = store.list_audit(&AuditFilter { user_id: a, ..Default::default() }, 100).await.expect("list");
+    assert_eq!(mine.len(), 5, "filtered by user");
+    assert!(mine.iter().all(|e| e.ip.as_deref() == Some("192.0.2.9") && e.user_agent.is_some()));
+    assert!(is_admin(&store, root.id).await);
+}
+
+async fn refused_changes_record_nothing(store: SqlStore) {
+    let root = add_user(&store, "root", true).await;
+    let alice = add_user(&store, "alice", false).await;
+    assert!(
+        !store.set_admin(root.id, false, "s", T0, Some(&event("admin.revoke", Some(root.id)))).await.expect("revoke")
+    );
+    assert!(!store.delete_user(root.id, Some(&event("admin.delete", Some(root.id)))).await.expect("delete"));
+    assert!(!store.delete_session(alice.id, "nope", Some(&event("logout", Some(alice.id)))).await.expect("logout"));
+    let taken = store.insert_user(&new_user("ALICE", "a2@example.com", false), Some(&event("register", None))).await;
+    assert!(matches!(taken, Err(StoreError::UsernameTaken)), "{taken:?}");
+    store
+        .issue_token(alice.id, &token("t1", TokenPurpose::VerifyEmail, Some("root@example.com")), &[], None)
+        .await
+        .expect("issue");
+    let verified = event("email.verified", None);
+    let clash = store.verify_email_with_token("t1", alice.id, "root@example.com", T0, Some(&verified)).await;
+    assert!(matches!(clash, Err(StoreError::EmailTaken)), "{clash:?}");
+    assert_eq!(recorded(&store).await, Vec::new(), "nothing happened, nothing recorded");
+}
+
+/// Makes every insert into the audit log fail, as a full disk or a lost
+/// connection would.
+async fn refuse_audit_inserts(store: &SqlStore) {
+    let statements: &[&str] = match store.backend() {
+        portcullis_store::Backend::Sqlite => &[
+            "CREATE TRIGGER audit_refused BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'audit refused'); END",
+        ],
+        portcullis_store::Backend::Postgres => &[
+            "CREATE FUNCTION audit_refused() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN RAISE EXCEPTION 'audit refused'; END $f$",
+            "CREATE TRIGGER audit_refused BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION audit_refused()",
+        ],
+    };
+    for sql in statements {
+        sqlx::raw_sql(sql).execute(store.pool()).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+async fn a_change_whose_event_cannot_be_written_is_undone(store: SqlStore) {
+    let root = add_user(&store, "root", true).await;
+    let alice = add_user(&store, "alice", false).await;
+    add_session(&store, &session("s1", &alice, T0, T0 + MINUTE, false)).await;
+    store
+        .issue_token(alice.id, &token("t1", TokenPurpose::VerifyEmail, Some("new@example.com")), &[], None)
+        .await
+        .expect("issue");
+    store.issue_token(alice.id, &token("t2", TokenPurpose::ResetPassword, None), &[], None).await.expect("issue");
+    refuse_audit_inserts(&store).await;
+    let ev = |kind: &str| event(kind, Some(alice.id));
+
+    let e = ev("register");
+    assert!(store.insert_user(&new_user("carol", "carol@example.com", false), Some(&e)).await.is_err());
+    assert!(
+        store
+            .insert_user_with_token(
+                &new_user("dave", "dave@example.com", false),
+                &token("t3", TokenPurpose::VerifyEmail, None),
+                &[],
+                Some(&e),
+            )
+            .await
+            .is_err()
+    );
+    assert!(store.user_by_login("carol").await.expect("lookup").is_none(), "no user without its event");
+    assert!(store.user_by_login("dave").await.expect("lookup").is_none(), "no user without its event");
+    assert!(store.token("t3").await.expect("token").is_none());
+
+    assert!(store.record_login(alice.id, T0 + 5, Some(&ev("login.success"))).await.is_err());
+    assert!(store.delete_session(alice.id, "s1", Some(&ev("logout"))).await.is_err());
+    assert!(store.delete_user_sessions(alice.id, None, Some(&ev("session.revoked"))).await.is_err());
+    assert!(store.set_admin(alice.id, true, "new", T0, Some(&ev("admin.grant"))).await.is_err());
+    assert!(store.set_admin_lock(alice.id, Some(T0 + MINUTE), T0, Some(&ev("admin.lock"))).await.is_err());
+    assert!(
+        store
+            .verify_email_with_token("t1", alice.id, "new@example.com", T0, Some(&ev("email.verified")))
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .issue_token(alice.id, &token("t4", TokenPurpose::VerifyEmail, None), &[], Some(&ev("email.change")))
+            .await
+            .is_err()
+    );
+    let change = NewCredentials {
+        user_id: alice.id,
+        hash: "h2",
+        new_stamp: "st2",
+        mails: &[],
+        audit: Some(&ev("password.changed")),
+        now: T0,
+    };
+    assert!(store.change_password_with_mail(&change).await.is_err());
+    assert!(store.reset_password_with_token("t2", &[], &change).await.is_err());
+    assert!(store.delete_user(alice.id, Some(&ev("account.deleted"))).await.is_err());
+
+    let after = store.user_by_id(alice.id).await.expect("lookup").expect("alice is still there");
+    assert_eq!(after.last_login_at, alice.last_login_at, "login not recorded");
+    assert!(!after.is_admin, "not granted");
+    assert_eq!(after.security_stamp, alice.security_stamp);
+    assert_eq!(after.password_hash, alice.password_hash, "password unchanged");
+    assert_eq!(after.admin_locked_until, None, "not locked");
+    assert_eq!(after.email, "alice@example.com");
+    assert!(!after.email_verified);
+    assert_eq!(session_ids(&store, alice.id, T0).await, ["s1"], "session not ended");
+    let t1 = store.token("t1").await.expect("token").expect("t1");
+    assert!(t1.used_at.is_none(), "verification link not used up");
+    assert!(store.token("t2").await.expect("token").expect("t2").used_at.is_none(), "reset link not used up");
+    assert!(store.token("t4").await.expect("token").is_none());
+    assert!(is_admin(&store, root.id).await);
+    assert!(store.insert_audit(&event("login.failure", None)).await.is_err(), "the log itself refuses");
 }

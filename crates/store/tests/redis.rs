@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use portcullis_app::ports::RateLimitStore;
+use portcullis_app::audit::{AuditEvent, AuditFilter};
+use portcullis_app::ports::{AuditStore, RateLimitStore};
 use portcullis_app::{Session, SessionStore, UserStore};
 use portcullis_store::SqlStore;
 use portcullis_store::redis::RedisStore;
@@ -26,9 +27,9 @@ async fn fixture() -> Option<Fixture> {
     let sql = SqlStore::connect(&format!("sqlite://{}/t.db", dir.path().display()), 4).await.expect("sqlite");
     sql.migrate().await.expect("migrate");
     let prefix = format!("portcullis-test-{}:", portcullis_app::tokens::random_b64(8));
-    let users: Arc<dyn UserStore> = Arc::new(sql.clone());
-    let redis =
-        RedisStore::connect(&url, &prefix, users).await.expect("Redis must be reachable when the variable is set");
+    let redis = RedisStore::connect(&url, &prefix, Arc::new(sql.clone()))
+        .await
+        .expect("Redis must be reachable when the variable is set");
     Some(Fixture { redis, sql, prefix, url, _dir: dir })
 }
 
@@ -53,7 +54,7 @@ impl Fixture {
             security_stamp: "stamp".into(),
             now: 1,
         };
-        self.sql.insert_user(&new).await.expect("user")
+        self.sql.insert_user(&new, None).await.expect("user")
     }
 }
 
@@ -108,9 +109,16 @@ async fn sessions_are_listed_and_revoked_per_user() {
     let ids = |v: Vec<Session>| v.into_iter().map(|s| s.id).collect::<Vec<_>>();
     let now = portcullis_app::clock::now_ms();
     assert_eq!(ids(f.redis.user_sessions(alice.id, now).await.expect("list")), vec!["a3", "a2", "a1"]);
-    assert!(!f.redis.delete_session(bob.id, "a1").await.expect("delete"), "only the owner's");
-    assert!(f.redis.delete_session(alice.id, "a1").await.expect("delete"));
-    assert_eq!(f.redis.delete_user_sessions(alice.id, Some("a3")).await.expect("others"), 1);
+    let event = |kind: &str, user: i64| AuditEvent { kind: kind.into(), user_id: Some(user), ..Default::default() };
+    let logout = event("logout", bob.id);
+    assert!(!f.redis.delete_session(bob.id, "a1", Some(&logout)).await.expect("delete"), "only the owner's");
+    assert!(f.redis.delete_session(alice.id, "a1", Some(&event("logout", alice.id))).await.expect("delete"));
+    let revoked = event("session.revoked", alice.id);
+    assert_eq!(f.redis.delete_user_sessions(alice.id, Some("a3"), Some(&revoked)).await.expect("others"), 1);
+    // The events of those ends are in the SQL log; the refused delete left none.
+    let log = f.sql.list_audit(&AuditFilter::default(), 10).await.expect("audit");
+    let kinds: Vec<_> = log.iter().map(|e| (e.kind.as_str(), e.user_id)).collect();
+    assert_eq!(kinds, vec![("session.revoked", Some(alice.id)), ("logout", Some(alice.id))]);
     assert_eq!(ids(f.redis.user_sessions(alice.id, now).await.expect("list")), vec!["a3"]);
     assert_eq!(ids(f.redis.user_sessions(bob.id, now).await.expect("list")), vec!["b1"]);
     f.cleanup().await;

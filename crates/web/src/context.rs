@@ -69,6 +69,13 @@ pub struct RequestCtx {
     pub path_and_query: String,
 }
 
+impl RequestCtx {
+    /// This client acting on its own account, for audit events.
+    pub fn origin(&self) -> portcullis_app::Origin {
+        portcullis_app::Origin::user(&self.client)
+    }
+}
+
 /// What a handler asks of the session cookie, as a response extension.
 #[derive(Clone, Debug)]
 pub enum SessionChange {

@@ -60,24 +60,11 @@ async fn post_email(
 ) -> Result<Response, WebError> {
     let back = |flash: Flash| see_other_with("/account", vec![flash]);
     let u = &user.auth.user;
-    match state.accounts.request_email_change(u.id, &form.current_password, &form.new_email).await {
-        Ok(()) => {
-            state
-                .audit
-                .record(
-                    "email.change",
-                    Some(u.id),
-                    Some(&u.username),
-                    &user.ctx.client,
-                    None,
-                    Some(format!("to {}", form.new_email.trim())),
-                )
-                .await;
-            Ok(back(Flash::info(format!(
-                "We sent a confirmation link to {}. Your address changes when you follow it.",
-                form.new_email.trim()
-            ))))
-        }
+    match state.accounts.request_email_change(u.id, &form.current_password, &form.new_email, &user.ctx.origin()).await {
+        Ok(()) => Ok(back(Flash::info(format!(
+            "We sent a confirmation link to {}. Your address changes when you follow it.",
+            form.new_email.trim()
+        )))),
         Err(AppError::InvalidCredentials) => Ok(back(Flash::error("Current password is incorrect"))),
         Err(AppError::Invalid(errors)) => Ok(back(Flash::error(errors.to_string()))),
         Err(e) => Err(e.into()),
@@ -91,9 +78,8 @@ async fn post_delete_account(
     Form(form): Form<DeleteForm>,
 ) -> Result<Response, WebError> {
     let u = &user.auth.user;
-    match state.accounts.delete_own_account(u.id, &form.current_password).await {
+    match state.accounts.delete_own_account(u.id, &form.current_password, &user.ctx.origin()).await {
         Ok(()) => {
-            state.audit.record("account.deleted", Some(u.id), Some(&u.username), &user.ctx.client, None, None).await;
             let mut r = see_other_with("/", vec![Flash::info("Your account and its posts have been deleted.")]);
             r.extensions_mut().insert(SessionChange::End);
             Ok(r)
@@ -127,10 +113,8 @@ async fn post_password(
         Ok(p) => p,
         Err(e) => return Ok(back(Flash::error(e.to_string()))),
     };
-    match state.accounts.change_password(&user.auth.session, &form.current_password, &new).await {
+    match state.accounts.change_password(&user.auth.session, &form.current_password, &new, &user.ctx.origin()).await {
         Ok(new) => {
-            let u = &user.auth.user;
-            state.audit.record("password.changed", Some(u.id), Some(&u.username), &user.ctx.client, None, None).await;
             let mut r = back(Flash::success("Your password was changed. Other sessions were signed out."));
             r.extensions_mut().insert(SessionChange::Start { cookie: new.cookie, remember: new.session.remember });
             Ok(r)
@@ -170,37 +154,13 @@ async fn post_revoke_session(
     if id == user.auth.session.id {
         return Ok(see_other_with("/account/sessions", vec![Flash::error("To end this session, log out.")]));
     }
-    state.accounts.revoke_session(user.auth.user.id, &id).await?;
-    let u = &user.auth.user;
-    state
-        .audit
-        .record(
-            "session.revoked",
-            Some(u.id),
-            Some(&u.username),
-            &user.ctx.client,
-            None,
-            Some(format!("session {}", &id[..id.len().min(6)])),
-        )
-        .await;
+    state.accounts.revoke_session(&user.auth.user, &id, &user.ctx.origin()).await?;
     Ok(see_other_with("/account/sessions", vec![Flash::success("Session revoked")]))
 }
 
 /// Ends every session but this one.
 async fn post_revoke_others(State(state): State<AppState>, user: CurrentUser) -> Result<Response, WebError> {
-    let n = state.accounts.revoke_other_sessions(user.auth.user.id, Some(&user.auth.session.id)).await?;
-    let u = &user.auth.user;
-    state
-        .audit
-        .record(
-            "session.revoked",
-            Some(u.id),
-            Some(&u.username),
-            &user.ctx.client,
-            None,
-            Some(format!("{n} other session(s)")),
-        )
-        .await;
+    let n = state.accounts.revoke_other_sessions(&user.auth.user, &user.auth.session.id, &user.ctx.origin()).await?;
     Ok(see_other_with("/account/sessions", vec![Flash::success(format!("Signed out of {n} other session(s)"))]))
 }
 

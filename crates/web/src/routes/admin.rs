@@ -5,6 +5,7 @@ use crate::routes::RouteTable;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use minijinja::context;
+use portcullis_app::Origin;
 use portcullis_app::clock::now_ms;
 use serde::Deserialize;
 
@@ -153,47 +154,28 @@ async fn post_action(
     let id: i64 = id.parse().map_err(|_| WebError::NotFound)?;
     let user = state.accounts.user(id).await?;
     let accounts = &state.accounts;
+    let me = &admin.auth.user;
+    let origin = Origin::admin(&admin.ctx.client, me.id, &me.username);
     let result = match action {
         Action::Lock => {
             let until = now_ms() + portcullis_app::clock::ms(accounts.settings().lockout_duration);
-            accounts.lock_user(id, until).await.map(|()| format!("{} is locked", user.username))
+            accounts.lock_user(id, until, &origin).await.map(|()| format!("{} is locked", user.username))
         }
-        Action::Unlock => accounts.unlock_user(id).await.map(|()| format!("{} is unlocked", user.username)),
+        Action::Unlock => accounts.unlock_user(id, &origin).await.map(|()| format!("{} is unlocked", user.username)),
         Action::GrantAdmin => {
-            accounts.set_admin(id, true).await.map(|u| format!("{} is now an administrator", u.username))
+            accounts.set_admin(id, true, &origin).await.map(|u| format!("{} is now an administrator", u.username))
         }
-        Action::RevokeAdmin => {
-            accounts.set_admin(id, false).await.map(|u| format!("{} is no longer an administrator", u.username))
-        }
+        Action::RevokeAdmin => accounts
+            .set_admin(id, false, &origin)
+            .await
+            .map(|u| format!("{} is no longer an administrator", u.username)),
         Action::RevokeSessions => {
-            accounts.revoke_other_sessions(id, None).await.map(|n| format!("Ended {n} session(s) of {}", user.username))
+            accounts.end_all_sessions(id, &origin).await.map(|n| format!("Ended {n} session(s) of {}", user.username))
         }
-        Action::Delete => accounts.delete_user(id).await.map(|()| format!("{} was deleted", user.username)),
-    };
-    let kind = match action {
-        Action::Lock => "admin.lock",
-        Action::Unlock => "admin.unlock",
-        Action::GrantAdmin => "admin.grant",
-        Action::RevokeAdmin => "admin.revoke",
-        Action::RevokeSessions => "admin.sessions",
-        Action::Delete => "admin.delete",
+        Action::Delete => accounts.delete_user(id, &origin).await.map(|()| format!("{} was deleted", user.username)),
     };
     let flash = match result {
-        Ok(msg) => {
-            let me = &admin.auth.user;
-            state
-                .audit
-                .record(
-                    kind,
-                    Some(id),
-                    Some(&user.username),
-                    &admin.ctx.client,
-                    Some(me.id),
-                    Some(format!("by {}", me.username)),
-                )
-                .await;
-            Flash::success(msg)
-        }
+        Ok(msg) => Flash::success(msg),
         Err(portcullis_app::AppError::Refused(msg)) => Flash::error(msg),
         Err(e) => return Err(e.into()),
     };

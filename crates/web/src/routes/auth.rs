@@ -104,9 +104,8 @@ async fn post_register(
         password: form.password,
         ..Default::default()
     };
-    match state.accounts.register(reg).await {
+    match state.accounts.register(reg, &ctx.origin()).await {
         Ok(user) => {
-            state.audit.record("register", Some(user.id), Some(&user.username), &ctx.client, None, None).await;
             let new = state.accounts.start_session(&user, false, ctx.client.clone()).await?;
             let mut r = see_other_with(
                 "/dashboard",
@@ -165,14 +164,12 @@ async fn post_login(
             let (id, nonce) = p.split_once('.')?;
             Some(DeviceCookie { user_id: id.parse().ok()?, nonce: nonce.to_owned() })
         });
-    let subject = Some(form.username.trim());
-    match state.accounts.authenticate(&form.username, &form.password, device.as_ref()).await {
+    match state.accounts.authenticate(&form.username, &form.password, device.as_ref(), &ctx.origin()).await {
         Ok(login) => {
             let user = login.user;
             let remember =
                 form.remember_me.as_deref().is_some_and(|v| !v.is_empty() && v != "0" && v != "off" && v != "false");
             let new = state.accounts.start_session(&user, remember, ctx.client.clone()).await?;
-            state.audit.record("login.success", Some(user.id), Some(&user.username), &ctx.client, None, None).await;
             if !login.known_device {
                 let agent = describe_agent(ctx.client.user_agent.as_deref().unwrap_or(""));
                 if let Err(e) = state.accounts.notify_new_device(&user, &ctx.client, &agent).await {
@@ -191,9 +188,6 @@ async fn post_login(
             Ok(r)
         }
         Err(e @ (AppError::InvalidCredentials | AppError::Locked)) => {
-            let kind = if matches!(e, AppError::Locked) { "login.locked" } else { "login.failure" };
-            let user_id = state.accounts.find_user(form.username.trim()).await.ok().map(|u| u.id);
-            state.audit.record(kind, user_id, subject, &ctx.client, None, None).await;
             ctx.flashes.push(Flash::error(e.to_string()));
             let next = next.as_deref().and_then(safe_next);
             Ok(state.templates.render(&ctx, "login.html", context! { username => form.username, next, failed => true }))
@@ -210,8 +204,7 @@ async fn get_logout(State(state): State<AppState>, user: CurrentUser) -> Respons
 /// Ends the session on the server and clears the cookie.
 async fn post_logout(State(state): State<AppState>, Ctx(ctx): Ctx) -> Result<Response, WebError> {
     if let Some(auth) = &ctx.auth {
-        state.accounts.logout(&auth.session).await?;
-        state.audit.record("logout", Some(auth.user.id), Some(&auth.user.username), &ctx.client, None, None).await;
+        state.accounts.logout(&auth.user, &auth.session, &ctx.origin()).await?;
     }
     let mut r = see_other_with("/", vec![Flash::info("You have been logged out.")]);
     r.extensions_mut().insert(SessionChange::End);

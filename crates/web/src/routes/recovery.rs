@@ -52,9 +52,8 @@ async fn get_verify_email(
     Path(token): Path<String>,
 ) -> Result<Response, WebError> {
     state.rate_limit("verify", &ctx.client).await?;
-    match state.accounts.verify_email(&token).await {
+    match state.accounts.verify_email(&token, &ctx.origin()).await {
         Ok(user) => {
-            state.audit.record("email.verified", Some(user.id), Some(&user.email), &ctx.client, None, None).await;
             let to = if ctx.auth.is_some() { "/dashboard" } else { "/login" };
             Ok(see_other_with(
                 to,
@@ -128,14 +127,11 @@ async fn post_reset_password(
     Form(form): Form<ResetForm>,
 ) -> Result<Response, WebError> {
     state.rate_limit("reset", &ctx.client).await?;
-    match state.accounts.reset_password(&token, &form.password).await {
-        Ok(user) => {
-            state.audit.record("password.reset", Some(user.id), Some(&user.username), &ctx.client, None, None).await;
-            Ok(no_referrer(see_other_with(
-                "/login",
-                vec![Flash::success("Your password has been reset. Log in with your new password.")],
-            )))
-        }
+    match state.accounts.reset_password(&token, &form.password, &ctx.origin()).await {
+        Ok(_) => Ok(no_referrer(see_other_with(
+            "/login",
+            vec![Flash::success("Your password has been reset. Log in with your new password.")],
+        ))),
         Err(AppError::Invalid(errors)) => {
             ctx.flashes.extend(errors.0.iter().map(|(_, m)| Flash::error(m.clone())));
             let field_errors: std::collections::BTreeMap<&str, &str> =

@@ -10,13 +10,14 @@ use portcullis_app::audit::Audit;
 use portcullis_app::limits::RateLimiter;
 use portcullis_app::mail::{MailTransport, OutboxWorker, Sealer};
 use portcullis_app::ports::RateLimitStore;
-use portcullis_app::{Accounts, HashPool, OutboxStore, Posts, SessionStore};
+use portcullis_app::{Accounts, HashPool, OutboxStore, PostStore, Posts, SessionStore};
 use portcullis_store::redis::RedisStore;
 use portcullis_web::mail::MailTemplates;
 use tokio::sync::Notify;
 
 use crate::mail::{DirMailer, SmtpMailer};
-use portcullis_store::SqlStore;
+use portcullis_store::cache::CachedStore;
+use portcullis_store::{Backend, SqlStore};
 use portcullis_web::{AppState, WebConfig};
 use tokio::net::TcpListener;
 
@@ -187,7 +188,7 @@ pub async fn open(config: &Config) -> Result<Services, StartError> {
         }
         None => (shared.clone(), shared.clone()),
     };
-    let ports = AccountPorts {
+    let mut ports = AccountPorts {
         users: shared.clone(),
         sessions,
         throttle: shared.clone(),
@@ -195,8 +196,17 @@ pub async fn open(config: &Config) -> Result<Services, StartError> {
         outbox: shared.clone(),
         audit: shared.clone(),
     };
+    let mut post_store: Arc<dyn PostStore> = shared.clone();
+    // One node on SQLite: sessions and post lists are read from memory (see
+    // `portcullis_store::cache`). Other nodes could change them behind a
+    // cache's back, so PostgreSQL and Redis deployments read the database.
+    if store.backend() == Backend::Sqlite && config.redis_url.is_none() {
+        let cached = CachedStore::new(shared.clone());
+        (ports.users, ports.sessions, ports.tokens) = (cached.clone(), cached.clone(), cached.clone());
+        post_store = cached;
+    }
     let accounts = Accounts::new(ports, mailer, hasher, config.auth.clone());
-    let posts = Posts::new(shared.clone());
+    let posts = Posts::new(post_store);
     let limiter = RateLimiter::new(counters, config.rate_limit_per_minute);
     let audit = Audit::new(shared, config.audit_retention);
     let transport = mail_transport(config)?;

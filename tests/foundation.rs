@@ -125,6 +125,40 @@ fn portcullis(
     )
 }
 
+/// The running server reads sessions from memory; a change the command line
+/// makes in the same database still reaches it (well within a second).
+#[tokio::test]
+async fn a_command_line_change_reaches_the_running_server() {
+    let app = TestApp::spawn().await;
+    app.create_user("root", "root@example.com", "a long passphrase", true).await;
+    let bob = app.create_user("bob", "bob@example.com", "a long passphrase", false).await;
+    let client = app.login_as(&bob).await;
+    assert_eq!(client.get("/dashboard").await.status, 200);
+    assert_eq!(client.get("/admin/users").await.status, 403);
+
+    let data = app.data_dir().to_owned();
+    let (code, _, err) =
+        tokio::task::spawn_blocking(move || portcullis(&data, &["user", "set-admin", "bob"], None, &[]))
+            .await
+            .expect("join");
+    assert_eq!(code, 0, "{err}");
+    // A privilege change ends the user's sessions: the old cookie stops working.
+    let mut ended = false;
+    for _ in 0..50 {
+        let r = client.get("/dashboard").await;
+        if r.status == 303 && r.location().is_some_and(|l| l.starts_with("/login")) {
+            ended = true;
+            break;
+        }
+        assert_eq!(r.status, 200);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(ended, "the session ended by the command line was still served");
+    let again = app.login_as(&bob).await;
+    assert_eq!(again.get("/admin/users").await.status, 200, "and the new session is an admin's");
+    app.stop().await;
+}
+
 #[test]
 fn cli_creates_lists_and_promotes_users() {
     let dir = tempfile::tempdir().expect("tmp");

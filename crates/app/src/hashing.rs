@@ -5,12 +5,18 @@
 //! `queue` more waiting jobs; past that a caller gets [`PoolBusy`] at once,
 //! so a login flood gets quick refusals instead of an unbounded queue, and
 //! page requests keep their threads.
+//!
+//! Argon2's working memory (`m_cost` KiB per hash) is kept between jobs, one
+//! buffer per worker, rather than allocated and freed each time: freed
+//! buffers of that size stay in the allocator's per-thread arenas, and with
+//! blocking threads coming and going the process would grow to many times
+//! `workers × m_cost`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, SaltString};
-use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
@@ -40,6 +46,8 @@ pub struct Verified {
 /// Argon2id hashing and verification on a bounded blocking pool.
 pub struct HashPool {
     argon2: Argon2<'static>,
+    params: Params,
+    memory: Arc<Memory>,
     settings: Argon2Settings,
     workers: Arc<Semaphore>,
     admission: Arc<Semaphore>,
@@ -51,13 +59,15 @@ impl HashPool {
     pub fn new(settings: Argon2Settings, workers: usize, queue: usize) -> Result<Self, AppError> {
         let params = Params::new(settings.memory_kib, settings.iterations, settings.parallelism, None)
             .map_err(|e| AppError::Internal(format!("argon2 parameters: {e}")))?;
-        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
         let workers = workers.max(1);
         // A hash of a random password: unknown users are checked against it so
         // that they cost exactly what a real user costs.
-        let dummy_hash = hash_with(&argon2, &format!("{:x}", rand::random::<u128>()))?;
+        let dummy_hash = hash_with(&argon2, &params, &format!("{:x}", rand::random::<u128>()))?;
         Ok(Self {
             argon2,
+            params,
+            memory: Arc::new(Memory { spare: Mutex::new(Vec::new()), keep: workers }),
             settings,
             workers: Arc::new(Semaphore::new(workers)),
             admission: Arc::new(Semaphore::new(workers + queue)),
@@ -79,8 +89,11 @@ impl HashPool {
     /// Hashes a new password (Argon2id, PHC string, random salt).
     pub async fn hash(&self, password: &str) -> Result<String, AppError> {
         let argon2 = self.argon2.clone();
+        let params = self.params.clone();
+        let memory = self.memory.clone();
         let password = password.to_owned();
-        self.run(move || hash_with(&argon2, &password)).await?
+        self.run(move || memory.with(params.block_count(), |blocks| hash_in(&argon2, &params, &password, blocks)))
+            .await?
     }
 
     /// Checks `password` against a stored hash of any supported format.
@@ -104,11 +117,11 @@ impl HashPool {
 
     /// [`HashPool::verify`] in a place already reserved.
     pub async fn verify_admitted(&self, place: Admission, password: &str, stored: &str) -> Result<Verified, AppError> {
-        let argon2 = self.argon2.clone();
         let settings = self.settings;
+        let memory = self.memory.clone();
         let password = password.to_owned();
         let stored = stored.to_owned();
-        self.run_admitted(place, move || verify_with(&argon2, settings, &password, &stored)).await
+        self.run_admitted(place, move || verify_in(settings, &password, &stored, &memory)).await
     }
 
     /// [`HashPool::verify_dummy`] in a place already reserved.
@@ -133,21 +146,88 @@ impl HashPool {
     }
 }
 
-fn hash_with(argon2: &Argon2<'_>, password: &str) -> Result<String, AppError> {
+/// Argon2 working memory kept for the next job.
+struct Memory {
+    spare: Mutex<Vec<Vec<Block>>>,
+    keep: usize,
+}
+
+impl Memory {
+    /// Runs `job` on at least `blocks` blocks of working memory, taken from
+    /// the spares (or allocated) and given back afterwards.
+    fn with<T>(&self, blocks: usize, job: impl FnOnce(&mut [Block]) -> T) -> T {
+        let spare = self.spare.lock().map(|mut s| s.pop()).unwrap_or(None);
+        let mut buffer = match spare {
+            Some(b) if b.len() >= blocks => b,
+            _ => vec![Block::default(); blocks],
+        };
+        let out = job(&mut buffer);
+        if let Ok(mut spare) = self.spare.lock()
+            && spare.len() < self.keep
+        {
+            spare.push(buffer);
+        }
+        out
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> AppError {
+    AppError::Internal(format!("argon2: {e}"))
+}
+
+fn hash_with(argon2: &Argon2<'_>, params: &Params, password: &str) -> Result<String, AppError> {
+    hash_in(argon2, params, password, &mut vec![Block::default(); params.block_count()])
+}
+
+/// A new Argon2id PHC string for `password`, computed in `blocks`.
+fn hash_in(argon2: &Argon2<'_>, params: &Params, password: &str, blocks: &mut [Block]) -> Result<String, AppError> {
     let salt = SaltString::generate(&mut OsRng);
-    argon2
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| AppError::Internal(format!("argon2: {e}")))
+    let mut salt_buf = [0u8; 64];
+    let salt_bytes = salt.as_salt().decode_b64(&mut salt_buf).map_err(internal)?;
+    let len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let output = Output::init_with(len, |out| {
+        argon2.hash_password_into_with_memory(password.as_bytes(), salt_bytes, out, &mut *blocks).map_err(Into::into)
+    })
+    .map_err(internal)?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(internal)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
+    Ok(phc.to_string())
+}
+
+/// Whether `password` matches an Argon2 PHC string, computed in memory from `memory`.
+fn argon2_matches(parsed: &PasswordHash<'_>, password: &str, memory: &Memory) -> Option<bool> {
+    let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;
+    let version = parsed.version.map(Version::try_from).transpose().ok()?.unwrap_or_default();
+    let params = Params::try_from(parsed).ok()?;
+    let expected = parsed.hash?;
+    let mut salt_buf = [0u8; 64];
+    let salt = parsed.salt?.decode_b64(&mut salt_buf).ok()?;
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    let mut out = vec![0u8; expected.len()];
+    memory
+        .with(params.block_count(), |blocks| {
+            argon2.hash_password_into_with_memory(password.as_bytes(), salt, &mut out, blocks)
+        })
+        .ok()?;
+    Some(bool::from(out.as_slice().ct_eq(expected.as_bytes())))
 }
 
 /// Synchronous verification, for callers already off the async threads.
-pub fn verify_with(argon2: &Argon2<'_>, current: Argon2Settings, password: &str, stored: &str) -> Verified {
+pub fn verify_with(current: Argon2Settings, password: &str, stored: &str) -> Verified {
+    verify_in(current, password, stored, &Memory { spare: Mutex::new(Vec::new()), keep: 0 })
+}
+
+fn verify_in(current: Argon2Settings, password: &str, stored: &str, memory: &Memory) -> Verified {
     if stored.starts_with("$argon2") {
         let Ok(parsed) = PasswordHash::new(stored) else {
             return Verified { ok: false, needs_rehash: false };
         };
-        let ok = argon2.verify_password(password.as_bytes(), &parsed).is_ok();
+        let ok = argon2_matches(&parsed, password, memory).unwrap_or(false);
         let needs_rehash = match Params::try_from(&parsed) {
             Ok(p) => {
                 parsed.algorithm != Algorithm::Argon2id.ident()
@@ -241,6 +321,45 @@ mod tests {
         }
         // Two hashes of one password differ: the salt is random.
         assert_ne!(pool.hash("same").await.expect("h"), pool.hash("same").await.expect("h"));
+    }
+
+    #[tokio::test]
+    async fn hashes_agree_with_the_argon2_crates_own() {
+        use argon2::{PasswordHasher as _, PasswordVerifier as _};
+        let pool = HashPool::new(cheap(), 1, 1).expect("pool");
+        let ours = pool.hash("correct horse").await.expect("hash");
+        let theirs = PasswordHash::new(&ours).expect("a PHC string");
+        let params = Params::new(1024, 1, 1, None).expect("params");
+        let reference = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        assert!(reference.verify_password(b"correct horse", &theirs).is_ok());
+        assert!(reference.verify_password(b"correct horsf", &theirs).is_err());
+        let salt = SaltString::generate(&mut OsRng);
+        let made_elsewhere = reference.hash_password(b"battery staple", &salt).expect("hash").to_string();
+        assert!(pool.verify("battery staple", &made_elsewhere).await.expect("verify").ok);
+        assert!(!pool.verify("battery stapler", &made_elsewhere).await.expect("verify").ok);
+        // Argon2i and Argon2d hashes verify too (and are marked for rehash).
+        for alg in [Algorithm::Argon2i, Algorithm::Argon2d] {
+            let other = Argon2::new(alg, Version::V0x13, Params::new(1024, 1, 1, None).expect("params"));
+            let h = other.hash_password(b"legacy", &salt).expect("hash").to_string();
+            assert_eq!(pool.verify("legacy", &h).await.expect("verify"), Verified { ok: true, needs_rehash: true });
+        }
+    }
+
+    #[tokio::test]
+    async fn working_memory_is_kept_once_per_worker() {
+        let pool = Arc::new(HashPool::new(cheap(), 2, 8).expect("pool"));
+        let h = pool.hash("pw").await.expect("hash");
+        let mut jobs = Vec::new();
+        for _ in 0..8 {
+            let (p, h) = (pool.clone(), h.clone());
+            jobs.push(tokio::spawn(async move { p.verify("pw", &h).await }));
+        }
+        for j in jobs {
+            assert!(j.await.expect("join").expect("verify").ok);
+        }
+        let spare = pool.memory.spare.lock().expect("lock");
+        assert!((1..=2).contains(&spare.len()), "{} buffers kept for 2 workers", spare.len());
+        assert!(spare.iter().all(|b| b.len() == 1024), "each the size of one hash");
     }
 
     #[tokio::test]

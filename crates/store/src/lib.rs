@@ -4,6 +4,7 @@
 //! back as domain errors, never as 500s.
 
 mod audit;
+pub mod cache;
 mod limits;
 mod outbox;
 mod posts;

@@ -20,6 +20,7 @@ use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -113,6 +114,16 @@ pub fn route_list() -> Vec<(Method, &'static str)> {
     table().entries
 }
 
+/// Logs a server error, except the 503s that refuse logins while the
+/// hashing pool is full: those are expected under load, answered with
+/// `Retry-After`, and one line each would cost more than the answer.
+fn log_failure(class: ServerErrorsFailureClass, latency: Duration, _span: &tracing::Span) {
+    match class {
+        ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {}
+        class => tracing::error!(classification = %class, latency_ms = latency.as_millis(), "response failed"),
+    }
+}
+
 /// Every route and the middleware around them.
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
@@ -134,7 +145,8 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
             tracing::info_span!("request", method = %req.method(), path = %loggable_path(req.uri().path()), request_id = %id)
-        }))
+        })
+        .on_failure(log_failure))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
 }

@@ -1,0 +1,161 @@
+//! The read cache of the one-node SQLite deployment: what it serves from
+//! memory, and that no change, made here or by another process, is missed.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use portcullis_app::{NewUser, PostStore, Session, SessionStore, User, UserStore};
+use portcullis_domain::{Email, Username};
+use portcullis_store::SqlStore;
+use portcullis_store::cache::{CachedStore, WATCH_INTERVAL};
+
+const T0: i64 = 1_700_000_000_000;
+const FAR: i64 = T0 + 1_000_000_000_000;
+
+struct Fixture {
+    sql: Arc<SqlStore>,
+    cache: Arc<CachedStore>,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tmp");
+    let url = format!("sqlite://{}", dir.path().join("cache.db").display());
+    let sql = SqlStore::connect(&url, 4).await.expect("sqlite");
+    sql.migrate().await.expect("migrate");
+    let sql = Arc::new(sql);
+    let cache = CachedStore::new(sql.clone());
+    Fixture { sql, cache, url, _dir: dir }
+}
+
+async fn user(store: &dyn UserStore, name: &str) -> User {
+    let new = NewUser {
+        username: Username::parse(name).expect("name"),
+        email: Email::parse(&format!("{name}@example.com")).expect("email"),
+        password_hash: "hash".into(),
+        is_admin: false,
+        email_verified: true,
+        security_stamp: format!("stamp-{name}"),
+        now: T0,
+    };
+    store.insert_user(&new, None).await.expect("user")
+}
+
+fn session(id: &str, user: &User) -> Session {
+    Session {
+        id: id.into(),
+        secret_hash: "h".into(),
+        user_id: user.id,
+        security_stamp: user.security_stamp.clone(),
+        created_at: T0,
+        last_seen_at: T0,
+        expires_at: FAR,
+        remember: false,
+        ip: None,
+        user_agent: None,
+    }
+}
+
+#[tokio::test]
+async fn sessions_and_post_lists_are_served_from_memory() {
+    let f = fixture().await;
+    let alice = user(f.cache.as_ref(), "alice").await;
+    f.cache.insert_session(&session("s1", &alice)).await.expect("session");
+    f.cache.insert_post(alice.id, "t", "c", T0).await.expect("post");
+    // The watcher sees those commits as changes; let it see them before reading.
+    tokio::time::sleep(WATCH_INTERVAL * 5).await;
+    assert!(f.cache.session_with_user("s1").await.expect("read").is_some());
+    assert_eq!(f.cache.list_posts(Some(alice.id), None, 10).await.expect("list").len(), 1);
+
+    // With the database gone, what was read is still answered from memory…
+    f.sql.close().await;
+    let (s, u) = f.cache.session_with_user("s1").await.expect("from memory").expect("cached");
+    assert_eq!((s.id.as_str(), u.id), ("s1", alice.id));
+    assert_eq!(f.cache.list_posts(Some(alice.id), None, 10).await.expect("from memory").len(), 1);
+    // …and nothing else is.
+    assert!(f.cache.session_with_user("s2").await.is_err(), "a miss goes to the database");
+    assert!(f.cache.list_posts(None, None, 10).await.is_err(), "another list is another key");
+}
+
+#[tokio::test]
+async fn a_change_made_through_the_store_is_seen_at_once() {
+    let f = fixture().await;
+    let alice = user(f.cache.as_ref(), "alice").await;
+    let bob = user(f.cache.as_ref(), "bob").await;
+    for id in ["s1", "s2", "s3"] {
+        f.cache.insert_session(&session(id, &alice)).await.expect("session");
+    }
+    f.cache.insert_session(&session("b1", &bob)).await.expect("session");
+    let read = |id: &'static str| {
+        let c = f.cache.clone();
+        async move { c.session_with_user(id).await.expect("read") }
+    };
+
+    assert!(read("s1").await.is_some());
+    assert!(f.cache.delete_session(alice.id, "s1", None).await.expect("logout"));
+    assert!(read("s1").await.is_none(), "a logout ends the session at once");
+
+    assert!(!read("s2").await.expect("live").1.is_admin);
+    assert!(f.cache.set_admin(alice.id, true, "new-stamp", T0, None).await.expect("grant"));
+    let (s2, a2) = read("s2").await.expect("still stored");
+    assert!(a2.is_admin, "the user is read again");
+    assert_ne!(s2.security_stamp, a2.security_stamp, "and the stamp change shows");
+
+    f.cache.set_admin_lock(bob.id, Some(FAR), T0, None).await.expect("lock");
+    assert_eq!(read("b1").await.expect("live").1.admin_locked_until, Some(FAR));
+
+    f.cache.touch_session("s3", T0 + 5).await.expect("touch");
+    assert_eq!(read("s3").await.expect("live").0.last_seen_at, T0 + 5);
+    assert_eq!(f.cache.delete_user_sessions(alice.id, None, None).await.expect("end all"), 2);
+    assert!(read("s3").await.is_none());
+
+    assert!(f.cache.list_posts(None, None, 10).await.expect("list").is_empty());
+    let id = f.cache.insert_post(bob.id, "first", "post", T0).await.expect("post");
+    assert_eq!(f.cache.list_posts(None, None, 10).await.expect("list").len(), 1, "a new post shows at once");
+    f.cache.update_post(id, "renamed", "post", T0 + 1).await.expect("update");
+    assert_eq!(f.cache.list_posts(None, None, 10).await.expect("list")[0].title, "renamed");
+    assert!(f.cache.delete_user(bob.id, None).await.expect("delete"));
+    assert!(f.cache.list_posts(None, None, 10).await.expect("list").is_empty(), "the author's posts went with them");
+    assert!(read("b1").await.is_none());
+}
+
+/// Waits (a bounded number of watcher periods) for `check` to hold.
+async fn eventually<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + WATCH_INTERVAL * 100;
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(WATCH_INTERVAL / 2).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_change_made_by_another_process_is_noticed() {
+    let f = fixture().await;
+    let alice = user(f.cache.as_ref(), "alice").await;
+    f.cache.insert_session(&session("s1", &alice)).await.expect("session");
+    assert!(f.cache.session_with_user("s1").await.expect("read").is_some());
+    assert!(f.cache.list_posts(None, None, 10).await.expect("list").is_empty());
+
+    // Another connection to the file, as the command line or a second server opens it.
+    let other = SqlStore::connect(&f.url, 1).await.expect("second opener");
+    assert!(other.set_admin(alice.id, true, "other-stamp", T0, None).await.expect("grant"));
+    other.insert_post(alice.id, "from", "elsewhere", T0).await.expect("post");
+    other.close().await;
+
+    let cache = f.cache.clone();
+    let seen = eventually(|| {
+        let c = cache.clone();
+        async move { c.session_with_user("s1").await.ok().flatten().is_some_and(|(_, u)| u.is_admin) }
+    })
+    .await;
+    assert!(seen, "the outside grant was noticed");
+    assert_eq!(f.cache.list_posts(None, None, 10).await.expect("list").len(), 1, "and the outside post");
+}

@@ -1,17 +1,19 @@
-//! Password hashing: Argon2id on a bounded pool of blocking threads, and
+//! Password hashing: Argon2id on a bounded pool of threads of its own, and
 //! verification of the Werkzeug hashes a Flask app leaves behind.
 //!
-//! The pool has `workers` threads' worth of permits and admits at most
-//! `queue` more waiting jobs; past that a caller gets [`PoolBusy`] at once,
-//! so a login flood gets quick refusals instead of an unbounded queue, and
-//! page requests keep their threads.
+//! The pool has `workers` threads and admits at most `queue` more waiting
+//! jobs; past that a caller gets [`PoolBusy`] at once, so a login flood gets
+//! quick refusals instead of an unbounded queue.
 //!
-//! Argon2's working memory (`m_cost` KiB per hash) is kept between jobs, one
-//! buffer per worker, rather than allocated and freed each time: freed
-//! buffers of that size stay in the allocator's per-thread arenas, and with
-//! blocking threads coming and going the process would grow to many times
-//! `workers × m_cost`.
+//! Each thread keeps its Argon2 working memory (`m_cost` KiB) from one job to
+//! the next rather than allocating and freeing it each time: freed buffers of
+//! that size stay in the allocator's per-thread arenas, and the process would
+//! grow to many times `workers × m_cost`. On Linux the threads run at a lower
+//! CPU priority (nice +10), so that while hashes queue up, page requests are
+//! still served first.
 
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::rand_core::OsRng;
@@ -43,13 +45,18 @@ pub struct Verified {
     pub needs_rehash: bool,
 }
 
-/// Argon2id hashing and verification on a bounded blocking pool.
+/// Work for a hashing thread, given that thread's Argon2 memory.
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
+/// The niceness of the hashing threads (Linux).
+pub const HASH_THREAD_NICE: i32 = 10;
+
+/// Argon2id hashing and verification on a bounded pool of threads.
 pub struct HashPool {
     argon2: Argon2<'static>,
     params: Params,
-    memory: Arc<Memory>,
     settings: Argon2Settings,
-    workers: Arc<Semaphore>,
+    jobs: Sender<Job>,
     admission: Arc<Semaphore>,
     dummy_hash: String,
 }
@@ -63,16 +70,17 @@ impl HashPool {
         let workers = workers.max(1);
         // A hash of a random password: unknown users are checked against it so
         // that they cost exactly what a real user costs.
-        let dummy_hash = hash_with(&argon2, &params, &format!("{:x}", rand::random::<u128>()))?;
-        Ok(Self {
-            argon2,
-            params,
-            memory: Arc::new(Memory { spare: Mutex::new(Vec::new()), keep: workers }),
-            settings,
-            workers: Arc::new(Semaphore::new(workers)),
-            admission: Arc::new(Semaphore::new(workers + queue)),
-            dummy_hash,
-        })
+        let dummy_hash = hash_in(&argon2, &params, &format!("{:x}", rand::random::<u128>()), &mut Vec::new())?;
+        let (jobs, queue_rx) = std::sync::mpsc::channel::<Job>();
+        let queue_rx = Arc::new(Mutex::new(queue_rx));
+        for i in 0..workers {
+            let rx = queue_rx.clone();
+            std::thread::Builder::new()
+                .name(format!("portcullis-hash-{i}"))
+                .spawn(move || work(&rx))
+                .map_err(|e| AppError::Internal(format!("hash thread: {e}")))?;
+        }
+        Ok(Self { argon2, params, settings, jobs, admission: Arc::new(Semaphore::new(workers + queue)), dummy_hash })
     }
 
     /// Default sizes for this machine: one worker per core, four waiting per worker.
@@ -90,10 +98,8 @@ impl HashPool {
     pub async fn hash(&self, password: &str) -> Result<String, AppError> {
         let argon2 = self.argon2.clone();
         let params = self.params.clone();
-        let memory = self.memory.clone();
         let password = password.to_owned();
-        self.run(move || memory.with(params.block_count(), |blocks| hash_in(&argon2, &params, &password, blocks)))
-            .await?
+        self.run(move |memory| hash_in(&argon2, &params, &password, memory)).await?
     }
 
     /// Checks `password` against a stored hash of any supported format.
@@ -118,10 +124,9 @@ impl HashPool {
     /// [`HashPool::verify`] in a place already reserved.
     pub async fn verify_admitted(&self, place: Admission, password: &str, stored: &str) -> Result<Verified, AppError> {
         let settings = self.settings;
-        let memory = self.memory.clone();
         let password = password.to_owned();
         let stored = stored.to_owned();
-        self.run_admitted(place, move || verify_in(settings, &password, &stored, &memory)).await
+        self.run_admitted(place, move |memory| verify_in(settings, &password, &stored, memory)).await
     }
 
     /// [`HashPool::verify_dummy`] in a place already reserved.
@@ -130,57 +135,75 @@ impl HashPool {
         self.verify_admitted(place, password, &dummy).await.map(|_| ())
     }
 
-    async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, AppError> {
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
+    ) -> Result<T, AppError> {
         let place = self.admit()?;
         self.run_admitted(place, job).await
     }
 
+    /// Queues `job` for a hashing thread and waits for its answer. The place
+    /// is held until the job has run, even if the caller stops waiting.
     async fn run_admitted<T: Send + 'static>(
         &self,
-        _place: Admission,
-        job: impl FnOnce() -> T + Send + 'static,
+        place: Admission,
+        job: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, AppError> {
-        let _worker =
-            self.workers.clone().acquire_owned().await.map_err(|_| AppError::Internal("hash pool closed".into()))?;
-        tokio::task::spawn_blocking(job).await.map_err(|e| AppError::Internal(format!("hash task: {e}")))
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |memory| {
+            let _place = place;
+            let _ = tx.send(job(memory));
+        });
+        self.jobs.send(job).map_err(|_| AppError::Internal("hash pool stopped".into()))?;
+        rx.await.map_err(|_| AppError::Internal("hash job failed".into()))
     }
 }
 
-/// Argon2 working memory kept for the next job.
-struct Memory {
-    spare: Mutex<Vec<Vec<Block>>>,
-    keep: usize,
-}
-
-impl Memory {
-    /// Runs `job` on at least `blocks` blocks of working memory, taken from
-    /// the spares (or allocated) and given back afterwards.
-    fn with<T>(&self, blocks: usize, job: impl FnOnce(&mut [Block]) -> T) -> T {
-        let spare = self.spare.lock().map(|mut s| s.pop()).unwrap_or(None);
-        let mut buffer = match spare {
-            Some(b) if b.len() >= blocks => b,
-            _ => vec![Block::default(); blocks],
+/// A hashing thread: takes jobs until the pool is dropped.
+fn work(queue: &Mutex<Receiver<Job>>) {
+    lower_priority();
+    let mut memory = Vec::new();
+    loop {
+        let next = match queue.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
         };
-        let out = job(&mut buffer);
-        if let Ok(mut spare) = self.spare.lock()
-            && spare.len() < self.keep
-        {
-            spare.push(buffer);
+        let Ok(job) = next else { return };
+        // A job that panics loses its answer (the caller sees an error), not the thread.
+        if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut memory))).is_err() {
+            tracing::error!("a password hashing job panicked");
         }
-        out
     }
+}
+
+/// Makes this thread yield the CPU to page requests (Linux; elsewhere a no-op).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let me = Some(rustix::thread::gettid());
+        let current = rustix::process::getpriority_process(me).unwrap_or(0);
+        if let Err(e) = rustix::process::setpriority_process(me, current.max(HASH_THREAD_NICE)) {
+            tracing::debug!(error = %e, "hash thread priority unchanged");
+        }
+    }
+}
+
+/// At least `blocks` blocks of `memory`, grown if it is smaller.
+fn blocks(memory: &mut Vec<Block>, blocks: usize) -> &mut [Block] {
+    if memory.len() < blocks {
+        *memory = vec![Block::default(); blocks];
+    }
+    &mut memory[..blocks]
 }
 
 fn internal(e: impl std::fmt::Display) -> AppError {
     AppError::Internal(format!("argon2: {e}"))
 }
 
-fn hash_with(argon2: &Argon2<'_>, params: &Params, password: &str) -> Result<String, AppError> {
-    hash_in(argon2, params, password, &mut vec![Block::default(); params.block_count()])
-}
-
-/// A new Argon2id PHC string for `password`, computed in `blocks`.
-fn hash_in(argon2: &Argon2<'_>, params: &Params, password: &str, blocks: &mut [Block]) -> Result<String, AppError> {
+/// A new Argon2id PHC string for `password`, computed in `memory`.
+fn hash_in(argon2: &Argon2<'_>, params: &Params, password: &str, memory: &mut Vec<Block>) -> Result<String, AppError> {
+    let blocks = blocks(memory, params.block_count());
     let salt = SaltString::generate(&mut OsRng);
     let mut salt_buf = [0u8; 64];
     let salt_bytes = salt.as_salt().decode_b64(&mut salt_buf).map_err(internal)?;
@@ -199,8 +222,8 @@ fn hash_in(argon2: &Argon2<'_>, params: &Params, password: &str, blocks: &mut [B
     Ok(phc.to_string())
 }
 
-/// Whether `password` matches an Argon2 PHC string, computed in memory from `memory`.
-fn argon2_matches(parsed: &PasswordHash<'_>, password: &str, memory: &Memory) -> Option<bool> {
+/// Whether `password` matches an Argon2 PHC string, computed in `memory`.
+fn argon2_matches(parsed: &PasswordHash<'_>, password: &str, memory: &mut Vec<Block>) -> Option<bool> {
     let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;
     let version = parsed.version.map(Version::try_from).transpose().ok()?.unwrap_or_default();
     let params = Params::try_from(parsed).ok()?;
@@ -209,20 +232,17 @@ fn argon2_matches(parsed: &PasswordHash<'_>, password: &str, memory: &Memory) ->
     let salt = parsed.salt?.decode_b64(&mut salt_buf).ok()?;
     let argon2 = Argon2::new(algorithm, version, params.clone());
     let mut out = vec![0u8; expected.len()];
-    memory
-        .with(params.block_count(), |blocks| {
-            argon2.hash_password_into_with_memory(password.as_bytes(), salt, &mut out, blocks)
-        })
-        .ok()?;
+    let blocks = blocks(memory, params.block_count());
+    argon2.hash_password_into_with_memory(password.as_bytes(), salt, &mut out, blocks).ok()?;
     Some(bool::from(out.as_slice().ct_eq(expected.as_bytes())))
 }
 
 /// Synchronous verification, for callers already off the async threads.
 pub fn verify_with(current: Argon2Settings, password: &str, stored: &str) -> Verified {
-    verify_in(current, password, stored, &Memory { spare: Mutex::new(Vec::new()), keep: 0 })
+    verify_in(current, password, stored, &mut Vec::new())
 }
 
-fn verify_in(current: Argon2Settings, password: &str, stored: &str, memory: &Memory) -> Verified {
+fn verify_in(current: Argon2Settings, password: &str, stored: &str, memory: &mut Vec<Block>) -> Verified {
     if stored.starts_with("$argon2") {
         let Ok(parsed) = PasswordHash::new(stored) else {
             return Verified { ok: false, needs_rehash: false };
@@ -346,20 +366,37 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn working_memory_is_kept_once_per_worker() {
-        let pool = Arc::new(HashPool::new(cheap(), 2, 8).expect("pool"));
+    async fn hashes_run_on_the_pools_threads_each_keeping_its_memory() {
+        let pool = Arc::new(HashPool::new(cheap(), 2, 16).expect("pool"));
         let h = pool.hash("pw").await.expect("hash");
         let mut jobs = Vec::new();
-        for _ in 0..8 {
+        for _ in 0..12 {
             let (p, h) = (pool.clone(), h.clone());
-            jobs.push(tokio::spawn(async move { p.verify("pw", &h).await }));
+            jobs.push(tokio::spawn(async move {
+                assert!(p.verify("pw", &h).await.expect("verify").ok);
+                p.run(|memory| {
+                    let name = std::thread::current().name().map(str::to_owned);
+                    #[cfg(target_os = "linux")]
+                    let nice = rustix::process::getpriority_process(Some(rustix::thread::gettid())).expect("nice");
+                    #[cfg(not(target_os = "linux"))]
+                    let nice = HASH_THREAD_NICE;
+                    (name, memory.as_ptr() as usize, memory.len(), nice)
+                })
+                .await
+                .expect("run")
+            }));
         }
+        let mut seen = std::collections::HashMap::new();
         for j in jobs {
-            assert!(j.await.expect("join").expect("verify").ok);
+            let (name, buffer, len, nice) = j.await.expect("join");
+            let name = name.expect("a named thread");
+            assert!(name.starts_with("portcullis-hash-"), "{name}");
+            assert_eq!(len, 1024, "one hash's worth of blocks");
+            assert!(nice >= HASH_THREAD_NICE, "hash threads yield to page requests: nice {nice}");
+            let first = *seen.entry(name).or_insert(buffer);
+            assert_eq!(first, buffer, "a thread reuses its buffer");
         }
-        let spare = pool.memory.spare.lock().expect("lock");
-        assert!((1..=2).contains(&spare.len()), "{} buffers kept for 2 workers", spare.len());
-        assert!(spare.iter().all(|b| b.len() == 1024), "each the size of one hash");
+        assert!((1..=2).contains(&seen.len()), "{} threads for 2 workers", seen.len());
     }
 
     #[tokio::test]

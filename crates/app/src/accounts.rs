@@ -417,6 +417,8 @@ impl Accounts {
         }
         // A place in the hashing pool first: when the pool is full the answer
         // is 503 and nothing is counted, so a flood cannot lock owners out.
+        // It is held to the end, so the attempt counted here is cleared on
+        // success before the place goes to the next login.
         let place = self.hasher.admit()?;
         let user = self.users.user_by_login(&normalized).await?;
         // A browser that signed in to this account before counts its failures
@@ -439,7 +441,7 @@ impl Accounts {
             return Err(AppError::Locked);
         }
         let Some(user) = user else {
-            self.hasher.verify_dummy_admitted(place, password).await?;
+            self.hasher.verify_dummy_admitted(&place, password).await?;
             self.audit.insert_audit(&failed("login.failure", None)).await?;
             return Err(AppError::InvalidCredentials);
         };
@@ -447,7 +449,7 @@ impl Accounts {
             self.audit.insert_audit(&failed("login.locked", Some(&user))).await?;
             return Err(AppError::Locked);
         }
-        let verified = self.hasher.verify_admitted(place, password, &user.password_hash).await?;
+        let verified = self.hasher.verify_admitted(&place, password, &user.password_hash).await?;
         if !verified.ok {
             self.audit.insert_audit(&failed("login.failure", Some(&user))).await?;
             return Err(AppError::InvalidCredentials);
@@ -455,7 +457,7 @@ impl Accounts {
         self.throttle.clear_attempts(&[key]).await?;
         if verified.needs_rehash {
             // Quietly move old (Werkzeug, cheaper Argon2) hashes to the current cost.
-            match self.hasher.hash(password).await {
+            match self.hasher.hash_admitted(&place, password).await {
                 Ok(h) => self.users.update_password_hash(user.id, &h, now_ms()).await?,
                 Err(e) => {
                     tracing::warn!(user_id = user.id, error = %e, "password rehash postponed")

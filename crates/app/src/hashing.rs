@@ -31,9 +31,9 @@ use crate::settings::Argon2Settings;
 pub struct PoolBusy;
 
 /// A reserved place in the hashing pool (released when dropped).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Admission {
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    _permit: Arc<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// The outcome of checking a password against a stored hash.
@@ -96,33 +96,39 @@ impl HashPool {
 
     /// Hashes a new password (Argon2id, PHC string, random salt).
     pub async fn hash(&self, password: &str) -> Result<String, AppError> {
+        let place = self.admit()?;
+        self.hash_admitted(&place, password).await
+    }
+
+    /// [`HashPool::hash`] in a place already reserved.
+    pub async fn hash_admitted(&self, place: &Admission, password: &str) -> Result<String, AppError> {
         let argon2 = self.argon2.clone();
         let params = self.params.clone();
         let password = password.to_owned();
-        self.run(move |memory| hash_in(&argon2, &params, &password, memory)).await?
+        self.run_admitted(place, move |memory| hash_in(&argon2, &params, &password, memory)).await?
     }
 
     /// Checks `password` against a stored hash of any supported format.
     pub async fn verify(&self, password: &str, stored: &str) -> Result<Verified, AppError> {
         let place = self.admit()?;
-        self.verify_admitted(place, password, stored).await
+        self.verify_admitted(&place, password, stored).await
     }
 
     /// Spends one verification on nothing, so unknown users cost the same as known ones.
     pub async fn verify_dummy(&self, password: &str) -> Result<(), AppError> {
         let place = self.admit()?;
-        self.verify_dummy_admitted(place, password).await
+        self.verify_dummy_admitted(&place, password).await
     }
 
     /// Reserves a place in the pool, or refuses at once when it is full. A
     /// caller that must not do anything (such as counting a login attempt)
     /// unless its check will really run takes its place first.
     pub fn admit(&self) -> Result<Admission, PoolBusy> {
-        self.admission.clone().try_acquire_owned().map(|p| Admission { _permit: p }).map_err(|_| PoolBusy)
+        self.admission.clone().try_acquire_owned().map(|p| Admission { _permit: Arc::new(p) }).map_err(|_| PoolBusy)
     }
 
     /// [`HashPool::verify`] in a place already reserved.
-    pub async fn verify_admitted(&self, place: Admission, password: &str, stored: &str) -> Result<Verified, AppError> {
+    pub async fn verify_admitted(&self, place: &Admission, password: &str, stored: &str) -> Result<Verified, AppError> {
         let settings = self.settings;
         let password = password.to_owned();
         let stored = stored.to_owned();
@@ -130,30 +136,35 @@ impl HashPool {
     }
 
     /// [`HashPool::verify_dummy`] in a place already reserved.
-    pub async fn verify_dummy_admitted(&self, place: Admission, password: &str) -> Result<(), AppError> {
+    pub async fn verify_dummy_admitted(&self, place: &Admission, password: &str) -> Result<(), AppError> {
         let dummy = self.dummy_hash.clone();
         self.verify_admitted(place, password, &dummy).await.map(|_| ())
     }
 
+    #[cfg(test)]
     async fn run<T: Send + 'static>(
         &self,
         job: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, AppError> {
         let place = self.admit()?;
-        self.run_admitted(place, job).await
+        self.run_admitted(&place, job).await
     }
 
     /// Queues `job` for a hashing thread and waits for its answer. The place
-    /// is held until the job has run, even if the caller stops waiting.
+    /// is held until the job has run, even if the caller stops waiting, and
+    /// as long as the caller keeps its [`Admission`].
     async fn run_admitted<T: Send + 'static>(
         &self,
-        place: Admission,
+        place: &Admission,
         job: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, AppError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let place = place.clone();
         let job: Job = Box::new(move |memory| {
-            let _place = place;
-            let _ = tx.send(job(memory));
+            let out = job(memory);
+            // Given back before the answer, so the caller never finds its own place still taken.
+            drop(place);
+            let _ = tx.send(out);
         });
         self.jobs.send(job).map_err(|_| AppError::Internal("hash pool stopped".into()))?;
         rx.await.map_err(|_| AppError::Internal("hash job failed".into()))

@@ -35,7 +35,8 @@ fn iso(ms: i64) -> String {
 
 /// The first `n` characters of `text`, cut at a word boundary, with an ellipsis.
 fn excerpt(text: &str, n: usize) -> String {
-    if text.chars().count() <= n {
+    // No more bytes than `n` means no more characters either.
+    if text.len() <= n || text.chars().nth(n).is_none() {
         return text.to_owned();
     }
     let cut: String = text.chars().take(n).collect();

@@ -83,7 +83,7 @@ impl HashPool {
         Ok(Self { argon2, params, settings, jobs, admission: Arc::new(Semaphore::new(workers + queue)), dummy_hash })
     }
 
-    /// Default sizes for this machine: one worker per core, four waiting per worker.
+    /// Default sizes for this machine: one worker per core, sixteen waiting per worker.
     pub fn default_sizes() -> (usize, usize) {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         (cores, cores * 16)

@@ -248,11 +248,7 @@ fn argon2_matches(parsed: &PasswordHash<'_>, password: &str, memory: &mut Vec<Bl
     Some(bool::from(out.as_slice().ct_eq(expected.as_bytes())))
 }
 
-/// Synchronous verification, for callers already off the async threads.
-pub fn verify_with(current: Argon2Settings, password: &str, stored: &str) -> Verified {
-    verify_in(current, password, stored, &mut Vec::new())
-}
-
+/// Checks `password` against `stored`, computing Argon2 in `memory`.
 fn verify_in(current: Argon2Settings, password: &str, stored: &str, memory: &mut Vec<Block>) -> Verified {
     if stored.starts_with("$argon2") {
         let Ok(parsed) = PasswordHash::new(stored) else {

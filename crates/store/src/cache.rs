@@ -16,6 +16,7 @@
 //! process's back, with no cheap way to know. `server::open` installs the
 //! cache only on SQLite.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,7 +66,10 @@ impl<K: Eq + Hash, V: Clone> Map<K, V> {
         })
     }
 
-    fn get(&self, key: &K, generation: u64) -> Option<V> {
+    fn get<Q: Eq + Hash + ?Sized>(&self, key: &Q, generation: u64) -> Option<V>
+    where
+        K: Borrow<Q>,
+    {
         let map = self.lock();
         let entry = map.get(key)?;
         (entry.generation == generation && entry.loaded.elapsed() < MAX_AGE).then(|| entry.value.clone())
@@ -165,7 +169,7 @@ impl SessionStore for CachedStore {
 
     async fn session_with_user(&self, id: &str) -> StoreResult<Option<(Session, User)>> {
         let generation = self.current();
-        if let Some(hit) = self.sessions.get(&id.to_owned(), generation) {
+        if let Some(hit) = self.sessions.get(id, generation) {
             return Ok(Some(hit));
         }
         let found = self.sql.session_with_user(id).await?;

@@ -9,6 +9,12 @@ use portcullis::server::{self, StartError};
 use portcullis_app::accounts::Registration;
 use portcullis_app::{AppError, Origin};
 
+/// mimalloc rather than the system allocator: a page view makes a few
+/// hundred small allocations, and glibc's malloc spent a quarter of the
+/// server's instructions on them (see docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// User accounts and sessions done right.
 ///
 /// Configuration comes from PORTCULLIS_* environment variables over an
@@ -125,7 +131,9 @@ fn main() -> ExitCode {
 
 fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::new(&config.log);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a terminal: a log file or journal gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if config.log_json {
         builder.json().init();
     } else {

@@ -23,6 +23,8 @@ async fn health_readiness_home_and_errors() {
     assert_eq!((h.status, h.body.as_str()), (200, "ok"));
     let r = c.get("/readyz").await;
     assert_eq!(r.status, 200);
+    let (a, b) = (h.header("x-request-id"), r.header("x-request-id"));
+    assert!(a.is_some_and(|a| a.len() >= 16) && a != b, "each request its own id: {a:?} {b:?}");
 
     let home = c.get("/").await;
     assert_eq!(home.status, 200);

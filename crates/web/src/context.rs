@@ -4,6 +4,7 @@
 //! cookies the handler asked for and renders error pages.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{ConnectInfo, Request, State};
@@ -57,8 +58,9 @@ impl Flash {
 /// Everything a handler and a template need about the request.
 #[derive(Clone, Debug)]
 pub struct RequestCtx {
-    /// The signed-in user and session, if any.
-    pub auth: Option<Auth>,
+    /// The signed-in user and session, if any (shared: every copy of the
+    /// context points at the one read).
+    pub auth: Option<Arc<Auth>>,
     /// A CSRF token for the forms of this page.
     pub csrf_token: String,
     /// Flash messages waiting to be shown.
@@ -182,22 +184,32 @@ async fn take_token(req: Request, limit: usize) -> Result<(Request, Option<Strin
     Ok((Request::from_parts(parts, Body::from(bytes)), token))
 }
 
+/// A new anonymous CSRF secret, from the thread's CSPRNG (seeded from the
+/// OS): visitors without a cookie arrive on every page, so no system call.
+fn anon_secret() -> String {
+    use base64::Engine as _;
+    use rand::RngCore as _;
+    let mut buf = [0u8; 24];
+    rand::thread_rng().fill_bytes(&mut buf);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
 /// The middleware itself.
 pub async fn request_context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let https = state.config.is_https();
-    let headers = req.headers().clone();
+    let headers = req.headers();
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let client = ClientInfo {
-        ip: client_ip(&state, peer, &headers).map(|ip| ip.to_string()),
+        ip: client_ip(&state, peer, headers).map(|ip| ip.to_string()),
         user_agent: headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
     };
 
     // The session, if the cookie names a live one.
-    let session_cookie = cookies::get(&headers, &cookies::name(SESSION, https));
+    let session_cookie = cookies::get(headers, &cookies::name(SESSION, https));
     let mut clear_session_cookie = false;
     let auth = match session_cookie {
         Some(value) => match state.accounts.resolve_session(value).await {
-            Ok(Some((session, user))) => Some(Auth { session, user }),
+            Ok(Some((session, user))) => Some(Arc::new(Auth { session, user })),
             Ok(None) => {
                 clear_session_cookie = true;
                 None
@@ -206,28 +218,32 @@ pub async fn request_context(State(state): State<AppState>, mut req: Request, ne
         },
         None => None,
     };
+    let headers = req.headers();
 
-    // Anonymous visitors carry their CSRF secret in a signed cookie: no write for them.
-    let anon_name = cookies::name(ANON, https);
+    // Anonymous visitors carry their CSRF secret in a signed cookie: no
+    // write for them. Signed-in forms are bound to the session instead.
     let mut new_anon = None;
-    let anon = match cookies::get(&headers, &anon_name).and_then(|v| state.signer.verify(ANON_PURPOSE, v)) {
-        Some(secret) => String::from_utf8_lossy(&secret).into_owned(),
-        None if auth.is_none() => {
-            let secret = portcullis_app::tokens::random_b64(24);
-            new_anon = Some(state.signer.sign(ANON_PURPOSE, secret.as_bytes()));
-            secret
+    let anon = if auth.is_some() {
+        String::new()
+    } else {
+        match cookies::get(headers, &cookies::name(ANON, https)).and_then(|v| state.signer.verify(ANON_PURPOSE, v)) {
+            Some(secret) => String::from_utf8_lossy(&secret).into_owned(),
+            None => {
+                let secret = anon_secret();
+                new_anon = Some(state.signer.sign(ANON_PURPOSE, secret.as_bytes()));
+                secret
+            }
         }
-        None => String::new(),
     };
 
-    let flashes: Vec<Flash> = cookies::get(&headers, &cookies::name(FLASH, https))
+    let flashes: Vec<Flash> = cookies::get(headers, &cookies::name(FLASH, https))
         .and_then(|v| state.signer.verify(FLASH_PURPOSE, v))
         .and_then(|p| serde_json::from_slice(&p).ok())
         .unwrap_or_default();
 
-    let bind = binding(auth.as_ref(), &anon);
+    let bind = binding(auth.as_deref(), &anon);
     if is_state_changing(req.method()) {
-        if cross_site(&state, &headers) {
+        if cross_site(&state, req.headers()) {
             return finish_error(&state, WebError::Csrf, auth.as_ref(), &client, &req);
         }
         let (r, token) = match take_token(req, state.config.body_limit).await {
@@ -246,11 +262,12 @@ pub async fn request_context(State(state): State<AppState>, mut req: Request, ne
     }
 
     let had_flashes = !flashes.is_empty();
+    let signed_in = auth.is_some();
     let ctx = RequestCtx {
-        auth: auth.clone(),
+        auth,
         csrf_token: csrf::mint(&state.signer, &bind),
         flashes: flashes.clone(),
-        client: client.clone(),
+        client,
         path_and_query: req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into()),
     };
     req.extensions_mut().insert(ctx.clone());
@@ -279,7 +296,7 @@ pub async fn request_context(State(state): State<AppState>, mut req: Request, ne
             if clear_session_cookie {
                 set.push(cookies::clear(SESSION, https));
             }
-            auth.is_some()
+            signed_in
         }
     };
     if let Some(anon_value) = new_anon {
@@ -303,14 +320,20 @@ pub async fn request_context(State(state): State<AppState>, mut req: Request, ne
             h.append(SET_COOKIE, v);
         }
     }
-    if signed_in_now || auth.is_some() {
+    if signed_in_now || signed_in {
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     res
 }
 
 /// Answers with an error page before the handler ran.
-fn finish_error(state: &AppState, err: WebError, auth: Option<&Auth>, client: &ClientInfo, req: &Request) -> Response {
+fn finish_error(
+    state: &AppState,
+    err: WebError,
+    auth: Option<&Arc<Auth>>,
+    client: &ClientInfo,
+    req: &Request,
+) -> Response {
     let ctx = RequestCtx {
         auth: auth.cloned(),
         csrf_token: String::new(),

@@ -1,5 +1,7 @@
 //! Extractors that decide who may enter, so a handler cannot forget to ask.
 
+use std::sync::Arc;
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use portcullis_domain::Actor;
@@ -15,7 +17,7 @@ pub struct Ctx(pub RequestCtx);
 #[derive(Clone, Debug)]
 pub struct CurrentUser {
     /// Session and user.
-    pub auth: Auth,
+    pub auth: Arc<Auth>,
     /// The whole request context, for rendering.
     pub ctx: RequestCtx,
 }
@@ -26,7 +28,7 @@ pub struct AdminUser(pub CurrentUser);
 
 /// The user if signed in, for pages anyone may see.
 #[derive(Clone, Debug)]
-pub struct MaybeUser(pub Option<Auth>, pub RequestCtx);
+pub struct MaybeUser(pub Option<Arc<Auth>>, pub RequestCtx);
 
 impl CurrentUser {
     /// The policy's view of this user.

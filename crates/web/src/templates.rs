@@ -35,14 +35,14 @@ fn iso(ms: i64) -> String {
 
 /// The first `n` characters of `text`, cut at a word boundary, with an ellipsis.
 fn excerpt(text: &str, n: usize) -> String {
-    // No more bytes than `n` means no more characters either.
-    if text.len() <= n || text.chars().nth(n).is_none() {
+    // The byte offset of character `n`; none when the text is no longer.
+    let Some((end, _)) = text.char_indices().nth(n) else {
         return text.to_owned();
-    }
-    let cut: String = text.chars().take(n).collect();
+    };
+    let cut = &text[..end];
     let cut = match cut.rfind(char::is_whitespace) {
         Some(i) if i > n / 2 => &cut[..i],
-        _ => cut.as_str(),
+        _ => cut,
     };
     format!("{}…", cut.trim_end())
 }
@@ -151,5 +151,22 @@ impl Templates {
         r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
         r.extensions_mut().insert(Rendered);
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::excerpt;
+
+    #[test]
+    fn excerpts_cut_at_a_word_within_the_limit() {
+        assert_eq!(excerpt("short text", 240), "short text");
+        assert_eq!(excerpt("exactly10!", 10), "exactly10!");
+        assert_eq!(excerpt("one two three four", 12), "one two…");
+        // No space in the second half: cut mid-word rather than lose most of it.
+        assert_eq!(excerpt("a verylongwordindeed", 10), "a verylong…");
+        // Characters, not bytes: never splits a multi-byte character.
+        assert_eq!(excerpt("ééééé ééééé", 8), "ééééé…");
+        assert_eq!(excerpt("ééé", 3), "ééé");
     }
 }

@@ -190,19 +190,16 @@ impl Config {
             None => format!("sqlite://{}", data_dir.join("portcullis.db").display()),
         };
         let redis_url = src.get("PORTCULLIS_REDIS_URL").filter(|s| !s.trim().is_empty());
-        if let Some(r) = &redis_url {
-            if !(r.starts_with("redis://") || r.starts_with("rediss://")) {
-                return Err(err("PORTCULLIS_REDIS_URL", "must start with redis:// or rediss://"));
-            }
+        if let Some(r) = &redis_url
+            && !(r.starts_with("redis://") || r.starts_with("rediss://"))
+        {
+            return Err(err("PORTCULLIS_REDIS_URL", "must start with redis:// or rediss://"));
         }
         let secret_key = src.get("PORTCULLIS_SECRET_KEY").filter(|s| !s.is_empty());
-        if let Some(k) = &secret_key {
-            if k.len() < 32 {
-                return Err(err(
-                    "PORTCULLIS_SECRET_KEY",
-                    "must be at least 32 characters (e.g. `openssl rand -hex 32`)",
-                ));
-            }
+        if let Some(k) = &secret_key
+            && k.len() < 32
+        {
+            return Err(err("PORTCULLIS_SECRET_KEY", "must be at least 32 characters (e.g. `openssl rand -hex 32`)"));
         }
         let smtp_url = src.get("PORTCULLIS_SMTP_URL").filter(|s| !s.trim().is_empty());
         if let Some(s) = &smtp_url {

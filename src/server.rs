@@ -170,7 +170,7 @@ pub async fn open(config: &Config) -> Result<Services, StartError> {
             .map_err(|e| StartError::Other(e.to_string()))?,
     );
     let shared = Arc::new(store.clone());
-    let renderer = Arc::new(MailTemplates::load().map_err(|e| StartError::Other(format!("mail templates: {e}")))?);
+    let renderer = Arc::new(MailTemplates);
     let sealer = Sealer::new(&secret_key);
     let wake = Arc::new(Notify::new());
     let mailer = Mailer::new(renderer, sealer.clone(), wake.clone());
@@ -222,14 +222,13 @@ pub fn web_state(config: &Config, services: &Services) -> Result<AppState, Start
         request_timeout: config.request_timeout,
         trusted_proxies: config.trusted_proxies.clone(),
     };
-    AppState::new(
+    Ok(AppState::new(
         services.accounts.clone(),
         services.posts.clone(),
         services.limiter.clone(),
         services.audit.clone(),
         web,
-    )
-    .map_err(|e| StartError::Other(format!("templates: {e}")))
+    ))
 }
 
 /// Deletes expired sessions, finished rate-limit windows and old audit

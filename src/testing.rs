@@ -137,7 +137,8 @@ impl TestApp {
 
     /// The session cookie's name under this configuration.
     pub fn session_cookie_name(&self) -> String {
-        portcullis_web::cookies::name(portcullis_web::cookies::SESSION, self.config.base_url.scheme() == "https").into_owned()
+        portcullis_web::cookies::name(portcullis_web::cookies::SESSION, self.config.base_url.scheme() == "https")
+            .into_owned()
     }
 }
 

@@ -114,10 +114,10 @@ fn portcullis(
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("spawn portcullis");
-    if let Some(mut input) = child.stdin.take() {
-        if let Some(s) = stdin {
-            input.write_all(s.as_bytes()).expect("write stdin");
-        }
+    if let Some(mut input) = child.stdin.take()
+        && let Some(s) = stdin
+    {
+        input.write_all(s.as_bytes()).expect("write stdin");
     }
     let out = child.wait_with_output().expect("wait");
     (

@@ -7,13 +7,12 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use minijinja::context;
 use portcullis_app::accounts::ClientInfo;
 use portcullis_app::{Post, Session, User};
 use portcullis_web::context::{Auth, Flash, RequestCtx};
 use portcullis_web::cookies::Signer;
 use portcullis_web::csrf;
-use portcullis_web::routes::posts::post_value;
+use portcullis_web::pages::{Dashboard, PostList};
 use portcullis_web::templates::Templates;
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -74,10 +73,10 @@ fn session() -> Session {
 
 /// The dashboard of a user with `n` posts, as `GET /dashboard` renders it.
 fn dashboard(c: &mut Criterion) {
-    let templates = Templates::load().expect("templates");
+    let templates = Templates;
     let signer = Signer::new(SECRET);
     let ctx = RequestCtx {
-        auth: Some(Auth { session: session(), user: user() }),
+        auth: Some(std::sync::Arc::new(Auth { session: session(), user: user() })),
         csrf_token: csrf::mint(&signer, "session:Yk3l2n0vXy9QbM4tZ8rW1A"),
         flashes: Vec::new(),
         client: ClientInfo { ip: Some("127.0.0.1".into()), user_agent: Some("portcullis-bench/1.0".into()) },
@@ -104,10 +103,8 @@ fn dashboard(c: &mut Criterion) {
         let more = n >= 10; // a full page (PAGE_SIZE) links to the next one
         g.bench_function(format!("{n}_posts"), |b| {
             b.iter(|| {
-                // As the handler does it: post values are built per request.
-                let values: Vec<_> = list.iter().map(post_value).collect();
-                let extra = context! { posts => values, next_before => more.then_some(100), paged => false };
-                let r = templates.render(black_box(&ctx), "dashboard.html", extra);
+                let list = PostList { posts: &list, next_before: more.then_some(100), paged: false };
+                let r = templates.render(&Dashboard { ctx: black_box(&ctx), list });
                 assert_eq!(r.status(), 200);
                 r
             })
@@ -117,9 +114,8 @@ fn dashboard(c: &mut Criterion) {
     let list = posts(3);
     g.bench_function("3_posts_with_flash", |b| {
         b.iter(|| {
-            let values: Vec<_> = list.iter().map(post_value).collect();
-            let extra = context! { posts => values, next_before => None::<i64>, paged => false };
-            templates.render(black_box(&with_flash), "dashboard.html", extra)
+            let list = PostList { posts: &list, next_before: None, paged: false };
+            templates.render(&Dashboard { ctx: black_box(&with_flash), list })
         })
     });
     g.finish();

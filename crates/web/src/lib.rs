@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod headers;
 pub mod mail;
+pub mod pages;
 pub mod routes;
 pub mod state;
 pub mod templates;

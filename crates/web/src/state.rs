@@ -47,7 +47,7 @@ pub struct Inner {
     pub limiter: RateLimiter,
     /// The security log.
     pub audit: Audit,
-    /// Compiled templates.
+    /// Renders pages.
     pub templates: Templates,
     /// HTTP settings.
     pub config: WebConfig,
@@ -63,17 +63,10 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// Builds the state; fails only if the templates do not compile.
-    pub fn new(
-        accounts: Accounts,
-        posts: Posts,
-        limiter: RateLimiter,
-        audit: Audit,
-        config: WebConfig,
-    ) -> Result<Self, minijinja::Error> {
-        let templates = Templates::load()?;
+    /// Builds the state.
+    pub fn new(accounts: Accounts, posts: Posts, limiter: RateLimiter, audit: Audit, config: WebConfig) -> Self {
         let signer = Signer::new(&config.secret_key);
-        Ok(Self(Arc::new(Inner { accounts, posts, limiter, audit, templates, config, signer })))
+        Self(Arc::new(Inner { accounts, posts, limiter, audit, templates: Templates, config, signer }))
     }
 
     /// Counts an attempt at `action` by this client; refuses with 429 over the limit.

@@ -4,7 +4,7 @@ use crate::routes::RouteTable;
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use minijinja::context;
+
 use portcullis_app::AppError;
 use portcullis_domain::Password;
 use serde::Deserialize;
@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::context::{Flash, SessionChange};
 use crate::error::WebError;
 use crate::extract::CurrentUser;
+use crate::pages;
 use crate::routes::see_other_with;
 use crate::state::AppState;
 
@@ -94,11 +95,9 @@ async fn post_delete_account(
 
 /// Account settings.
 async fn get_account(State(state): State<AppState>, user: CurrentUser) -> Response {
-    state.templates.render(
-        &user.ctx,
-        "account.html",
-        context! { min_length => state.accounts.settings().min_password_length },
-    )
+    state
+        .templates
+        .render(&pages::Account { ctx: &user.ctx, min_length: state.accounts.settings().min_password_length })
 }
 
 /// Changes the password: the current one is required; every other session ends.
@@ -128,21 +127,19 @@ async fn post_password(
 async fn get_sessions(State(state): State<AppState>, user: CurrentUser) -> Result<Response, WebError> {
     let sessions = state.accounts.sessions_of(user.auth.user.id).await?;
     let current = &user.auth.session.id;
-    let list: Vec<_> = sessions
-        .iter()
-        .map(|s| {
-            context! {
-                id => s.id.clone(),
-                device => describe_agent(s.user_agent.as_deref().unwrap_or("")),
-                ip => s.ip.clone().unwrap_or_default(),
-                created_at => s.created_at,
-                last_seen_at => s.last_seen_at,
-                remember => s.remember,
-                current => &s.id == current,
-            }
+    let sessions = sessions
+        .into_iter()
+        .map(|s| pages::SessionRow {
+            device: describe_agent(s.user_agent.as_deref().unwrap_or("")),
+            ip: s.ip.unwrap_or_default(),
+            created_at: s.created_at,
+            last_seen_at: s.last_seen_at,
+            remember: s.remember,
+            current: &s.id == current,
+            id: s.id,
         })
         .collect();
-    Ok(state.templates.render(&user.ctx, "sessions.html", context! { sessions => list }))
+    Ok(state.templates.render(&pages::Sessions { ctx: &user.ctx, sessions }))
 }
 
 /// Ends one of the user's sessions.
@@ -206,19 +203,9 @@ pub struct ActivityQuery {
     before: Option<i64>,
 }
 
-/// An audit event as templates see it.
-pub fn event_value(e: &portcullis_app::audit::AuditEvent) -> minijinja::Value {
-    context! {
-        id => e.id,
-        at => e.at,
-        kind => e.kind.clone(),
-        user_id => e.user_id,
-        actor_id => e.actor_id,
-        subject => e.subject.clone(),
-        ip => e.ip.clone(),
-        device => describe_agent(e.user_agent.as_deref().unwrap_or("")),
-        detail => e.detail.clone(),
-    }
+/// An audit event as the tables show it.
+pub fn event_row(e: &portcullis_app::audit::AuditEvent) -> pages::EventRow<'_> {
+    pages::EventRow { e, device: describe_agent(e.user_agent.as_deref().unwrap_or("")) }
 }
 
 /// The user's own security record.
@@ -233,10 +220,6 @@ async fn get_activity(
     let more = events.len() > 50;
     events.truncate(50);
     let next_before = if more { events.last().map(|e| e.id) } else { None };
-    let events: Vec<_> = events.iter().map(event_value).collect();
-    Ok(state.templates.render(
-        &user.ctx,
-        "activity.html",
-        context! { events, next_before, paged => q.before.is_some() },
-    ))
+    let events = events.iter().map(event_row).collect();
+    Ok(state.templates.render(&pages::Activity { ctx: &user.ctx, events, next_before, paged: q.before.is_some() }))
 }

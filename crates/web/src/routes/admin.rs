@@ -4,7 +4,7 @@
 use crate::routes::RouteTable;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use minijinja::context;
+
 use portcullis_app::Origin;
 use portcullis_app::clock::now_ms;
 use serde::Deserialize;
@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::context::Flash;
 use crate::error::WebError;
 use crate::extract::AdminUser;
+use crate::pages;
 use crate::routes::see_other_with;
 use crate::state::AppState;
 
@@ -100,27 +101,14 @@ async fn get_users(
     let more = rows.len() as i64 > PAGE_SIZE;
     rows.truncate(PAGE_SIZE as usize);
     let next_after = if more { rows.last().map(|r| r.user.id) } else { None };
-    let users: Vec<_> = rows
-        .iter()
-        .map(|r| {
-            context! {
-                id => r.user.id,
-                username => r.user.username.clone(),
-                email => r.user.email.clone(),
-                is_admin => r.user.is_admin,
-                email_verified => r.user.email_verified,
-                locked => r.locked_until.is_some(),
-                created_at => r.user.created_at,
-                last_login_at => r.user.last_login_at,
-                is_self => r.user.id == admin.auth.user.id,
-            }
-        })
-        .collect();
-    Ok(state.templates.render(
-        &admin.ctx,
-        "admin_users.html",
-        context! { users, q => query, next_after, paged => q.after.is_some() },
-    ))
+    let users = rows.iter().map(|r| pages::UserRow { user: &r.user, locked: r.locked_until.is_some() }).collect();
+    Ok(state.templates.render(&pages::AdminUsers {
+        ctx: &admin.ctx,
+        users,
+        q: &query,
+        next_after,
+        paged: q.after.is_some(),
+    }))
 }
 
 /// The confirmation step before an action.
@@ -131,17 +119,14 @@ async fn get_confirm(
 ) -> Result<Response, WebError> {
     let action_enum = Action::parse(&action).ok_or(WebError::NotFound)?;
     let user = state.accounts.user(id.parse().map_err(|_| WebError::NotFound)?).await?;
-    Ok(state.templates.render(
-        &admin.ctx,
-        "admin_confirm.html",
-        context! {
-            user => context! { id => user.id, username => user.username, email => user.email },
-            action,
-            label => action_enum.label(),
-            consequence => action_enum.consequence(),
-            danger => matches!(action_enum, Action::Delete | Action::Lock | Action::RevokeAdmin),
-        },
-    ))
+    Ok(state.templates.render(&pages::AdminConfirm {
+        ctx: &admin.ctx,
+        user: &user,
+        action: &action,
+        label: action_enum.label(),
+        consequence: action_enum.consequence(),
+        danger: matches!(action_enum, Action::Delete | Action::Lock | Action::RevokeAdmin),
+    }))
 }
 
 /// Carries out an action.
@@ -220,13 +205,14 @@ async fn get_audit(
     let more = events.len() as i64 > PAGE_SIZE;
     events.truncate(PAGE_SIZE as usize);
     let next_before = if more { events.last().map(|e| e.id) } else { None };
-    let events: Vec<_> = events.iter().map(crate::routes::account::event_value).collect();
-    Ok(state.templates.render(
-        &admin.ctx,
-        "admin_audit.html",
-        context! {
-            events, next_before, paged => q.before.is_some(),
-            user => user_filter, kind => kind.unwrap_or_default(), kinds => portcullis_app::audit::KINDS,
-        },
-    ))
+    let events = events.iter().map(crate::routes::account::event_row).collect();
+    Ok(state.templates.render(&pages::AdminAudit {
+        ctx: &admin.ctx,
+        events,
+        next_before,
+        paged: q.before.is_some(),
+        user: user_filter,
+        kind: kind.as_deref().unwrap_or(""),
+        kinds: portcullis_app::audit::KINDS,
+    }))
 }

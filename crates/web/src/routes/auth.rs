@@ -4,7 +4,7 @@ use crate::routes::RouteTable;
 use axum::Form;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use minijinja::context;
+
 use portcullis_app::AppError;
 use portcullis_app::accounts::Registration;
 use portcullis_domain::safe_next;
@@ -19,6 +19,7 @@ use crate::context::{Flash, SessionChange};
 use crate::cookies;
 use crate::error::WebError;
 use crate::extract::{Ctx, CurrentUser};
+use crate::pages::{self, Errors};
 use crate::routes::account::describe_agent;
 use crate::routes::pages::PageQuery;
 use crate::routes::posts::post_list;
@@ -81,11 +82,14 @@ async fn get_register(State(state): State<AppState>, Ctx(ctx): Ctx) -> Response 
     if ctx.auth.is_some() {
         return see_other("/dashboard");
     }
-    state.templates.render(
-        &ctx,
-        "register.html",
-        context! { min_length => state.accounts.settings().min_password_length },
-    )
+    let min_length = state.accounts.settings().min_password_length;
+    state.templates.render(&pages::Register {
+        ctx: &ctx,
+        min_length,
+        username: "",
+        email: "",
+        errors: Errors::default(),
+    })
 }
 
 /// Creates the account and signs the new user in.
@@ -116,19 +120,13 @@ async fn post_register(
         }
         Err(AppError::Invalid(errors)) => {
             ctx.flashes.extend(errors.0.iter().map(|(_, m)| Flash::error(m.clone())));
-            let field_errors: std::collections::BTreeMap<&str, &str> =
-                errors.0.iter().rev().map(|(f, m)| (*f, m.as_str())).collect();
-            Ok(state.templates.render_status(
-                &ctx,
-                axum::http::StatusCode::OK,
-                "register.html",
-                context! {
-                    errors => field_errors,
-                    username => form.username,
-                    email => form.email,
-                    min_length => state.accounts.settings().min_password_length,
-                },
-            ))
+            Ok(state.templates.render(&pages::Register {
+                ctx: &ctx,
+                min_length: state.accounts.settings().min_password_length,
+                username: &form.username,
+                email: &form.email,
+                errors: Errors::of(&errors),
+            }))
         }
         Err(e) => Err(e.into()),
     }
@@ -140,7 +138,7 @@ async fn get_login(State(state): State<AppState>, Ctx(ctx): Ctx, Query(q): Query
         return see_other(&landing(q.next.as_deref()));
     }
     let next = q.next.as_deref().and_then(safe_next);
-    state.templates.render(&ctx, "login.html", context! { next })
+    state.templates.render(&pages::Login { ctx: &ctx, next, username: "", failed: false })
 }
 
 /// Checks the credentials and opens a fresh session (never reusing one from before login).
@@ -190,7 +188,7 @@ async fn post_login(
         Err(e @ (AppError::InvalidCredentials | AppError::Locked)) => {
             ctx.flashes.push(Flash::error(e.to_string()));
             let next = next.as_deref().and_then(safe_next);
-            Ok(state.templates.render(&ctx, "login.html", context! { username => form.username, next, failed => true }))
+            Ok(state.templates.render(&pages::Login { ctx: &ctx, next, username: &form.username, failed: true }))
         }
         Err(e) => Err(e.into()),
     }
@@ -198,7 +196,7 @@ async fn post_login(
 
 /// Asks before logging out: a link must not end a session.
 async fn get_logout(State(state): State<AppState>, user: CurrentUser) -> Response {
-    state.templates.render(&user.ctx, "logout.html", context! {})
+    state.templates.render(&pages::Logout { ctx: &user.ctx })
 }
 
 /// Ends the session on the server and clears the cookie.
@@ -217,12 +215,9 @@ async fn get_dashboard(
     user: CurrentUser,
     Query(q): Query<PageQuery>,
 ) -> Result<Response, WebError> {
-    let (posts, next) = post_list(&state, Some(user.auth.user.id), q.before).await?;
-    Ok(state.templates.render(
-        &user.ctx,
-        "dashboard.html",
-        context! { posts, next_before => next, paged => q.before.is_some() },
-    ))
+    let (posts, next_before) = post_list(&state, Some(user.auth.user.id), q.before).await?;
+    let list = pages::PostList { posts: &posts, next_before, paged: q.before.is_some() };
+    Ok(state.templates.render(&pages::Dashboard { ctx: &user.ctx, list }))
 }
 
 #[cfg(test)]

@@ -4,11 +4,11 @@ use crate::routes::RouteTable;
 use axum::extract::{Query, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
-use minijinja::context;
 use serde::Deserialize;
 
 use crate::error::WebError;
 use crate::extract::Ctx;
+use crate::pages::{Home, PostList};
 use crate::routes::posts::post_list;
 use crate::state::AppState;
 
@@ -33,8 +33,9 @@ async fn get_home(
     Ctx(ctx): Ctx,
     Query(q): Query<PageQuery>,
 ) -> Result<Response, WebError> {
-    let (posts, next) = post_list(&state, None, q.before).await?;
-    Ok(state.templates.render(&ctx, "home.html", context! { posts, next_before => next, paged => q.before.is_some() }))
+    let (posts, next_before) = post_list(&state, None, q.before).await?;
+    let list = PostList { posts: &posts, next_before, paged: q.before.is_some() };
+    Ok(state.templates.render(&Home { ctx: &ctx, list }))
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

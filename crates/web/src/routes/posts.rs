@@ -4,13 +4,13 @@ use crate::routes::RouteTable;
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use minijinja::{Value, context};
 use portcullis_app::{AppError, Post};
 use serde::Deserialize;
 
 use crate::context::Flash;
 use crate::error::WebError;
 use crate::extract::{CurrentUser, MaybeUser};
+use crate::pages::{self, Errors};
 use crate::routes::see_other_with;
 use crate::state::AppState;
 
@@ -36,31 +36,17 @@ pub struct PostForm {
     content: String,
 }
 
-/// A post as templates see it.
-pub fn post_value(p: &Post) -> Value {
-    context! {
-        id => p.id,
-        author_id => p.author_id,
-        author => p.author.clone(),
-        title => p.title.clone(),
-        content => p.content.clone(),
-        created_at => p.created_at,
-        updated_at => p.updated_at,
-        edited => p.updated_at > p.created_at,
-    }
-}
-
 /// One page of posts (of one author when given) and the `before` for the next page.
 pub async fn post_list(
     state: &AppState,
     author: Option<i64>,
     before: Option<i64>,
-) -> Result<(Vec<Value>, Option<i64>), WebError> {
+) -> Result<(Vec<Post>, Option<i64>), WebError> {
     let mut posts = state.posts.list(author, before, PAGE_SIZE + 1).await?;
     let more = posts.len() as i64 > PAGE_SIZE;
     posts.truncate(PAGE_SIZE as usize);
     let next = if more { posts.last().map(|p| p.id) } else { None };
-    Ok((posts.iter().map(post_value).collect(), next))
+    Ok((posts, next))
 }
 
 /// Path ids that are not numbers are simply not found.
@@ -70,7 +56,8 @@ fn parse_id(raw: &str) -> Result<i64, WebError> {
 
 /// The form for a new post.
 async fn get_new_post(State(state): State<AppState>, user: CurrentUser) -> Response {
-    state.templates.render(&user.ctx, "post_form.html", context! { mode => "new" })
+    let page = pages::PostForm { ctx: &user.ctx, editing: None, title: "", content: "", errors: Errors::default() };
+    state.templates.render(&page)
 }
 
 /// Publishes a new post.
@@ -81,7 +68,7 @@ async fn post_new_post(
 ) -> Result<Response, WebError> {
     match state.posts.create(user.actor(), &form.title, &form.content).await {
         Ok(id) => Ok(see_other_with(&format!("/posts/{id}"), vec![Flash::success("Post created successfully")])),
-        Err(AppError::Invalid(errors)) => Ok(form_errors(&state, user, "new", None, form, errors)),
+        Err(AppError::Invalid(errors)) => Ok(form_errors(&state, user, None, form, errors)),
         Err(e) => Err(e.into()),
     }
 }
@@ -89,19 +76,20 @@ async fn post_new_post(
 fn form_errors(
     state: &AppState,
     user: CurrentUser,
-    mode: &str,
     id: Option<i64>,
     form: PostForm,
     errors: portcullis_app::FieldErrors,
 ) -> Response {
     let mut ctx = user.ctx;
     ctx.flashes.extend(errors.0.iter().map(|(_, m)| Flash::error(m.clone())));
-    let field_errors: std::collections::BTreeMap<&str, &str> = errors.0.iter().map(|(f, m)| (*f, m.as_str())).collect();
-    state.templates.render(
-        &ctx,
-        "post_form.html",
-        context! { mode, post => context! { id, title => form.title, content => form.content }, errors => field_errors },
-    )
+    let page = pages::PostForm {
+        ctx: &ctx,
+        editing: id,
+        title: &form.title,
+        content: &form.content,
+        errors: Errors::of(&errors),
+    };
+    state.templates.render(&page)
 }
 
 /// One post.
@@ -114,7 +102,7 @@ async fn get_post(
     let actor = auth.as_ref().map(|a| portcullis_domain::Actor { user_id: a.user.id, is_admin: a.user.is_admin });
     let can_edit = actor.is_some_and(|a| a.can_edit_post(post.author_id));
     let can_delete = actor.is_some_and(|a| a.can_delete_post(post.author_id));
-    Ok(state.templates.render(&ctx, "post.html", context! { post => post_value(&post), can_edit, can_delete }))
+    Ok(state.templates.render(&pages::PostPage { ctx: &ctx, post: &post, can_edit, can_delete }))
 }
 
 /// The edit form, for the author only.
@@ -124,7 +112,14 @@ async fn get_edit_post(
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
     let post = state.posts.get_for_edit(user.actor(), parse_id(&id)?).await?;
-    Ok(state.templates.render(&user.ctx, "post_form.html", context! { mode => "edit", post => post_value(&post) }))
+    let page = pages::PostForm {
+        ctx: &user.ctx,
+        editing: Some(post.id),
+        title: &post.title,
+        content: &post.content,
+        errors: Errors::default(),
+    };
+    Ok(state.templates.render(&page))
 }
 
 /// Saves an edit, for the author only.
@@ -137,7 +132,7 @@ async fn post_edit_post(
     let id = parse_id(&id)?;
     match state.posts.update(user.actor(), id, &form.title, &form.content).await {
         Ok(()) => Ok(see_other_with(&format!("/posts/{id}"), vec![Flash::success("Post updated successfully")])),
-        Err(AppError::Invalid(errors)) => Ok(form_errors(&state, user, "edit", Some(id), form, errors)),
+        Err(AppError::Invalid(errors)) => Ok(form_errors(&state, user, Some(id), form, errors)),
         Err(e) => Err(e.into()),
     }
 }

@@ -4,13 +4,14 @@ use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
-use minijinja::context;
+
 use portcullis_app::AppError;
 use serde::Deserialize;
 
 use crate::context::Flash;
 use crate::error::WebError;
 use crate::extract::{Ctx, CurrentUser};
+use crate::pages::{self, Errors};
 use crate::routes::{RouteTable, see_other_with};
 use crate::state::AppState;
 
@@ -42,7 +43,7 @@ pub struct ResetForm {
 fn link_problem(state: &AppState, ctx: &crate::context::RequestCtx, message: String, retry: &str) -> Response {
     let mut ctx = ctx.clone();
     ctx.flashes.push(Flash::error(message.clone()));
-    state.templates.render_status(&ctx, StatusCode::BAD_REQUEST, "link_problem.html", context! { message, retry })
+    state.templates.render_status(StatusCode::BAD_REQUEST, &pages::LinkProblem { ctx: &ctx, message: &message, retry })
 }
 
 /// Follows a verification link.
@@ -77,7 +78,7 @@ async fn post_resend_verification(State(state): State<AppState>, user: CurrentUs
 
 /// Asks for the account's email.
 async fn get_forgot_password(State(state): State<AppState>, Ctx(ctx): Ctx) -> Response {
-    state.templates.render(&ctx, "forgot_password.html", context! {})
+    state.templates.render(&pages::ForgotPassword { ctx: &ctx })
 }
 
 /// Sends a reset link if the address belongs to an account, and says the same either way.
@@ -109,11 +110,12 @@ async fn get_reset_password(
     Path(token): Path<String>,
 ) -> Result<Response, WebError> {
     match state.accounts.check_reset_token(&token).await {
-        Ok(()) => Ok(no_referrer(state.templates.render(
-            &ctx,
-            "reset_password.html",
-            context! { token, min_length => state.accounts.settings().min_password_length },
-        ))),
+        Ok(()) => Ok(no_referrer(state.templates.render(&pages::ResetPassword {
+            ctx: &ctx,
+            token: &token,
+            min_length: state.accounts.settings().min_password_length,
+            errors: Errors::default(),
+        }))),
         Err(AppError::Token(p)) => Ok(no_referrer(link_problem(&state, &ctx, p.to_string(), "reset"))),
         Err(e) => Err(e.into()),
     }
@@ -134,13 +136,12 @@ async fn post_reset_password(
         ))),
         Err(AppError::Invalid(errors)) => {
             ctx.flashes.extend(errors.0.iter().map(|(_, m)| Flash::error(m.clone())));
-            let field_errors: std::collections::BTreeMap<&str, &str> =
-                errors.0.iter().map(|(f, m)| (*f, m.as_str())).collect();
-            Ok(no_referrer(state.templates.render(
-                &ctx,
-                "reset_password.html",
-                context! { token, errors => field_errors, min_length => state.accounts.settings().min_password_length },
-            )))
+            Ok(no_referrer(state.templates.render(&pages::ResetPassword {
+                ctx: &ctx,
+                token: &token,
+                min_length: state.accounts.settings().min_password_length,
+                errors: Errors::of(&errors),
+            })))
         }
         Err(AppError::Token(p)) => Ok(no_referrer(link_problem(&state, &ctx, p.to_string(), "reset"))),
         Err(e) => Err(e.into()),

@@ -1,3 +1,0 @@
-fn main() {
-    minijinja_embed::embed_templates!("../../templates");
-}

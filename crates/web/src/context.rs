@@ -285,14 +285,14 @@ async fn with_context(state: &AppState, mut req: Request, next: Next) -> Respons
 
     let had_flashes = !flashes.is_empty();
     let signed_in = auth.is_some();
-    let ctx = RequestCtx {
+    let ctx = Arc::new(RequestCtx {
         auth,
         csrf_token: csrf::mint(&state.signer, &bind),
-        flashes: flashes.clone(),
+        flashes,
         client,
         path_and_query: req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into()),
-    };
-    req.extensions_mut().insert(ctx.clone());
+    });
+    req.extensions_mut().insert(Arc::clone(&ctx));
     let mut res = next.run(req).await;
 
     // Error responses that nobody rendered get the site's page.
@@ -328,7 +328,7 @@ async fn with_context(state: &AppState, mut req: Request, next: Next) -> Respons
     if res.status().is_redirection() {
         if !out.0.is_empty() {
             // Messages not yet shown travel on with the new ones.
-            let mut all = flashes;
+            let mut all = ctx.flashes.clone();
             all.extend(out.0);
             let payload = serde_json::to_vec(&all).unwrap_or_default();
             set.push(cookies::build(FLASH, state.signer.sign(FLASH_PURPOSE, &payload), https, None));

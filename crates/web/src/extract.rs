@@ -11,7 +11,7 @@ use crate::error::WebError;
 
 /// The request context, signed in or not.
 #[derive(Clone, Debug)]
-pub struct Ctx(pub RequestCtx);
+pub struct Ctx(pub Arc<RequestCtx>);
 
 /// A signed-in user; anonymous visitors are sent to `/login?next=…`.
 #[derive(Clone, Debug)]
@@ -19,7 +19,7 @@ pub struct CurrentUser {
     /// Session and user.
     pub auth: Arc<Auth>,
     /// The whole request context, for rendering.
-    pub ctx: RequestCtx,
+    pub ctx: Arc<RequestCtx>,
 }
 
 /// A signed-in administrator; other users get 403.
@@ -28,7 +28,7 @@ pub struct AdminUser(pub CurrentUser);
 
 /// The user if signed in, for pages anyone may see.
 #[derive(Clone, Debug)]
-pub struct MaybeUser(pub Option<Arc<Auth>>, pub RequestCtx);
+pub struct MaybeUser(pub Option<Arc<Auth>>, pub Arc<RequestCtx>);
 
 impl CurrentUser {
     /// The policy's view of this user.
@@ -37,10 +37,10 @@ impl CurrentUser {
     }
 }
 
-fn request_ctx(parts: &Parts) -> Result<RequestCtx, WebError> {
+fn request_ctx(parts: &Parts) -> Result<Arc<RequestCtx>, WebError> {
     parts
         .extensions
-        .get::<RequestCtx>()
+        .get::<Arc<RequestCtx>>()
         .cloned()
         .ok_or_else(|| WebError::Internal("request context middleware missing".into()))
 }

@@ -119,7 +119,7 @@ async fn post_register(
             Ok(r)
         }
         Err(AppError::Invalid(errors)) => {
-            ctx.flashes.extend(errors.0.iter().map(|(_, m)| Flash::error(m.clone())));
+            std::sync::Arc::make_mut(&mut ctx).flashes.extend(errors.0.iter().map(|(_, m)| Flash::error(m.clone())));
             Ok(state.templates.render(&pages::Register {
                 ctx: &ctx,
                 min_length: state.accounts.settings().min_password_length,
@@ -186,7 +186,7 @@ async fn post_login(
             Ok(r)
         }
         Err(e @ (AppError::InvalidCredentials | AppError::Locked)) => {
-            ctx.flashes.push(Flash::error(e.to_string()));
+            std::sync::Arc::make_mut(&mut ctx).flashes.push(Flash::error(e.to_string()));
             let next = next.as_deref().and_then(safe_next);
             Ok(state.templates.render(&pages::Login { ctx: &ctx, next, username: &form.username, failed: true }))
         }

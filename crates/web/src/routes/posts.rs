@@ -81,7 +81,7 @@ fn form_errors(
     errors: portcullis_app::FieldErrors,
 ) -> Response {
     let mut ctx = user.ctx;
-    ctx.flashes.extend(errors.0.iter().map(|(_, m)| Flash::error(m.clone())));
+    std::sync::Arc::make_mut(&mut ctx).flashes.extend(errors.0.iter().map(|(_, m)| Flash::error(m.clone())));
     let page = pages::PostForm {
         ctx: &ctx,
         editing: id,

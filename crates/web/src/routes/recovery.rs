@@ -135,7 +135,7 @@ async fn post_reset_password(
             vec![Flash::success("Your password has been reset. Log in with your new password.")],
         ))),
         Err(AppError::Invalid(errors)) => {
-            ctx.flashes.extend(errors.0.iter().map(|(_, m)| Flash::error(m.clone())));
+            std::sync::Arc::make_mut(&mut ctx).flashes.extend(errors.0.iter().map(|(_, m)| Flash::error(m.clone())));
             Ok(no_referrer(state.templates.render(&pages::ResetPassword {
                 ctx: &ctx,
                 token: &token,

@@ -130,8 +130,18 @@ fn init_tracing(config: &Config) {
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if config.log_json {
         builder.json().init();
-    } else {
+    } else if ansi {
         builder.init();
+    } else {
+        // Plain `name=value` fields, without the styling calls a terminal
+        // gets: every request opens a span, so this is on the hot path.
+        use tracing_subscriber::field::MakeExt as _;
+        let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| match field.name() {
+            "message" => write!(w, "{value:?}"),
+            name => write!(w, "{name}={value:?}"),
+        })
+        .delimited(" ");
+        builder.fmt_fields(fields).init();
     }
 }
 

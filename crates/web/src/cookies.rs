@@ -51,14 +51,23 @@ pub fn clear(base: &'static str, https: bool) -> String {
 
 /// The value of cookie `full_name` in the request, if present (first wins).
 pub fn get<'a>(headers: &'a HeaderMap, full_name: &str) -> Option<&'a str> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == full_name)
-        .map(|(_, v)| v.trim_matches('"'))
+    headers.get_all(COOKIE).iter().find_map(|v| find_in(v.as_bytes(), full_name.as_bytes()))
+}
+
+/// `name`'s value in one `Cookie` header (`a=1; b=2`): the name is searched
+/// for with memchr's vector search and must start a pair, so a cookie whose
+/// value or name merely contains it does not count.
+fn find_in<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a str> {
+    for at in memchr::memmem::find_iter(header, name) {
+        let before = header[..at].trim_ascii_end();
+        if !(before.is_empty() || before.ends_with(b";")) {
+            continue;
+        }
+        let Some(rest) = header[at + name.len()..].strip_prefix(b"=") else { continue };
+        let value = &rest[..memchr::memchr(b';', rest).unwrap_or(rest.len())];
+        return std::str::from_utf8(value.trim_ascii()).ok().map(|v| v.trim_matches('"'));
+    }
+    None
 }
 
 /// HMAC-SHA256 under a key derived from the site's secret, one purpose each.
@@ -110,6 +119,34 @@ impl Signer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cookies_are_found_by_whole_name_only() {
+        let headers = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(COOKIE, v.parse().expect("header"));
+            }
+            h
+        };
+        let h = headers(&["a=1; portcullis_session=s1; b=2"]);
+        assert_eq!(get(&h, "portcullis_session"), Some("s1"));
+        assert_eq!(get(&h, "a"), Some("1"));
+        assert_eq!(get(&h, "b"), Some("2"));
+        assert_eq!(get(&h, "c"), None);
+        // The name inside another cookie's value or name does not count.
+        let h = headers(&["x=portcullis_session=evil; my_portcullis_session=no; portcullis_session_2=no"]);
+        assert_eq!(get(&h, "portcullis_session"), None);
+        let h = headers(&["x=a;portcullis_session=s; portcullis_session=later"]);
+        assert_eq!(get(&h, "portcullis_session"), Some("s"), "first wins, with or without a space");
+        // Spaces around pairs, quotes, an empty value, several headers.
+        let h = headers(&["  k =1;k2=\"q\" ;  e=", "late=1; k2=second"]);
+        assert_eq!(get(&h, "k"), None, "a space before `=` is another name");
+        assert_eq!(get(&h, "k2"), Some("q"));
+        assert_eq!(get(&h, "e"), Some(""));
+        assert_eq!(get(&h, "late"), Some("1"));
+        assert_eq!(get(&h, "__Host-portcullis_session"), None);
+    }
 
     #[test]
     fn signed_values_resist_tampering() {

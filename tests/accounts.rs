@@ -407,7 +407,7 @@ async fn every_state_changing_form_refuses_bad_csrf_tokens() {
     let post = app.services.posts.get(post_id).await;
     assert!(post.is_err(), "deleted only by the request with a valid token");
     let titles: Vec<String> =
-        app.services.posts.list(None, None, 50).await.expect("list").into_iter().map(|p| p.title).collect();
+        app.services.posts.list(None, None, 50).await.expect("list").iter().map(|p| p.title.clone()).collect();
     assert_eq!(titles, vec!["Injected".to_owned()], "only the valid-token post exists");
 }
 

@@ -12,7 +12,7 @@ use crate::clock::{ms, now_ms};
 use crate::error::{AppError, FieldErrors, StoreError, TokenProblem};
 use crate::hashing::HashPool;
 use crate::mail::{MailKind, MailRenderer, MailVars, OutgoingMail, Sealer};
-use crate::model::{NewToken, NewUser, Session, TokenPurpose, TokenRecord, User, UserSummary};
+use crate::model::{NewToken, NewUser, Session, SignedIn, TokenPurpose, TokenRecord, User, UserSummary};
 use crate::ports::{AuditStore, LoginThrottle, NewCredentials, OutboxStore, SessionStore, TokenStore, UserStore};
 use crate::settings::AuthSettings;
 use crate::tokens;
@@ -507,13 +507,14 @@ impl Accounts {
 
     /// The live session and user behind a cookie value, if any. Enforces the
     /// absolute and idle timeouts and the security stamp on the server.
-    pub async fn resolve_session(&self, cookie: &str) -> Result<Option<(Session, User)>, AppError> {
+    pub async fn resolve_session(&self, cookie: &str) -> Result<Option<Arc<SignedIn>>, AppError> {
         let Some((id, secret)) = tokens::parse(cookie) else {
             return Ok(None);
         };
-        let Some((session, user)) = self.sessions.session_with_user(id).await? else {
+        let Some(found) = self.sessions.session_with_user(id).await? else {
             return Ok(None);
         };
+        let SignedIn { session, user } = &*found;
         if !tokens::secret_matches(secret, &session.secret_hash) {
             return Ok(None);
         }
@@ -529,7 +530,7 @@ impl Accounts {
         if now.saturating_sub(session.last_seen_at) >= ms(self.settings.touch_interval()) {
             self.sessions.touch_session(&session.id, now).await?;
         }
-        Ok(Some((session, user)))
+        Ok(Some(found))
     }
 
     /// Ends one session.

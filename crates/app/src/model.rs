@@ -83,6 +83,17 @@ pub struct Session {
     pub user_agent: Option<String>,
 }
 
+/// A live session and its user, read together. Shared behind an `Arc`:
+/// every request of a signed-in user reads one, and a cache can hand out
+/// the same one many times.
+#[derive(Clone, Debug)]
+pub struct SignedIn {
+    /// The session.
+    pub session: Session,
+    /// Its user.
+    pub user: User,
+}
+
 /// A post with its author's name.
 #[derive(Clone, Debug)]
 pub struct Post {

@@ -1,12 +1,14 @@
 //! The ports: what the use cases need from storage. `portcullis-store`
 //! implements them on SQLite and PostgreSQL.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::audit::AuditEvent;
 use crate::error::StoreError;
 use crate::mail::{ClaimedMail, OutgoingMail};
-use crate::model::{NewToken, NewUser, Post, Session, TokenRecord, User, UserSummary};
+use crate::model::{NewToken, NewUser, Post, Session, SignedIn, TokenRecord, User, UserSummary};
 
 /// Result of a store call.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -72,7 +74,7 @@ pub trait SessionStore: Send + Sync {
     /// Stores a new session.
     async fn insert_session(&self, session: &Session) -> StoreResult<()>;
     /// The session and its user, in one read.
-    async fn session_with_user(&self, id: &str) -> StoreResult<Option<(Session, User)>>;
+    async fn session_with_user(&self, id: &str) -> StoreResult<Option<Arc<SignedIn>>>;
     /// Sets `last_seen_at`.
     async fn touch_session(&self, id: &str, now: i64) -> StoreResult<()>;
     /// Deletes one session of one user and records `audit`; `false` (nothing
@@ -126,7 +128,7 @@ pub trait PostStore: Send + Sync {
     /// Deletes a post.
     async fn delete_post(&self, id: i64) -> StoreResult<()>;
     /// Newest first, ids below `before_id`; of one author when given.
-    async fn list_posts(&self, author_id: Option<i64>, before_id: Option<i64>, limit: i64) -> StoreResult<Vec<Post>>;
+    async fn list_posts(&self, author_id: Option<i64>, before_id: Option<i64>, limit: i64) -> StoreResult<Arc<[Post]>>;
 }
 
 /// The durable mail outbox, drained by [`crate::mail::OutboxWorker`].

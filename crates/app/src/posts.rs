@@ -75,7 +75,7 @@ impl Posts {
         author_id: Option<i64>,
         before_id: Option<i64>,
         limit: i64,
-    ) -> Result<Vec<Post>, AppError> {
+    ) -> Result<std::sync::Arc<[Post]>, AppError> {
         Ok(self.store.list_posts(author_id, before_id, limit).await?)
     }
 }

@@ -29,7 +29,8 @@ use portcullis_app::audit::AuditEvent;
 use portcullis_app::mail::OutgoingMail;
 use portcullis_app::ports::{NewCredentials, StoreResult};
 use portcullis_app::{
-    NewToken, NewUser, Post, PostStore, Session, SessionStore, TokenRecord, TokenStore, User, UserStore, UserSummary,
+    NewToken, NewUser, Post, PostStore, Session, SessionStore, SignedIn, TokenRecord, TokenStore, User, UserStore,
+    UserSummary,
 };
 
 use crate::SqlStore;
@@ -91,8 +92,8 @@ type PostKey = (Option<i64>, Option<i64>, i64);
 pub struct CachedStore {
     sql: Arc<SqlStore>,
     generation: Arc<AtomicU64>,
-    sessions: Map<String, (Session, User)>,
-    posts: Map<PostKey, Vec<Post>>,
+    sessions: Map<String, Arc<SignedIn>>,
+    posts: Map<PostKey, Arc<[Post]>>,
 }
 
 impl CachedStore {
@@ -167,14 +168,14 @@ impl SessionStore for CachedStore {
         self.sql.insert_session(session).await
     }
 
-    async fn session_with_user(&self, id: &str) -> StoreResult<Option<(Session, User)>> {
+    async fn session_with_user(&self, id: &str) -> StoreResult<Option<Arc<SignedIn>>> {
         let generation = self.current();
         if let Some(hit) = self.sessions.get(id, generation) {
             return Ok(Some(hit));
         }
         let found = self.sql.session_with_user(id).await?;
         if let Some(pair) = &found {
-            self.sessions.put(id.to_owned(), generation, pair.clone());
+            self.sessions.put(id.to_owned(), generation, Arc::clone(pair));
         }
         Ok(found)
     }
@@ -183,7 +184,7 @@ impl SessionStore for CachedStore {
         self.sql.touch_session(id, now).await?;
         // Only this session's `last_seen_at` changed: keep the entry, updated.
         if let Some(entry) = self.sessions.lock().get_mut(id) {
-            entry.value.0.last_seen_at = now;
+            Arc::make_mut(&mut entry.value).session.last_seen_at = now;
         }
         Ok(())
     }
@@ -228,14 +229,14 @@ impl PostStore for CachedStore {
         self.write(self.sql.delete_post(id)).await
     }
 
-    async fn list_posts(&self, author_id: Option<i64>, before_id: Option<i64>, limit: i64) -> StoreResult<Vec<Post>> {
+    async fn list_posts(&self, author_id: Option<i64>, before_id: Option<i64>, limit: i64) -> StoreResult<Arc<[Post]>> {
         let generation = self.current();
         let key = (author_id, before_id, limit);
         if let Some(hit) = self.posts.get(&key, generation) {
             return Ok(hit);
         }
         let posts = self.sql.list_posts(author_id, before_id, limit).await?;
-        self.posts.put(key, generation, posts.clone());
+        self.posts.put(key, generation, Arc::clone(&posts));
         Ok(posts)
     }
 }

@@ -1,5 +1,7 @@
 //! `PostStore` on SQL.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
@@ -60,7 +62,7 @@ impl PostStore for SqlStore {
         Ok(())
     }
 
-    async fn list_posts(&self, author_id: Option<i64>, before_id: Option<i64>, limit: i64) -> StoreResult<Vec<Post>> {
+    async fn list_posts(&self, author_id: Option<i64>, before_id: Option<i64>, limit: i64) -> StoreResult<Arc<[Post]>> {
         // Two queries, so each walks its own index (an `OR` on the author
         // would make SQLite scan every post).
         let before = before_id.unwrap_or(i64::MAX);

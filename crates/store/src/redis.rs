@@ -18,7 +18,7 @@ use redis::aio::ConnectionManager;
 
 use portcullis_app::audit::AuditEvent;
 use portcullis_app::ports::{AuditStore, RateLimitStore, StoreResult};
-use portcullis_app::{Session, SessionStore, StoreError, User, UserStore};
+use portcullis_app::{Session, SessionStore, SignedIn, StoreError, UserStore};
 
 use crate::SqlStore;
 
@@ -143,9 +143,9 @@ impl SessionStore for RedisStore {
             .map_err(redis_err)
     }
 
-    async fn session_with_user(&self, id: &str) -> StoreResult<Option<(Session, User)>> {
+    async fn session_with_user(&self, id: &str) -> StoreResult<Option<Arc<SignedIn>>> {
         let Some(session) = self.load(id).await? else { return Ok(None) };
-        Ok(self.sql.user_by_id(session.user_id).await?.map(|u| (session, u)))
+        Ok(self.sql.user_by_id(session.user_id).await?.map(|user| Arc::new(SignedIn { session, user })))
     }
 
     async fn touch_session(&self, id: &str, now: i64) -> StoreResult<()> {

@@ -1,12 +1,14 @@
 //! `SessionStore` on SQL.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
 use portcullis_app::audit::AuditEvent;
 use portcullis_app::ports::StoreResult;
-use portcullis_app::{Session, SessionStore, User};
+use portcullis_app::{Session, SessionStore, SignedIn};
 
 use crate::audit::record_in;
 use crate::users::{USER_COLUMNS, user_from_row};
@@ -53,12 +55,14 @@ impl SessionStore for SqlStore {
         Ok(())
     }
 
-    async fn session_with_user(&self, id: &str) -> StoreResult<Option<(Session, User)>> {
+    async fn session_with_user(&self, id: &str) -> StoreResult<Option<Arc<SignedIn>>> {
         let sql = format!(
             "SELECT {SESSION_COLUMNS}, {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1"
         );
         let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await.map_err(backend_err)?;
-        row.map(|r| Ok((session_from_row(&r)?, user_from_row(&r)?))).transpose().map_err(backend_err)
+        row.map(|r| Ok(Arc::new(SignedIn { session: session_from_row(&r)?, user: user_from_row(&r)? })))
+            .transpose()
+            .map_err(backend_err)
     }
 
     async fn touch_session(&self, id: &str, now: i64) -> StoreResult<()> {

@@ -70,7 +70,8 @@ async fn sessions_and_post_lists_are_served_from_memory() {
 
     // With the database gone, what was read is still answered from memory…
     f.sql.close().await;
-    let (s, u) = f.cache.session_with_user("s1").await.expect("from memory").expect("cached");
+    let found = f.cache.session_with_user("s1").await.expect("from memory").expect("cached");
+    let (s, u) = (&found.session, &found.user);
     assert_eq!((s.id.as_str(), u.id), ("s1", alice.id));
     assert_eq!(f.cache.list_posts(Some(alice.id), None, 10).await.expect("from memory").len(), 1);
     // …and nothing else is.
@@ -96,17 +97,18 @@ async fn a_change_made_through_the_store_is_seen_at_once() {
     assert!(f.cache.delete_session(alice.id, "s1", None).await.expect("logout"));
     assert!(read("s1").await.is_none(), "a logout ends the session at once");
 
-    assert!(!read("s2").await.expect("live").1.is_admin);
+    assert!(!read("s2").await.expect("live").user.is_admin);
     assert!(f.cache.set_admin(alice.id, true, "new-stamp", T0, None).await.expect("grant"));
-    let (s2, a2) = read("s2").await.expect("still stored");
+    let found = read("s2").await.expect("still stored");
+    let (s2, a2) = (&found.session, &found.user);
     assert!(a2.is_admin, "the user is read again");
     assert_ne!(s2.security_stamp, a2.security_stamp, "and the stamp change shows");
 
     f.cache.set_admin_lock(bob.id, Some(FAR), T0, None).await.expect("lock");
-    assert_eq!(read("b1").await.expect("live").1.admin_locked_until, Some(FAR));
+    assert_eq!(read("b1").await.expect("live").user.admin_locked_until, Some(FAR));
 
     f.cache.touch_session("s3", T0 + 5).await.expect("touch");
-    assert_eq!(read("s3").await.expect("live").0.last_seen_at, T0 + 5);
+    assert_eq!(read("s3").await.expect("live").session.last_seen_at, T0 + 5);
     assert_eq!(f.cache.delete_user_sessions(alice.id, None, None).await.expect("end all"), 2);
     assert!(read("s3").await.is_none());
 
@@ -153,7 +155,7 @@ async fn a_change_made_by_another_process_is_noticed() {
     let cache = f.cache.clone();
     let seen = eventually(|| {
         let c = cache.clone();
-        async move { c.session_with_user("s1").await.ok().flatten().is_some_and(|(_, u)| u.is_admin) }
+        async move { c.session_with_user("s1").await.ok().flatten().is_some_and(|found| found.user.is_admin) }
     })
     .await;
     assert!(seen, "the outside grant was noticed");

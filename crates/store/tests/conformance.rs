@@ -717,7 +717,8 @@ async fn session_round_trips_with_its_user(store: SqlStore) {
     bare.user_agent = None;
     add_session(&store, &bare).await;
 
-    let (got, user) = store.session_with_user("sid-1").await.expect("session").expect("found");
+    let found = store.session_with_user("sid-1").await.expect("session").expect("found");
+    let (got, user) = (&found.session, &found.user);
     assert_eq!(got.id, "sid-1");
     assert_eq!(got.secret_hash, "secret-of-sid-1");
     assert_eq!(got.user_id, alice.id);
@@ -733,9 +734,10 @@ async fn session_round_trips_with_its_user(store: SqlStore) {
     assert_eq!(user.created_at, T0);
     assert_eq!(user.security_stamp, alice.security_stamp);
 
-    let (got, _) = store.session_with_user("sid-2").await.expect("session").expect("found");
+    let found = store.session_with_user("sid-2").await.expect("session").expect("found");
+    let (got, _) = (&found.session, &found.user);
     assert!(!got.remember);
-    assert_eq!((got.ip, got.user_agent), (None, None));
+    assert_eq!((got.ip.as_deref(), got.user_agent.as_deref()), (None, None));
     assert_eq!(got.created_at, T0 + 1);
 
     for missing in ["sid-3", "", "SID-1", "sid-%"] {
@@ -761,10 +763,12 @@ async fn touch_session_sets_last_seen(store: SqlStore) {
     add_session(&store, &session("s1", &alice, T0, T0 + 60 * MINUTE, false)).await;
     add_session(&store, &session("s2", &alice, T0, T0 + 60 * MINUTE, false)).await;
     store.touch_session("s1", T0 + 5 * MINUTE).await.expect("touch");
-    let (s1, _) = store.session_with_user("s1").await.expect("session").expect("found");
+    let found = store.session_with_user("s1").await.expect("session").expect("found");
+    let (s1, _) = (&found.session, &found.user);
     assert_eq!(s1.last_seen_at, T0 + 5 * MINUTE);
     assert_eq!((s1.created_at, s1.expires_at), (T0, T0 + 60 * MINUTE));
-    let (s2, _) = store.session_with_user("s2").await.expect("session").expect("found");
+    let found = store.session_with_user("s2").await.expect("session").expect("found");
+    let (s2, _) = (&found.session, &found.user);
     assert_eq!(s2.last_seen_at, T0);
     store.touch_session("missing", T0).await.expect("no error");
 }

@@ -84,7 +84,8 @@ async fn sessions_round_trip_with_their_user() {
     let s = session("s1", alice.id, 10, far(), true);
     f.redis.insert_session(&s).await.expect("insert");
     assert!(f.redis.insert_session(&s).await.is_err(), "ids are unique");
-    let (got, user) = f.redis.session_with_user("s1").await.expect("read").expect("found");
+    let found = f.redis.session_with_user("s1").await.expect("read").expect("found");
+    let (got, user) = (&found.session, &found.user);
     assert_eq!(
         (got.secret_hash.as_str(), got.user_id, got.remember, got.ip.as_deref()),
         ("hash-s1", alice.id, true, Some("192.0.2.1"))
@@ -92,7 +93,7 @@ async fn sessions_round_trip_with_their_user() {
     assert_eq!(got.user_agent, None);
     assert_eq!(user.username, "alice");
     f.redis.touch_session("s1", 99).await.expect("touch");
-    assert_eq!(f.redis.session_with_user("s1").await.expect("read").expect("found").0.last_seen_at, 99);
+    assert_eq!(f.redis.session_with_user("s1").await.expect("read").expect("found").session.last_seen_at, 99);
     assert!(f.redis.session_with_user("nope").await.expect("read").is_none());
     f.cleanup().await;
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use portcullis_app::accounts::ClientInfo;
-use portcullis_app::{Post, Session, User};
-use portcullis_web::context::{Auth, Flash, RequestCtx};
+use portcullis_app::{Post, Session, SignedIn, User};
+use portcullis_web::context::{Flash, RequestCtx};
 use portcullis_web::cookies::Signer;
 use portcullis_web::csrf;
 use portcullis_web::pages::{Dashboard, PostList};
@@ -76,7 +76,7 @@ fn dashboard(c: &mut Criterion) {
     let templates = Templates;
     let signer = Signer::new(SECRET);
     let ctx = RequestCtx {
-        auth: Some(std::sync::Arc::new(Auth { session: session(), user: user() })),
+        auth: Some(std::sync::Arc::new(SignedIn { session: session(), user: user() })),
         csrf_token: csrf::mint(&signer, "session:Yk3l2n0vXy9QbM4tZ8rW1A"),
         flashes: Vec::new(),
         client: ClientInfo { ip: Some("127.0.0.1".into()), user_agent: Some("portcullis-bench/1.0".into()) },

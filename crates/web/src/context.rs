@@ -12,8 +12,8 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIG
 use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use portcullis_app::SignedIn;
 use portcullis_app::accounts::ClientInfo;
-use portcullis_app::{Session, User};
 use serde::{Deserialize, Serialize};
 
 use crate::cookies::{self, ANON, FLASH, SESSION};
@@ -21,15 +21,6 @@ use crate::csrf;
 use crate::error::{ErrorInfo, WebError};
 use crate::state::AppState;
 use crate::templates::Rendered;
-
-/// A signed-in request's session and user.
-#[derive(Clone, Debug)]
-pub struct Auth {
-    /// The live session.
-    pub session: Session,
-    /// Its user, as read with it.
-    pub user: User,
-}
 
 /// A message shown once on the next page.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -60,7 +51,7 @@ impl Flash {
 pub struct RequestCtx {
     /// The signed-in user and session, if any (shared: every copy of the
     /// context points at the one read).
-    pub auth: Option<Arc<Auth>>,
+    pub auth: Option<Arc<SignedIn>>,
     /// A CSRF token for the forms of this page.
     pub csrf_token: String,
     /// Flash messages waiting to be shown.
@@ -159,7 +150,7 @@ fn cross_site(state: &AppState, headers: &HeaderMap) -> bool {
     !same_host
 }
 
-fn binding(auth: Option<&Auth>, anon: &str) -> String {
+fn binding(auth: Option<&SignedIn>, anon: &str) -> String {
     match auth {
         Some(a) => format!("session:{}", a.session.id),
         None => format!("anon:{anon}"),
@@ -231,7 +222,7 @@ async fn with_context(state: &AppState, mut req: Request, next: Next) -> Respons
     let mut clear_session_cookie = false;
     let auth = match session_cookie {
         Some(value) => match state.accounts.resolve_session(value).await {
-            Ok(Some((session, user))) => Some(Arc::new(Auth { session, user })),
+            Ok(Some(signed_in)) => Some(signed_in),
             Ok(None) => {
                 clear_session_cookie = true;
                 None
@@ -352,7 +343,7 @@ async fn with_context(state: &AppState, mut req: Request, next: Next) -> Respons
 fn finish_error(
     state: &AppState,
     err: WebError,
-    auth: Option<&Arc<Auth>>,
+    auth: Option<&Arc<SignedIn>>,
     client: &ClientInfo,
     req: &Request,
 ) -> Response {

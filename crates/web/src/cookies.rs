@@ -54,20 +54,18 @@ pub fn get<'a>(headers: &'a HeaderMap, full_name: &str) -> Option<&'a str> {
     headers.get_all(COOKIE).iter().find_map(|v| find_in(v.as_bytes(), full_name.as_bytes()))
 }
 
-/// `name`'s value in one `Cookie` header (`a=1; b=2`): the name is searched
-/// for with memchr's vector search and must start a pair, so a cookie whose
-/// value or name merely contains it does not count.
+/// `name`'s value in one `Cookie` header (`a=1; b=2`), pair by pair: a
+/// cookie whose name or value merely contains `name` does not count.
 fn find_in<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a str> {
-    for at in memchr::memmem::find_iter(header, name) {
-        let before = header[..at].trim_ascii_end();
-        if !(before.is_empty() || before.ends_with(b";")) {
-            continue;
+    let mut rest = header;
+    loop {
+        let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
+        let pair = rest[..end].trim_ascii_start();
+        if let Some(value) = pair.strip_prefix(name).and_then(|r| r.strip_prefix(b"=")) {
+            return std::str::from_utf8(value.trim_ascii()).ok().map(|v| v.trim_matches('"'));
         }
-        let Some(rest) = header[at + name.len()..].strip_prefix(b"=") else { continue };
-        let value = &rest[..memchr::memchr(b';', rest).unwrap_or(rest.len())];
-        return std::str::from_utf8(value.trim_ascii()).ok().map(|v| v.trim_matches('"'));
+        rest = rest.get(end + 1..)?;
     }
-    None
 }
 
 /// HMAC-SHA256 under a key derived from the site's secret, one purpose each.

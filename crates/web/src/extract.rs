@@ -6,7 +6,9 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use portcullis_domain::Actor;
 
-use crate::context::{Auth, RequestCtx};
+use portcullis_app::SignedIn;
+
+use crate::context::RequestCtx;
 use crate::error::WebError;
 
 /// The request context, signed in or not.
@@ -17,7 +19,7 @@ pub struct Ctx(pub Arc<RequestCtx>);
 #[derive(Clone, Debug)]
 pub struct CurrentUser {
     /// Session and user.
-    pub auth: Arc<Auth>,
+    pub auth: Arc<SignedIn>,
     /// The whole request context, for rendering.
     pub ctx: Arc<RequestCtx>,
 }
@@ -28,7 +30,7 @@ pub struct AdminUser(pub CurrentUser);
 
 /// The user if signed in, for pages anyone may see.
 #[derive(Clone, Debug)]
-pub struct MaybeUser(pub Option<Arc<Auth>>, pub Arc<RequestCtx>);
+pub struct MaybeUser(pub Option<Arc<SignedIn>>, pub Arc<RequestCtx>);
 
 impl CurrentUser {
     /// The policy's view of this user.

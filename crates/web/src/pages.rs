@@ -226,6 +226,17 @@ pub struct PostList<'a> {
     pub paged: bool,
 }
 
+impl<'a> PostList<'a> {
+    /// A page of `fetched`, which holds one post more than a page when
+    /// there is a next one (that post is not shown; the pager links to it).
+    pub fn page(fetched: &'a [Post], paged: bool) -> Self {
+        let size = crate::routes::posts::PAGE_SIZE as usize;
+        let posts = &fetched[..fetched.len().min(size)];
+        let next_before = if fetched.len() > size { posts.last().map(|p| p.id) } else { None };
+        Self { posts, next_before, paged }
+    }
+}
+
 /// `/`.
 #[derive(Template)]
 #[template(path = "home.html")]

@@ -215,8 +215,8 @@ async fn get_dashboard(
     user: CurrentUser,
     Query(q): Query<PageQuery>,
 ) -> Result<Response, WebError> {
-    let (posts, next_before) = post_list(&state, Some(user.auth.user.id), q.before).await?;
-    let list = pages::PostList { posts: &posts, next_before, paged: q.before.is_some() };
+    let posts = post_list(&state, Some(user.auth.user.id), q.before).await?;
+    let list = pages::PostList::page(&posts, q.before.is_some());
     Ok(state.templates.render(&pages::Dashboard { ctx: &user.ctx, list }))
 }
 

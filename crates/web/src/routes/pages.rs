@@ -33,8 +33,8 @@ async fn get_home(
     Ctx(ctx): Ctx,
     Query(q): Query<PageQuery>,
 ) -> Result<Response, WebError> {
-    let (posts, next_before) = post_list(&state, None, q.before).await?;
-    let list = PostList { posts: &posts, next_before, paged: q.before.is_some() };
+    let posts = post_list(&state, None, q.before).await?;
+    let list = PostList::page(&posts, q.before.is_some());
     Ok(state.templates.render(&Home { ctx: &ctx, list }))
 }
 

@@ -1,6 +1,8 @@
 //! Posts: anyone reads, the author writes, the author or an admin deletes.
 
 use crate::routes::RouteTable;
+use std::sync::Arc;
+
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -36,17 +38,10 @@ pub struct PostForm {
     content: String,
 }
 
-/// One page of posts (of one author when given) and the `before` for the next page.
-pub async fn post_list(
-    state: &AppState,
-    author: Option<i64>,
-    before: Option<i64>,
-) -> Result<(Vec<Post>, Option<i64>), WebError> {
-    let mut posts = state.posts.list(author, before, PAGE_SIZE + 1).await?;
-    let more = posts.len() as i64 > PAGE_SIZE;
-    posts.truncate(PAGE_SIZE as usize);
-    let next = if more { posts.last().map(|p| p.id) } else { None };
-    Ok((posts, next))
+/// One page of posts (of one author when given), and one more when there
+/// is a next page: [`pages::PostList::page`] shows the page and links the next.
+pub async fn post_list(state: &AppState, author: Option<i64>, before: Option<i64>) -> Result<Arc<[Post]>, WebError> {
+    Ok(state.posts.list(author, before, PAGE_SIZE + 1).await?)
 }
 
 /// Path ids that are not numbers are simply not found.

@@ -257,7 +257,7 @@ async fn listed_names(store: &SqlStore, query: Option<&str>) -> Vec<String> {
 }
 
 async fn post_ids(store: &SqlStore, author: Option<i64>, before: Option<i64>, limit: i64) -> Vec<i64> {
-    store.list_posts(author, before, limit).await.expect("list posts").into_iter().map(|p| p.id).collect()
+    store.list_posts(author, before, limit).await.expect("list posts").iter().map(|p| p.id).collect()
 }
 
 async fn is_admin(store: &SqlStore, id: i64) -> bool {

@@ -210,10 +210,10 @@ async fn with_context(state: &AppState, mut req: Request, next: Next) -> Respons
         // these costs as little as an answer can. The use case would refuse
         // the same way; this only refuses sooner.
         let client = ClientInfo { ip: None, user_agent: None };
-        return finish_error(&state, WebError::Busy, None, &client, &req);
+        return finish_error(state, WebError::Busy, None, &client, &req);
     }
     let client = ClientInfo {
-        ip: client_ip(&state, peer, headers).map(|ip| ip.to_string()),
+        ip: client_ip(state, peer, headers).map(|ip| ip.to_string()),
         user_agent: headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
     };
 
@@ -227,7 +227,7 @@ async fn with_context(state: &AppState, mut req: Request, next: Next) -> Respons
                 clear_session_cookie = true;
                 None
             }
-            Err(e) => return finish_error(&state, WebError::from(e), None, &client, &req),
+            Err(e) => return finish_error(state, WebError::from(e), None, &client, &req),
         },
         None => None,
     };
@@ -256,21 +256,21 @@ async fn with_context(state: &AppState, mut req: Request, next: Next) -> Respons
 
     let bind = binding(auth.as_deref(), &anon);
     if is_state_changing(req.method()) {
-        if cross_site(&state, req.headers()) {
-            return finish_error(&state, WebError::Csrf, auth.as_ref(), &client, &req);
+        if cross_site(state, req.headers()) {
+            return finish_error(state, WebError::Csrf, auth.as_ref(), &client, &req);
         }
         let (r, token) = match take_token(req, state.config.body_limit).await {
             Ok(x) => x,
             Err(e) => {
                 let bare = Request::new(Body::empty());
-                return finish_error(&state, e, auth.as_ref(), &client, &bare);
+                return finish_error(state, e, auth.as_ref(), &client, &bare);
             }
         };
         req = r;
         // A fresh anonymous cookie cannot have signed anything yet.
         let ok = new_anon.is_none() && token.as_deref().is_some_and(|t| csrf::check(&state.signer, &bind, t));
         if !ok {
-            return finish_error(&state, WebError::Csrf, auth.as_ref(), &client, &req);
+            return finish_error(state, WebError::Csrf, auth.as_ref(), &client, &req);
         }
     }
 
@@ -290,7 +290,7 @@ async fn with_context(state: &AppState, mut req: Request, next: Next) -> Respons
     if (res.status().is_client_error() || res.status().is_server_error())
         && res.extensions().get::<Rendered>().is_none()
     {
-        res = render_error_response(&state, res, &ctx);
+        res = render_error_response(state, res, &ctx);
     }
 
     let mut set: Vec<String> = Vec::new();

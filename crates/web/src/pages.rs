@@ -524,7 +524,7 @@ mod tests {
         let mut out = String::new();
         super::Entities.write_escaped_str(&mut out, "<a href=\"x\">Tom & Jerry's</a> é").expect("write");
         assert_eq!(out, "&lt;a href=&quot;x&quot;&gt;Tom &amp; Jerry&#x27;s&lt;/a&gt; é");
-        // Across the sixteen-byte blocks: every position, each special character.
+        // Each special character at every position of texts of several lengths.
         for (c, entity) in [('&', "&amp;"), ('<', "&lt;"), ('>', "&gt;"), ('"', "&quot;"), ('\'', "&#x27;")] {
             for len in [15, 16, 17, 33, 48] {
                 for at in 0..len {

@@ -9,6 +9,12 @@ use portcullis::server::{self, StartError};
 use portcullis_app::accounts::Registration;
 use portcullis_app::{AppError, Origin};
 
+/// A request makes many small allocations that live only as long as the
+/// request; mimalloc serves them in a fraction of the system allocator's
+/// instructions (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// User accounts and sessions done right.
 ///
 /// Configuration comes from PORTCULLIS_* environment variables over an

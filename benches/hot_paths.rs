@@ -50,7 +50,8 @@ fn session_lookup(c: &mut Criterion) {
                 email_verified: true,
             };
             let user = accounts.register(reg, &portcullis_app::Origin::default()).await.expect("register");
-            let client = ClientInfo { ip: Some("127.0.0.1".into()), user_agent: Some("bench".into()) };
+            let client =
+                ClientInfo { ip: Some(std::net::Ipv4Addr::LOCALHOST.into()), user_agent: Some("bench".into()) };
             let new = accounts.start_session(&user, false, client).await.expect("start session");
             cookies.push(new.cookie);
         }

@@ -126,7 +126,7 @@ impl TestApp {
             .start_session(
                 &user,
                 false,
-                ClientInfo { ip: Some("127.0.0.1".into()), user_agent: Some("TestClient".into()) },
+                ClientInfo { ip: Some(std::net::Ipv4Addr::LOCALHOST.into()), user_agent: Some("TestClient".into()) },
             )
             .await
             .expect("start session");

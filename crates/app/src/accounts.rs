@@ -36,7 +36,7 @@ pub struct Registration {
 #[derive(Debug, Default, Clone)]
 pub struct ClientInfo {
     /// Client IP.
-    pub ip: Option<String>,
+    pub ip: Option<std::net::IpAddr>,
     /// User agent, truncated.
     pub user_agent: Option<String>,
 }
@@ -476,7 +476,7 @@ impl Accounts {
             return Ok(());
         }
         let mut vars = self.vars(user, None, None);
-        vars.ip = client.ip.clone();
+        vars.ip = client.ip.map(|ip| ip.to_string());
         vars.device = Some(device.to_owned());
         let mail = self.mailer.compose(MailKind::NewDevice, &user.email, &vars)?;
         self.outbox.enqueue_mail(&mail, now_ms()).await?;
@@ -498,7 +498,7 @@ impl Accounts {
             last_seen_at: now,
             expires_at: now.saturating_add(ms(life)),
             remember,
-            ip: client.ip,
+            ip: client.ip.map(|ip| ip.to_string()),
             user_agent: client.user_agent.map(|ua| ua.chars().take(512).collect()),
         };
         self.sessions.insert_session(&session).await?;
@@ -570,7 +570,10 @@ impl Accounts {
         self.mailer.queued();
         self.sessions.delete_user_sessions(user.id, None, None).await?;
         let user = self.user(user.id).await?;
-        let client = ClientInfo { ip: current.ip.clone(), user_agent: current.user_agent.clone() };
+        let client = ClientInfo {
+            ip: current.ip.as_deref().and_then(|ip| ip.parse().ok()),
+            user_agent: current.user_agent.clone(),
+        };
         self.start_session(&user, current.remember, client).await
     }
 

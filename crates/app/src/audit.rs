@@ -103,7 +103,7 @@ impl Origin {
             user_id,
             actor_id: self.actor.as_ref().map(|(id, _)| *id),
             subject: subject.map(|s| s.chars().take(254).collect()),
-            ip: self.client.ip.clone(),
+            ip: self.client.ip.map(|ip| ip.to_string()),
             user_agent: self.client.user_agent.as_ref().map(|u| u.chars().take(256).collect()),
             detail,
         }

@@ -79,7 +79,10 @@ fn dashboard(c: &mut Criterion) {
         auth: Some(std::sync::Arc::new(SignedIn { session: session(), user: user() })),
         csrf_token: csrf::mint(&signer, "session:Yk3l2n0vXy9QbM4tZ8rW1A"),
         flashes: Vec::new(),
-        client: ClientInfo { ip: Some("127.0.0.1".into()), user_agent: Some("portcullis-bench/1.0".into()) },
+        client: ClientInfo {
+            ip: Some(std::net::Ipv4Addr::LOCALHOST.into()),
+            user_agent: Some("portcullis-bench/1.0".into()),
+        },
         path_and_query: "/dashboard".into(),
     };
     let posts = |n: i64| -> Vec<Post> {

@@ -5,6 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{ConnectInfo, Request, State};
@@ -15,12 +16,14 @@ use axum::response::{IntoResponse, Response};
 use portcullis_app::SignedIn;
 use portcullis_app::accounts::ClientInfo;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 
 use crate::cookies::{self, ANON, FLASH, SESSION};
 use crate::csrf;
 use crate::error::{ErrorInfo, WebError};
 use crate::state::AppState;
 use crate::templates::Rendered;
+use crate::trace;
 
 /// A message shown once on the next page.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -193,15 +196,27 @@ fn anon_secret() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
 }
 
-/// The middleware itself: the context, then the security headers on
-/// whatever answer comes back.
+/// The middleware itself: names the request and opens its log span, builds
+/// the context and runs the handler within it, then puts the request id and
+/// the security headers on whatever answer comes back.
 pub async fn request_context(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let mut res = with_context(&state, req, next).await;
-    crate::headers::add_security_headers(res.headers_mut(), state.config.is_https());
+    let started = Instant::now();
+    let id = state.request_ids.for_request(req.headers().get(trace::REQUEST_ID));
+    let span = trace::span(req.method(), req.uri().path(), &id);
+    let mut res = async {
+        let res = with_context(&state, started, req, next).await;
+        trace::finished(res.status(), started);
+        res
+    }
+    .instrument(span)
+    .await;
+    let h = res.headers_mut();
+    h.insert(trace::REQUEST_ID, id);
+    crate::headers::add_security_headers(h, state.config.is_https());
     res
 }
 
-async fn with_context(state: &AppState, mut req: Request, next: Next) -> Response {
+async fn with_context(state: &AppState, started: Instant, mut req: Request, next: Next) -> Response {
     let https = state.config.is_https();
     let headers = req.headers();
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
@@ -213,7 +228,7 @@ async fn with_context(state: &AppState, mut req: Request, next: Next) -> Respons
         return finish_error(state, WebError::Busy, None, &client, &req);
     }
     let client = ClientInfo {
-        ip: client_ip(state, peer, headers).map(|ip| ip.to_string()),
+        ip: client_ip(state, peer, headers),
         user_agent: headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
     };
 
@@ -284,7 +299,7 @@ async fn with_context(state: &AppState, mut req: Request, next: Next) -> Respons
         path_and_query: req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into()),
     });
     req.extensions_mut().insert(Arc::clone(&ctx));
-    let mut res = next.run(req).await;
+    let mut res = trace::bounded(started, state.config.request_timeout, next.run(req)).await;
 
     // Error responses that nobody rendered get the site's page.
     if (res.status().is_client_error() || res.status().is_server_error())

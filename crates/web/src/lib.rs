@@ -13,6 +13,7 @@ pub mod pages;
 pub mod routes;
 pub mod state;
 pub mod templates;
+pub mod trace;
 
 pub use error::WebError;
 pub use routes::router;

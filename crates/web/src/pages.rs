@@ -41,28 +41,25 @@ impl askama::filters::Escaper for Entities {
 }
 
 /// The offset of the first byte that needs an entity. `memchr` searches
-/// with vector instructions, so text without any costs little.
+/// with vector instructions, so long text without any costs little; short
+/// text (names, tokens) is quicker to walk than a vector search is to set up.
 fn next_special(bytes: &[u8]) -> Option<usize> {
+    if bytes.len() < 32 {
+        return bytes.iter().position(|b| matches!(b, b'&' | b'<' | b'>' | b'"' | b'\''));
+    }
     let first = memchr::memchr3(b'&', b'<', b'>', bytes);
     memchr::memchr2(b'"', b'\'', &bytes[..first.unwrap_or(bytes.len())]).or(first)
 }
 
-/// `1700000000000` → `2023-11-14 22:13 UTC`, written without allocating.
-/// Only digits and separators: templates may mark it `|safe`.
-pub struct When(pub i64);
+/// A `<time>` element for Unix milliseconds:
+/// `<time datetime="2023-11-14T22:13:20Z">2023-11-14 22:13 UTC</time>`,
+/// written without allocating. Only digits, separators and the tag itself:
+/// templates mark it `|safe`.
+pub struct TimeTag(pub i64);
 
-/// `1700000000000` → `2023-11-14T22:13:20Z`, for `<time datetime>`.
-/// Only digits and separators: templates may mark it `|safe`.
-pub struct Iso(pub i64);
-
-/// [`When`], from whatever reference a template holds.
-pub fn when(ms: impl std::borrow::Borrow<i64>) -> When {
-    When(*ms.borrow())
-}
-
-/// [`Iso`], from whatever reference a template holds.
-pub fn iso(ms: impl std::borrow::Borrow<i64>) -> Iso {
-    Iso(*ms.borrow())
+/// [`TimeTag`], from whatever reference a template holds.
+pub fn time_tag(ms: impl std::borrow::Borrow<i64>) -> TimeTag {
+    TimeTag(*ms.borrow())
 }
 
 /// A UTC calendar time, to the second.
@@ -103,7 +100,7 @@ impl Utc {
     }
 
     /// `YYYY-MM-DD` then `sep` then `HH:MM`, with `:SS` when asked, then `end`.
-    fn write(&self, f: &mut fmt::Formatter<'_>, sep: u8, seconds: bool, end: &str) -> fmt::Result {
+    fn write(&self, f: &mut dyn fmt::Write, sep: u8, seconds: bool, end: &str) -> fmt::Result {
         let Ok(year @ 0..=9999) = u16::try_from(self.year) else {
             // Outside four digits: the slow, general way.
             write!(
@@ -130,15 +127,26 @@ impl Utc {
     }
 }
 
-impl fmt::Display for When {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        Utc::from_ms(self.0).write(f, b' ', false, " UTC")
+impl TimeTag {
+    fn write(&self, f: &mut dyn fmt::Write) -> fmt::Result {
+        let t = Utc::from_ms(self.0);
+        f.write_str("<time datetime=\"")?;
+        t.write(f, b'T', true, "Z\">")?;
+        t.write(f, b' ', false, " UTC</time>")
     }
 }
 
-impl fmt::Display for Iso {
+impl fmt::Display for TimeTag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        Utc::from_ms(self.0).write(f, b'T', true, "Z")
+        self.write(f)
+    }
+}
+
+// Templates write these through `FastWritable` when they can: straight into
+// the page, without a formatter in between.
+impl askama::FastWritable for TimeTag {
+    fn write_into(&self, dest: &mut dyn fmt::Write, _: &dyn askama::Values) -> askama::Result<()> {
+        Ok(self.write(dest)?)
     }
 }
 
@@ -149,10 +157,22 @@ pub struct Excerpt<'a> {
     cut: bool,
 }
 
-impl fmt::Display for Excerpt<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Excerpt<'_> {
+    fn write(&self, f: &mut dyn fmt::Write) -> fmt::Result {
         f.write_str(self.text)?;
         if self.cut { f.write_str("…") } else { Ok(()) }
+    }
+}
+
+impl fmt::Display for Excerpt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f)
+    }
+}
+
+impl askama::FastWritable for Excerpt<'_> {
+    fn write_into(&self, dest: &mut dyn fmt::Write, _: &dyn askama::Values) -> askama::Result<()> {
+        Ok(self.write(dest)?)
     }
 }
 
@@ -497,7 +517,14 @@ pub struct ErrorPage<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Iso, When, excerpt};
+    use super::{TimeTag, Utc, excerpt};
+
+    /// The `datetime` value alone.
+    fn iso(ms: i64) -> String {
+        let mut out = String::new();
+        Utc::from_ms(ms).write(&mut out, b'T', true, "Z").expect("write");
+        out
+    }
 
     fn excerpt_s(text: &str, n: usize) -> String {
         excerpt(text, n).to_string()
@@ -539,16 +566,18 @@ mod tests {
 
     #[test]
     fn times_are_utc() {
-        assert_eq!(When(1_700_000_000_000).to_string(), "2023-11-14 22:13 UTC");
-        assert_eq!(Iso(1_700_000_000_000).to_string(), "2023-11-14T22:13:20Z");
-        assert_eq!(Iso(-1).to_string(), "1969-12-31T23:59:59Z");
-        assert_eq!(When(0).to_string(), "1970-01-01 00:00 UTC");
+        assert_eq!(
+            TimeTag(1_700_000_000_000).to_string(),
+            "<time datetime=\"2023-11-14T22:13:20Z\">2023-11-14 22:13 UTC</time>"
+        );
+        assert_eq!(TimeTag(0).to_string(), "<time datetime=\"1970-01-01T00:00:00Z\">1970-01-01 00:00 UTC</time>");
+        assert_eq!(iso(-1), "1969-12-31T23:59:59Z");
         // Leap days, century rules and the four-digit edges, against the `time` crate:
         // every day of 1600–2500 at drifting times, then the whole range coarsely.
         let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
         let check = |ms: i64| {
             let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).expect("in range");
-            assert_eq!(Iso(ms).to_string(), t.format(&fmt).expect("format"), "at {ms}");
+            assert_eq!(iso(ms), t.format(&fmt).expect("format"), "at {ms}");
         };
         let first: i64 = -62_167_219_200_000; // 0000-01-01T00:00:00Z
         let last: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
@@ -564,6 +593,26 @@ mod tests {
         }
         check(first);
         check(last);
-        assert_eq!(Iso(last + 1).to_string(), "10000-01-01T00:00:00Z");
+        assert_eq!(iso(last + 1), "10000-01-01T00:00:00Z");
+        assert_eq!(
+            TimeTag(last + 1).to_string(),
+            "<time datetime=\"10000-01-01T00:00:00Z\">10000-01-01 00:00 UTC</time>"
+        );
+    }
+
+    #[test]
+    fn templates_write_what_display_shows() {
+        use askama::FastWritable;
+        let fast = |w: &dyn FastWritable| {
+            let mut out = String::new();
+            w.write_into(&mut out, &()).expect("write");
+            out
+        };
+        for ms in [-62_167_219_200_000, -1, 0, 1_700_000_000_000, 253_402_300_799_999, 253_402_300_800_000] {
+            assert_eq!(fast(&TimeTag(ms)), TimeTag(ms).to_string());
+        }
+        for (text, n) in [("short", 240), ("one two three four", 12), ("ééééé ééééé", 8)] {
+            assert_eq!(fast(&excerpt(text, n)), excerpt_s(text, n));
+        }
     }
 }

@@ -10,6 +10,7 @@ use portcullis_app::{Accounts, Posts};
 
 use crate::cookies::Signer;
 use crate::templates::Templates;
+use crate::trace::RequestIds;
 
 /// HTTP-facing settings, read from configuration by the binary.
 #[derive(Clone, Debug)]
@@ -53,6 +54,8 @@ pub struct Inner {
     pub config: WebConfig,
     /// Signs cookies and CSRF tokens.
     pub signer: Signer,
+    /// Names requests that arrive without an id.
+    pub request_ids: RequestIds,
 }
 
 impl std::ops::Deref for AppState {
@@ -66,7 +69,16 @@ impl AppState {
     /// Builds the state.
     pub fn new(accounts: Accounts, posts: Posts, limiter: RateLimiter, audit: Audit, config: WebConfig) -> Self {
         let signer = Signer::new(&config.secret_key);
-        Self(Arc::new(Inner { accounts, posts, limiter, audit, templates: Templates, config, signer }))
+        Self(Arc::new(Inner {
+            accounts,
+            posts,
+            limiter,
+            audit,
+            templates: Templates,
+            config,
+            signer,
+            request_ids: RequestIds::default(),
+        }))
     }
 
     /// Counts an attempt at `action` by this client; refuses with 429 over the limit.
@@ -75,8 +87,8 @@ impl AppState {
         action: &str,
         client: &portcullis_app::accounts::ClientInfo,
     ) -> Result<(), crate::WebError> {
-        let who = client.ip.as_deref().unwrap_or("unknown");
-        match self.limiter.check(action, who).await? {
+        let who = client.ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        match self.limiter.check(action, &who).await? {
             None => Ok(()),
             Some(wait) => Err(crate::WebError::TooManyRequests(wait)),
         }

@@ -1,0 +1,166 @@
+//! What every request carries for the logs: an id, a span that names it on
+//! every line it causes, a line when it fails, and a time limit.
+//!
+//! These run inside the request-context middleware rather than as layers of
+//! their own: each layer moves the request and the response once more and
+//! adds a future to poll, which on a page served from the cache costs more
+//! than the work itself.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// The header that carries the request id, in and out.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Request ids for requests that come without one: a random prefix per
+/// process and a counter. Unique across nodes and restarts like a random
+/// UUID, without asking the kernel for randomness on every request.
+pub struct RequestIds {
+    prefix: Arc<str>,
+    next: AtomicU64,
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        Self { prefix: portcullis_app::tokens::random_b64(12).into(), next: AtomicU64::new(1) }
+    }
+}
+
+impl RequestIds {
+    /// The id a proxy gave the request (`X-Request-Id`), else a new one.
+    pub fn for_request(&self, incoming: Option<&HeaderValue>) -> HeaderValue {
+        if let Some(id) = incoming {
+            return id.clone();
+        }
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut id = String::with_capacity(self.prefix.len() + 17);
+        id.push_str(&self.prefix);
+        id.push('-');
+        push_hex(&mut id, n);
+        // Base64url and hex digits: always a valid header value.
+        HeaderValue::try_from(id).unwrap_or(HeaderValue::from_static("-"))
+    }
+}
+
+fn push_hex(out: &mut String, n: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 16];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = DIGITS[(n & 0xf) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(buf[i..].iter().map(|&b| char::from(b)));
+}
+
+/// The path as logs may show it: the secret half of a link's token is cut.
+pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    for prefix in ["/verify-email/", "/reset-password/"] {
+        if let Some(token) = path.strip_prefix(prefix) {
+            let id = token.split('.').next().unwrap_or("");
+            return format!("{prefix}{id}.…").into();
+        }
+    }
+    path.into()
+}
+
+/// The span every log line of the request is written in.
+pub fn span(method: &Method, path: &str, id: &HeaderValue) -> tracing::Span {
+    let id = id.to_str().unwrap_or("");
+    tracing::info_span!("request", method = %method, path = %loggable_path(path), request_id = %id)
+}
+
+/// Logs the end of a request (in its span): server errors as errors, except
+/// the 503s that refuse logins while the hashing pool is full, which are
+/// expected under load and answered with `Retry-After`; one line each would
+/// cost more than the answer.
+pub fn finished(status: StatusCode, started: Instant) {
+    let latency_ms = started.elapsed().as_millis();
+    if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+        tracing::error!(status = status.as_u16(), latency_ms, "response failed");
+    } else {
+        tracing::debug!(status = status.as_u16(), latency_ms, "finished processing request");
+    }
+}
+
+/// Runs `handler`, answering 408 Request Timeout if it is not done `limit`
+/// after `started`. Most pages are done at their first poll (the session and
+/// the posts come from the cache), so the timer is only set for a handler
+/// that has to wait.
+pub async fn bounded(started: Instant, limit: Duration, handler: impl Future<Output = Response>) -> Response {
+    let mut handler = pin!(handler);
+    if let Poll::Ready(res) = std::future::poll_fn(|cx| Poll::Ready(handler.as_mut().poll(cx))).await {
+        return res;
+    }
+    let deadline = tokio::time::Instant::from_std(started) + limit;
+    match tokio::time::timeout_at(deadline, handler).await {
+        Ok(res) => res,
+        Err(_) => StatusCode::REQUEST_TIMEOUT.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_kept_or_made_unique() {
+        let ids = RequestIds::default();
+        let (a, b) = (ids.for_request(None), ids.for_request(None));
+        assert_ne!(a, b);
+        let (a, b) = (a.to_str().expect("ascii"), b.to_str().expect("ascii"));
+        assert!(a.ends_with("-1") && b.ends_with("-2"), "{a} {b}");
+        assert_eq!(a.split('-').next(), b.split('-').next(), "one prefix per process");
+        let other = RequestIds::default().for_request(None);
+        assert_ne!(other.to_str().expect("ascii").split('-').next(), a.split('-').next(), "prefixes differ");
+        let proxy = HeaderValue::from_static("nginx-abc123");
+        assert_eq!(ids.for_request(Some(&proxy)), proxy);
+    }
+
+    #[test]
+    fn counters_are_written_in_hex() {
+        for n in [0, 1, 9, 10, 15, 16, 255, 4096, 0xdead_beef, u64::MAX] {
+            let mut s = String::new();
+            push_hex(&mut s, n);
+            assert_eq!(s, format!("{n:x}"));
+        }
+    }
+
+    #[test]
+    fn link_secrets_stay_out_of_logs() {
+        assert_eq!(loggable_path("/reset-password/12.s3cret"), "/reset-password/12.…");
+        assert_eq!(loggable_path("/verify-email/7.s3cret"), "/verify-email/7.…");
+        assert_eq!(loggable_path("/posts/3"), "/posts/3");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn handlers_that_take_too_long_get_408() {
+        let started = Instant::now();
+        let quick = bounded(started, Duration::from_secs(1), async { StatusCode::OK.into_response() }).await;
+        assert_eq!(quick.status(), StatusCode::OK);
+        let waits = bounded(started, Duration::from_secs(5), async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            StatusCode::CREATED.into_response()
+        })
+        .await;
+        assert_eq!(waits.status(), StatusCode::CREATED);
+        let slow = bounded(Instant::now(), Duration::from_secs(1), async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            StatusCode::OK.into_response()
+        })
+        .await;
+        assert_eq!(slow.status(), StatusCode::REQUEST_TIMEOUT);
+    }
+}

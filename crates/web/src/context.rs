@@ -202,10 +202,11 @@ fn anon_secret() -> String {
 pub async fn request_context(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = state.request_ids.for_request(req.headers().get(trace::REQUEST_ID));
-    let span = trace::span(req.method(), req.uri().path(), &id);
+    let span = trace::span(&id);
+    let (method, uri) = (req.method().clone(), req.uri().clone());
     let mut res = async {
         let res = with_context(&state, started, req, next).await;
-        trace::finished(res.status(), started);
+        trace::finished(&method, uri.path(), res.status(), started);
         res
     }
     .instrument(span)

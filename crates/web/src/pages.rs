@@ -99,40 +99,46 @@ impl Utc {
         }
     }
 
-    /// `YYYY-MM-DD` then `sep` then `HH:MM`, with `:SS` when asked, then `end`.
-    fn write(&self, f: &mut dyn fmt::Write, sep: u8, seconds: bool, end: &str) -> fmt::Result {
-        let Ok(year @ 0..=9999) = u16::try_from(self.year) else {
-            // Outside four digits: the slow, general way.
-            write!(
-                f,
-                "{:04}-{:02}-{:02}{}{:02}:{:02}",
-                self.year, self.month, self.day, sep as char, self.hour, self.minute
-            )?;
-            if seconds {
-                write!(f, ":{:02}", self.second)?;
-            }
-            return f.write_str(end);
+    /// `YYYY-MM-DDTHH:MM:SS` in ASCII, or `None` for a year outside four digits.
+    fn ascii(&self) -> Option<[u8; 19]> {
+        let year @ 0..=9999 = u16::try_from(self.year).ok()? else {
+            return None;
         };
         let two = |v: u8| [b'0' + v / 10, b'0' + v % 10];
+        // Every part is below 100 by construction.
         let (y1, y2) = (two((year / 100) as u8), two((year % 100) as u8));
         let (mo, d, h, mi, s) = (two(self.month), two(self.day), two(self.hour), two(self.minute), two(self.second));
-        let buf = [
-            y1[0], y1[1], y2[0], y2[1], b'-', mo[0], mo[1], b'-', d[0], d[1], sep, h[0], h[1], b':', mi[0], mi[1],
+        Some([
+            y1[0], y1[1], y2[0], y2[1], b'-', mo[0], mo[1], b'-', d[0], d[1], b'T', h[0], h[1], b':', mi[0], mi[1],
             b':', s[0], s[1],
-        ];
-        let len = if seconds { buf.len() } else { buf.len() - 3 };
-        // ASCII digits and separators only.
-        f.write_str(std::str::from_utf8(&buf[..len]).map_err(|_| fmt::Error)?)?;
-        f.write_str(end)
+        ])
     }
 }
 
 impl TimeTag {
     fn write(&self, f: &mut dyn fmt::Write) -> fmt::Result {
+        const OPEN: &[u8] = b"<time datetime=\"";
+        const MID: &[u8] = b"Z\">";
+        const CLOSE: &[u8] = b" UTC</time>";
         let t = Utc::from_ms(self.0);
-        f.write_str("<time datetime=\"")?;
-        t.write(f, b'T', true, "Z\">")?;
-        t.write(f, b' ', false, " UTC</time>")
+        let Some(iso) = t.ascii() else {
+            // Outside four-digit years: the slow, general way.
+            let (y, mo, d, h, mi, s) = (t.year, t.month, t.day, t.hour, t.minute, t.second);
+            return write!(
+                f,
+                "<time datetime=\"{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z\">{y:04}-{mo:02}-{d:02} {h:02}:{mi:02} UTC</time>"
+            );
+        };
+        // The element in one buffer, written at once: the shown time is the
+        // ISO one to the minute, with a space for the `T`.
+        let mut buf = [0u8; OPEN.len() + 19 + MID.len() + 16 + CLOSE.len()];
+        let mut at = 0;
+        for part in [OPEN, &iso, MID, &iso[..16], CLOSE] {
+            buf[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        buf[OPEN.len() + 19 + MID.len() + 10] = b' ';
+        f.write_str(std::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -517,13 +523,13 @@ pub struct ErrorPage<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::{TimeTag, Utc, excerpt};
+    use super::{TimeTag, excerpt};
 
     /// The `datetime` value alone.
     fn iso(ms: i64) -> String {
-        let mut out = String::new();
-        Utc::from_ms(ms).write(&mut out, b'T', true, "Z").expect("write");
-        out
+        let tag = TimeTag(ms).to_string();
+        let value = tag.strip_prefix("<time datetime=\"").and_then(|t| t.split_once('"')).expect("a datetime");
+        value.0.to_owned()
     }
 
     fn excerpt_s(text: &str, n: usize) -> String {

@@ -76,22 +76,25 @@ pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
     path.into()
 }
 
-/// The span every log line of the request is written in.
-pub fn span(method: &Method, path: &str, id: &HeaderValue) -> tracing::Span {
-    let id = id.to_str().unwrap_or("");
-    tracing::info_span!("request", method = %method, path = %loggable_path(path), request_id = %id)
+/// The span every log line of the request is written in. It carries the
+/// request id alone: the subscriber formats a span's fields when the span
+/// opens, on every request, whether or not a line is ever written in it. The
+/// line that reports a failed response adds the method and the path.
+pub fn span(id: &HeaderValue) -> tracing::Span {
+    tracing::info_span!("request", request_id = %id.to_str().unwrap_or(""))
 }
 
 /// Logs the end of a request (in its span): server errors as errors, except
 /// the 503s that refuse logins while the hashing pool is full, which are
 /// expected under load and answered with `Retry-After`; one line each would
 /// cost more than the answer.
-pub fn finished(status: StatusCode, started: Instant) {
+pub fn finished(method: &Method, path: &str, status: StatusCode, started: Instant) {
     let latency_ms = started.elapsed().as_millis();
     if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
-        tracing::error!(status = status.as_u16(), latency_ms, "response failed");
+        let path = loggable_path(path);
+        tracing::error!(%method, %path, status = status.as_u16(), latency_ms, "response failed");
     } else {
-        tracing::debug!(status = status.as_u16(), latency_ms, "finished processing request");
+        tracing::debug!(%method, path = %loggable_path(path), status = status.as_u16(), latency_ms, "finished processing request");
     }
 }
 

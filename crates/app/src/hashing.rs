@@ -68,9 +68,9 @@ impl HashPool {
             .map_err(|e| AppError::Internal(format!("argon2 parameters: {e}")))?;
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
         let workers = workers.max(1);
-        // A hash of a random password: unknown users are checked against it so
-        // that they cost exactly what a real user costs.
-        let dummy_hash = hash_in(&argon2, &params, &format!("{:x}", rand::random::<u128>()), &mut Vec::new())?;
+        // Unknown users are checked against this so that they cost exactly
+        // what a real user costs.
+        let dummy_hash = dummy_phc(&params)?;
         let (jobs, queue_rx) = std::sync::mpsc::channel::<Job>();
         let queue_rx = Arc::new(Mutex::new(queue_rx));
         for i in 0..workers {
@@ -229,6 +229,11 @@ fn hash_in(argon2: &Argon2<'_>, params: &Params, password: &str, memory: &mut Ve
         argon2.hash_password_into_with_memory(password.as_bytes(), salt_bytes, out, &mut *blocks).map_err(Into::into)
     })
     .map_err(internal)?;
+    phc(params, &salt, output)
+}
+
+/// An Argon2id PHC string with these parameters, salt and output.
+fn phc(params: &Params, salt: &SaltString, output: Output) -> Result<String, AppError> {
     let phc = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
         version: Some(Version::V0x13.into()),
@@ -237,6 +242,16 @@ fn hash_in(argon2: &Argon2<'_>, params: &Params, password: &str, memory: &mut Ve
         hash: Some(output),
     };
     Ok(phc.to_string())
+}
+
+/// A PHC string with the pool's parameters, a random salt and a random
+/// output. Checking a password against it runs the same Argon2 computation
+/// as a real check, and no password matches it (but for odds of 2^-256).
+/// Nothing is hashed to make it: no Argon2 memory is taken at start.
+fn dummy_phc(params: &Params) -> Result<String, AppError> {
+    let len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let random: Vec<u8> = (0..len).map(|_| rand::random::<u8>()).collect();
+    phc(params, &SaltString::generate(&mut OsRng), Output::new(&random).map_err(internal)?)
 }
 
 /// Whether `password` matches an Argon2 PHC string, computed in `memory`.
@@ -354,6 +369,24 @@ mod tests {
         }
         // Two hashes of one password differ: the salt is random.
         assert_ne!(pool.hash("same").await.expect("h"), pool.hash("same").await.expect("h"));
+    }
+
+    #[tokio::test]
+    async fn the_dummy_hash_costs_what_a_real_one_does_and_matches_nothing() {
+        let pool = HashPool::new(cheap(), 1, 4).expect("pool");
+        let real = pool.hash("pw").await.expect("hash");
+        // `$argon2id$v=19$m=1024,t=1,p=1`: the same computation when checked.
+        let head = |h: &str| h.rsplitn(3, '$').nth(2).map(str::to_owned);
+        assert_eq!(head(&pool.dummy_hash), head(&real), "{}", pool.dummy_hash);
+        let (dummy, real) =
+            (PasswordHash::new(&pool.dummy_hash).expect("a PHC string"), PasswordHash::new(&real).expect("phc"));
+        assert_eq!(dummy.hash.map(|h| h.len()), real.hash.map(|h| h.len()));
+        assert_eq!(dummy.salt.map(|s| s.len()), real.salt.map(|s| s.len()));
+        for pw in ["", "pw", "password"] {
+            assert!(!pool.verify(pw, &pool.dummy_hash).await.expect("verify").ok);
+        }
+        pool.verify_dummy("pw").await.expect("spent");
+        assert_ne!(pool.dummy_hash, HashPool::new(cheap(), 1, 1).expect("pool").dummy_hash, "random for each pool");
     }
 
     #[tokio::test]

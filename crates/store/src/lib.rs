@@ -101,6 +101,10 @@ impl SqlStore {
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
+            // A ping before each use finds a server connection that died; an
+            // SQLite connection is a file in this process, and a ping would
+            // only be one more round trip to its worker thread per query.
+            .test_before_acquire(backend != Backend::Sqlite)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

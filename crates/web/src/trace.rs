@@ -6,9 +6,9 @@
 //! adds a future to poll, which on a page served from the cache costs more
 //! than the work itself.
 
+use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -23,13 +23,13 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// process and a counter. Unique across nodes and restarts like a random
 /// UUID, without asking the kernel for randomness on every request.
 pub struct RequestIds {
-    prefix: Arc<str>,
+    prefix: String,
     next: AtomicU64,
 }
 
 impl Default for RequestIds {
     fn default() -> Self {
-        Self { prefix: portcullis_app::tokens::random_b64(12).into(), next: AtomicU64::new(1) }
+        Self { prefix: portcullis_app::tokens::random_b64(12), next: AtomicU64::new(1) }
     }
 }
 
@@ -41,28 +41,10 @@ impl RequestIds {
         }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let mut id = String::with_capacity(self.prefix.len() + 17);
-        id.push_str(&self.prefix);
-        id.push('-');
-        push_hex(&mut id, n);
+        let _ = write!(id, "{}-{n:x}", self.prefix);
         // Base64url and hex digits: always a valid header value.
         HeaderValue::try_from(id).unwrap_or(HeaderValue::from_static("-"))
     }
-}
-
-fn push_hex(out: &mut String, n: u64) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut buf = [0u8; 16];
-    let mut i = buf.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        buf[i] = DIGITS[(n & 0xf) as usize];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend(buf[i..].iter().map(|&b| char::from(b)));
 }
 
 /// The path as logs may show it: the secret half of a link's token is cut.
@@ -89,12 +71,12 @@ pub fn span(id: &HeaderValue) -> tracing::Span {
 /// expected under load and answered with `Retry-After`; one line each would
 /// cost more than the answer.
 pub fn finished(method: &Method, path: &str, status: StatusCode, started: Instant) {
-    let latency_ms = started.elapsed().as_millis();
+    // Field values are only computed when the line is written.
+    let latency_ms = || started.elapsed().as_millis();
     if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
-        let path = loggable_path(path);
-        tracing::error!(%method, %path, status = status.as_u16(), latency_ms, "response failed");
+        tracing::error!(%method, path = %loggable_path(path), status = status.as_u16(), latency_ms = latency_ms(), "response failed");
     } else {
-        tracing::debug!(%method, path = %loggable_path(path), status = status.as_u16(), latency_ms, "finished processing request");
+        tracing::debug!(%method, path = %loggable_path(path), status = status.as_u16(), latency_ms = latency_ms(), "finished processing request");
     }
 }
 
@@ -130,15 +112,6 @@ mod tests {
         assert_ne!(other.to_str().expect("ascii").split('-').next(), a.split('-').next(), "prefixes differ");
         let proxy = HeaderValue::from_static("nginx-abc123");
         assert_eq!(ids.for_request(Some(&proxy)), proxy);
-    }
-
-    #[test]
-    fn counters_are_written_in_hex() {
-        for n in [0, 1, 9, 10, 15, 16, 255, 4096, 0xdead_beef, u64::MAX] {
-            let mut s = String::new();
-            push_hex(&mut s, n);
-            assert_eq!(s, format!("{n:x}"));
-        }
     }
 
     #[test]

@@ -271,10 +271,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = portcullis_web::router(state);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, portcullis_web::site(state)).with_graceful_shutdown(shutdown).await
 }
 
 /// Completes on SIGINT or SIGTERM.

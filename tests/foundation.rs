@@ -278,7 +278,7 @@ async fn large_responses_are_gzipped_and_small_pages_are_not() {
     let c = app.client();
     let gzip = [("accept-encoding", "gzip")];
     let css_len = c.get("/static/app.css").await.body.len();
-    assert!(css_len > usize::from(portcullis_web::routes::COMPRESS_ABOVE), "the stylesheet is {css_len} bytes");
+    assert!(css_len > usize::from(portcullis_web::site::COMPRESS_ABOVE), "the stylesheet is {css_len} bytes");
     let css = c.send(reqwest::Method::GET, "/static/app.css", None, &gzip).await;
     assert_eq!((css.status, css.header("content-encoding")), (200, Some("gzip")));
     assert!(css.header("vary").is_some_and(|v| v.to_ascii_lowercase().contains("accept-encoding")));
@@ -286,5 +286,5 @@ async fn large_responses_are_gzipped_and_small_pages_are_not() {
     assert_eq!(plain.header("content-encoding"), None, "only for clients that ask");
     let page = c.send(reqwest::Method::GET, "/login", None, &gzip).await;
     assert_eq!((page.status, page.header("content-encoding")), (200, None));
-    assert!(page.body.len() < usize::from(portcullis_web::routes::COMPRESS_ABOVE) && page.csrf_token().is_some());
+    assert!(page.body.len() < usize::from(portcullis_web::site::COMPRESS_ABOVE) && page.csrf_token().is_some());
 }

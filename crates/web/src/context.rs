@@ -3,19 +3,20 @@
 //! state-changing request, reads flash messages, and afterwards writes the
 //! cookies the handler asked for and renders error pages.
 
-use std::net::{IpAddr, SocketAddr};
+use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::Request;
 use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, SET_COOKIE, USER_AGENT};
 use axum::http::{HeaderMap, HeaderValue, Method};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use portcullis_app::SignedIn;
 use portcullis_app::accounts::ClientInfo;
 use serde::{Deserialize, Serialize};
+use tower::{Service, ServiceExt as _};
 use tracing::Instrument as _;
 
 use crate::cookies::{self, ANON, FLASH, SESSION};
@@ -196,16 +197,20 @@ fn anon_secret() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
 }
 
-/// The middleware itself: names the request and opens its log span, builds
-/// the context and runs the handler within it, then puts the request id and
-/// the security headers on whatever answer comes back.
-pub async fn request_context(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// The request context around the routes: names the request and opens its
+/// log span, builds the context and runs the routes within it, then puts
+/// the request id and the security headers on whatever answer comes back.
+/// `peer` is the address of the connection's other end.
+pub async fn request_context<R>(state: &AppState, peer: Option<IpAddr>, req: Request, routes: R) -> Response
+where
+    R: Service<Request, Response = Response, Error = Infallible>,
+{
     let started = Instant::now();
     let id = state.request_ids.for_request(req.headers().get(trace::REQUEST_ID));
     let span = trace::span(&id);
     let (method, uri) = (req.method().clone(), req.uri().clone());
     let mut res = async {
-        let res = with_context(&state, started, req, next).await;
+        let res = with_context(state, peer, started, req, routes).await;
         trace::finished(&method, uri.path(), res.status(), started);
         res
     }
@@ -217,10 +222,18 @@ pub async fn request_context(State(state): State<AppState>, req: Request, next: 
     res
 }
 
-async fn with_context(state: &AppState, started: Instant, mut req: Request, next: Next) -> Response {
+async fn with_context<R>(
+    state: &AppState,
+    peer: Option<IpAddr>,
+    started: Instant,
+    mut req: Request,
+    routes: R,
+) -> Response
+where
+    R: Service<Request, Response = Response, Error = Infallible>,
+{
     let https = state.config.is_https();
     let headers = req.headers();
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     if needs_a_hash(req.method(), req.uri().path()) && state.accounts.hasher().is_full() {
         // No session lookup, body, CSRF check or attempt count: a flood of
         // these costs as little as an answer can. The use case would refuse
@@ -300,7 +313,11 @@ async fn with_context(state: &AppState, started: Instant, mut req: Request, next
         path_and_query: req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into()),
     });
     req.extensions_mut().insert(Arc::clone(&ctx));
-    let mut res = trace::bounded(started, state.config.request_timeout, next.run(req)).await;
+    let handler = async move {
+        let Ok(res) = routes.oneshot(req).await;
+        res
+    };
+    let mut res = trace::bounded(started, state.config.request_timeout, handler).await;
 
     // Error responses that nobody rendered get the site's page.
     if (res.status().is_client_error() || res.status().is_server_error())

@@ -11,10 +11,11 @@ pub mod headers;
 pub mod mail;
 pub mod pages;
 pub mod routes;
+pub mod site;
 pub mod state;
 pub mod templates;
 pub mod trace;
 
 pub use error::WebError;
-pub use routes::router;
+pub use site::site;
 pub use state::{AppState, WebConfig};

@@ -9,18 +9,12 @@ pub mod posts;
 pub mod recovery;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::http::HeaderValue;
 use axum::http::header::LOCATION;
 use axum::http::{Method, StatusCode};
-use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
-use tower::ServiceBuilder;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::compression::predicate::{NotForContentType, Predicate as _, SizeAbove};
-use tower_http::compression::{CompressionLayer, CompressionLevel};
 
 use crate::context::{Flash, FlashOut};
 use crate::error::WebError;
@@ -99,31 +93,8 @@ pub fn route_list() -> Vec<(Method, &'static str)> {
     table().entries
 }
 
-/// Responses larger than this are gzipped, at the fastest level (nginx's
-/// default). A smaller one fits in TCP's first flight (ten segments, about
-/// 14 KB with the headers), so it arrives no sooner compressed, while
-/// setting up a compressor costs many times what rendering the page does.
-pub const COMPRESS_ABOVE: u16 = 12 * 1024;
-
-/// Every route and the middleware around them.
-///
-/// The middleware wraps the router as one stack, outermost first, rather
-/// than being layered onto each route with `Router::layer`: axum boxes every
-/// route once per layer and clones those boxes on every request.
+/// Every route, with the page for paths that match none. The request
+/// context and the layers around the routes are in `crate::site`.
 pub fn router(state: AppState) -> Router {
-    let limit = state.config.body_limit;
-    let routes = table().router.fallback(not_found).with_state(state.clone());
-    // The request id, the log span and the time limit are part of the
-    // request context (see `trace`): one layer instead of four.
-    let stack = ServiceBuilder::new()
-        .layer(
-            CompressionLayer::new()
-                .quality(CompressionLevel::Fastest)
-                .compress_when(SizeAbove::new(COMPRESS_ABOVE).and(NotForContentType::IMAGES)),
-        )
-        .layer(from_fn_with_state(state, crate::context::request_context))
-        .layer(CatchPanicLayer::new())
-        .layer(DefaultBodyLimit::max(limit))
-        .service(routes);
-    Router::new().fallback_service(stack)
+    table().router.fallback(not_found).with_state(state)
 }

@@ -1,0 +1,107 @@
+//! The whole site as one service, the shape `axum::serve` takes: a maker
+//! that gives each connection its own [`Site`], which knows the peer's
+//! address, runs the request context (`crate::context`) and then the routes.
+//!
+//! Written out rather than assembled from `from_fn` and `Router` layers:
+//! each of those boxes the request's future once more and moves the request
+//! again, and the peer's address would travel as a request extension. On a
+//! page served from the cache that bookkeeping cost more than the page.
+
+use std::convert::Infallible;
+use std::future::{Future, Ready, ready};
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::Request;
+use axum::response::Response;
+use axum::serve::IncomingStream;
+use tokio::net::TcpListener;
+use tower::{Service, ServiceBuilder};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::predicate::{NotForContentType, Predicate as _, SizeAbove};
+use tower_http::compression::{CompressionLayer, CompressionLevel};
+
+use crate::state::AppState;
+
+/// Responses larger than this are gzipped, at the fastest level (nginx's
+/// default). A smaller one fits in TCP's first flight (ten segments, about
+/// 14 KB with the headers), so it arrives no sooner compressed, while
+/// setting up a compressor costs many times what rendering the page does.
+pub const COMPRESS_ABOVE: u16 = 12 * 1024;
+
+/// The routes behind the request context: compression, a 500 for a handler
+/// that panics, and the body limit for the extractors.
+fn routes(
+    state: AppState,
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send> + Clone + Send + 'static {
+    ServiceBuilder::new()
+        .map_response(|res: axum::http::Response<_>| res.map(Body::new))
+        .layer(
+            CompressionLayer::new()
+                .quality(CompressionLevel::Fastest)
+                .compress_when(SizeAbove::new(COMPRESS_ABOVE).and(NotForContentType::IMAGES)),
+        )
+        .layer(CatchPanicLayer::new())
+        .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .service(crate::routes::router(state))
+}
+
+/// Every page and form of the site, for `axum::serve`.
+pub fn site(
+    state: AppState,
+) -> MakeSite<impl Service<Request, Response = Response, Error = Infallible, Future: Send> + Clone + Send + 'static> {
+    let routes = routes(state.clone());
+    MakeSite { state, routes }
+}
+
+/// Makes one [`Site`] per accepted connection.
+#[derive(Clone)]
+pub struct MakeSite<S> {
+    state: AppState,
+    routes: S,
+}
+
+impl<S: Clone> Service<IncomingStream<'_, TcpListener>> for MakeSite<S> {
+    type Response = Site<S>;
+    type Error = Infallible;
+    type Future = Ready<Result<Site<S>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, stream: IncomingStream<'_, TcpListener>) -> Self::Future {
+        let peer = Some(stream.remote_addr().ip());
+        ready(Ok(Site { state: self.state.clone(), routes: self.routes.clone(), peer }))
+    }
+}
+
+/// The site as one connection sees it.
+#[derive(Clone)]
+pub struct Site<S> {
+    state: AppState,
+    routes: S,
+    peer: Option<IpAddr>,
+}
+
+impl<S> Service<Request> for Site<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let (state, routes, peer) = (self.state.clone(), self.routes.clone(), self.peer);
+        Box::pin(async move { Ok(crate::context::request_context(&state, peer, req, routes).await) })
+    }
+}

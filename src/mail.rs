@@ -87,9 +87,16 @@ impl MailTransport for DirMailer {
         );
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let path = self.dir.join(&name);
-        // Write then rename, so a reader never sees half a mail.
-        tokio::fs::write(&tmp, msg.formatted()).await.map_err(|e| e.to_string())?;
-        tokio::fs::rename(&tmp, &path).await.map_err(|e| e.to_string())?;
+        // Write then rename, so a reader never sees half a mail; both in
+        // one trip to a blocking thread.
+        let (bytes, dest) = (msg.formatted(), path.clone());
+        tokio::task::spawn_blocking(move || {
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, &dest)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
         tracing::info!(to = %mail.to, subject = %mail.subject, file = %path.display(), "mail written to the dev outbox");
         Ok(())
     }

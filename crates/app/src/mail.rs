@@ -157,6 +157,9 @@ impl Sealer {
     }
 }
 
+/// Mails claimed at a time.
+const BATCH: i64 = 20;
+
 /// How long a claimed mail is reserved for one node.
 const LEASE: Duration = Duration::from_secs(60);
 
@@ -188,16 +191,23 @@ impl OutboxWorker {
         Self { store, transport, sealer, wake, poll }
     }
 
-    /// Sends what is due now; answers how many were sent.
+    /// Sends what is due now, up to one batch; answers how many were sent.
     pub async fn run_once(&self) -> usize {
+        self.batch().await.0
+    }
+
+    /// Sends up to [`BATCH`] due mails: how many were sent, and whether the
+    /// batch was full (so more may be waiting).
+    async fn batch(&self) -> (usize, bool) {
         let now = now_ms();
-        let claimed = match self.store.claim_mail(now, now + crate::clock::ms(LEASE), 20).await {
+        let claimed = match self.store.claim_mail(now, now + crate::clock::ms(LEASE), BATCH).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "outbox claim failed");
-                return 0;
+                return (0, false);
             }
         };
+        let full = claimed.len() >= usize::try_from(BATCH).unwrap_or(usize::MAX);
         let mut sent = 0;
         for item in claimed {
             let Some(mail) = self.sealer.open(&item.sealed) else {
@@ -227,14 +237,16 @@ impl OutboxWorker {
                 }
             }
         }
-        sent
+        (sent, full)
     }
 
     /// Runs until `stop` turns true; a batch in progress is finished first,
     /// so a graceful shutdown leaves no mail reserved by a node that is gone.
     pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
         while !*stop.borrow() {
-            while !*stop.borrow() && self.run_once().await > 0 {}
+            // A batch that was not full took every mail then due: no
+            // second claim to find the outbox empty.
+            while !*stop.borrow() && self.batch().await.1 {}
             tokio::select! {
                 () = self.wake.notified() => {},
                 () = tokio::time::sleep(self.poll) => {},

@@ -12,7 +12,8 @@
 #                      a scenario measured without quiet says `quiet_wait timeout` in the table
 #   --no-flask / --no-ceiling / --no-flood / --no-flow   leave a part out
 #   --user-fmt F --pass-fmt F   account pattern (default user{:04d} / password-{:04d})
-#   --argon2-bin PATH  a prebuilt benches/argon2_rate binary (default: cargo bench --no-run builds it)
+#   --argon2-bin PATH  a prebuilt benches/argon2_rate binary (default: cargo bench --no-run builds it,
+#                      before anything is measured)
 #   --prepare          only build, set up the harness and seed the databases, then stop
 #
 # The server runs on core 0 and the load generators on core 1 (the harness's rule).
@@ -114,6 +115,16 @@ if [ "$LARGE" = 1 ] && [ ! -f "$SEED1M/done" ]; then
   python3 "$HERE/seed.py" large "$SEED1M/portcullis.db" --users 1000000 --sessions 1000000
   touch "$SEED1M/done"
 fi
+if [ -z "$ARGON" ]; then
+  log "building benches/argon2_rate (the raw Argon2id rate)"
+  ARGON=$(cd "$ROOT" && cargo bench --bench argon2_rate --no-run --message-format=json 2>>"$OUT/build.log" \
+    | python3 -c 'import json,sys
+for l in sys.stdin:
+    try: m = json.loads(l)
+    except ValueError: continue
+    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "argon2_rate" and m.get("executable"): print(m["executable"])' | tail -n1)
+  [ -n "$ARGON" ] || log "could not build benches/argon2_rate.rs (see build.log)"
+fi
 fresh() { # seed-dir -> a fresh data dir for one server run
   local d="$OUT/data-$(basename "$1")-$2"; rm -rf "$d"; mkdir -p "$d"
   cp "$1"/portcullis.db* "$1/secret.key" "$d/"; chmod 600 "$d/secret.key"; echo "$d"
@@ -134,12 +145,25 @@ serve_portcullis() { # data dir -> command line (env + binary)
   echo env PORTCULLIS_BIND=127.0.0.1:$PORT_P PORTCULLIS_BASE_URL=http://127.0.0.1:$PORT_P \
     PORTCULLIS_DATA_DIR="$1" PORTCULLIS_RATE_LIMIT_PER_MINUTE=0 "$BIN" serve
 }
+# The raw Argon2id verify rate on core 0, at the server's cost: measured just
+# before and just after the Portcullis run whose logins/s it is compared with,
+# so that the ratio does not rest on one moment of a noisy machine.
+raw_rate() { # label
+  [ -n "$ARGON" ] || return 0
+  log "raw Argon2id verify rate on core 0 ($1)"
+  { q=$("$H/wait_quiet.sh" 25 0.6 30 | tail -n1) || true; echo "# $q"
+    echo "FIGURE $1 hash_verify quiet_wait $(echo "$q" | awk '{print $2}')"
+    echo "FIGURE $1 hash_verify load1_before $(cut -d' ' -f1 /proc/loadavg)"
+    taskset -c 0 "$ARGON" --seconds 10 --label "$1"; } > "$OUT/$1.txt" 2>&1 || log "argon2 rate failed"
+}
+raw_rate argon2id-raw-before
 log "Portcullis, 1,000 users"
 D=$(fresh "$SEED1K" main)
 # shellcheck disable=SC2046
 "$H/bench_server.sh" --label portcullis --wait-quiet --base "http://127.0.0.1:$PORT_P" \
     --user "$U1" --pass "$P1" "${PFLOW[@]}" -- $(serve_portcullis "$D") > "$OUT/portcullis.txt" 2>&1 \
   || log "portcullis run reported a failure (see portcullis.txt)"
+raw_rate argon2id-raw-after
 
 if [ "$DO_CEIL" = 1 ]; then
   log "axum ceiling"
@@ -153,22 +177,6 @@ if [ "$DO_FLASK" = 1 ]; then
   BIND="127.0.0.1:$PORT_F" "$H/bench_server.sh" --label flask-sync --wait-quiet --base "http://127.0.0.1:$PORT_F" \
       "${FFLOW[@]}" -- "$H/peers/flask_seed/run.sh" > "$OUT/flask-sync.txt" 2>&1 \
     || log "flask run reported a failure"
-fi
-
-log "raw Argon2id verify rate on core 0 (same cost as the server)"
-[ -n "$ARGON" ] || ARGON=$(cd "$ROOT" && cargo bench --bench argon2_rate --no-run --message-format=json 2>>"$OUT/build.log" \
-  | python3 -c 'import json,sys
-for l in sys.stdin:
-    try: m = json.loads(l)
-    except ValueError: continue
-    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "argon2_rate" and m.get("executable"): print(m["executable"])' | tail -n1)
-if [ -n "$ARGON" ]; then
-  { q=$("$H/wait_quiet.sh" 25 0.6 30 | tail -n1) || true; echo "# $q"
-    echo "FIGURE argon2id-raw hash_verify quiet_wait $(echo "$q" | awk '{print $2}')"
-    echo "FIGURE argon2id-raw hash_verify load1_before $(cut -d' ' -f1 /proc/loadavg)"
-    taskset -c 0 "$ARGON" --seconds 10 --label argon2id-raw; } > "$OUT/argon2-raw.txt" 2>&1 || log "argon2 rate failed"
-else
-  log "could not build benches/argon2_rate.rs (see build.log)"
 fi
 
 if [ "$DO_FLOOD" = 1 ]; then

@@ -389,3 +389,102 @@ async fn deleting_the_account_needs_the_password_and_removes_everything() {
     assert_eq!(c.get("/dashboard").await.status, 303, "signed out");
     assert_eq!(app.client().login("alice", PW, false).await.status, 200, "gone");
 }
+
+/// A real SQLite outbox that counts how often the worker claims from it.
+struct CountingOutbox {
+    store: portcullis_store::SqlStore,
+    claims: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl portcullis_app::ports::OutboxStore for CountingOutbox {
+    async fn enqueue_mail(
+        &self,
+        mail: &portcullis_app::mail::OutgoingMail,
+        now: i64,
+    ) -> portcullis_app::ports::StoreResult<()> {
+        self.store.enqueue_mail(mail, now).await
+    }
+    async fn claim_mail(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> portcullis_app::ports::StoreResult<Vec<portcullis_app::mail::ClaimedMail>> {
+        self.claims.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.store.claim_mail(now, lease_until, limit).await
+    }
+    async fn mark_mail_sent(&self, id: i64, now: i64) -> portcullis_app::ports::StoreResult<()> {
+        self.store.mark_mail_sent(id, now).await
+    }
+    async fn mark_mail_failed(
+        &self,
+        id: i64,
+        attempts: i64,
+        next_attempt_at: i64,
+        error: &str,
+    ) -> portcullis_app::ports::StoreResult<()> {
+        self.store.mark_mail_failed(id, attempts, next_attempt_at, error).await
+    }
+    async fn pending_mail_count(&self) -> portcullis_app::ports::StoreResult<i64> {
+        self.store.pending_mail_count().await
+    }
+}
+
+#[tokio::test]
+async fn the_outbox_claims_again_only_after_a_full_batch() {
+    use portcullis_app::mail::{Mail, OutboxWorker, Sealer};
+    use portcullis_app::ports::OutboxStore as _;
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("outbox.db").display());
+    let store = portcullis_store::SqlStore::connect(&url, 4).await.expect("store");
+    store.migrate().await.expect("migrate");
+    let outbox = Arc::new(CountingOutbox { store, claims: Default::default() });
+    let sealer = Sealer::new(b"a secret key of thirty-two bytes!");
+    let queue = |n: usize| {
+        let (outbox, sealer) = (outbox.clone(), sealer.clone());
+        async move {
+            for i in 0..n {
+                let mail = Mail {
+                    to: format!("user{i}@example.com"),
+                    subject: format!("Message {i}"),
+                    text: "Hello".into(),
+                    html: "<p>Hello</p>".into(),
+                };
+                let sealed = sealer.seal(&mail).expect("seal");
+                outbox.enqueue_mail(&sealed, portcullis_app::clock::now_ms()).await.expect("enqueue");
+            }
+        }
+    };
+    let sink = SmtpSink::start().await;
+    let from: lettre::message::Mailbox = "Portcullis <noreply@example.com>".parse().expect("mailbox");
+    let transport = Arc::new(portcullis::mail::SmtpMailer::new(&sink.url(), from).expect("smtp"));
+    let wake = Arc::new(tokio::sync::Notify::new());
+    // The poll interval is longer than the test: every send below is the
+    // worker's own doing, at start or when woken.
+    let worker = OutboxWorker::new(outbox.clone(), transport, sealer.clone(), wake.clone(), Duration::from_secs(600));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+
+    // One mail waiting at start: one claim takes it, and a batch that was
+    // not full means nothing else was due, so there is no second claim.
+    queue(1).await;
+    let running = tokio::spawn(worker.run(stopped));
+    assert_eq!(sink.wait_for(1, 10).await.len(), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(outbox.claims.load(Ordering::SeqCst), 1, "no claim finds the outbox empty after a partial batch");
+
+    // A burst larger than a batch: a full batch is followed by another
+    // claim at once, without waiting for the poll.
+    queue(21).await;
+    wake.notify_one();
+    assert_eq!(sink.wait_for(22, 20).await.len(), 22, "all of the burst sent without the poll");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(outbox.claims.load(Ordering::SeqCst), 3, "20, then the last one, then waiting");
+    assert_eq!(outbox.pending_mail_count().await.expect("count"), 0);
+
+    let _ = stop.send(true);
+    tokio::time::timeout(Duration::from_secs(10), running).await.expect("worker stops").expect("join");
+}

@@ -2,13 +2,19 @@
 //! templates of [`crate::pages`], compiled into the binary.
 
 use askama::Template;
-use axum::http::{HeaderValue, StatusCode, header::CONTENT_TYPE};
-use axum::response::{Html, IntoResponse, Response};
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header::CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
 
 use crate::context::RequestCtx;
 use crate::pages::ErrorPage;
 
-/// Marks a response whose body is already a page of ours.
+/// Headers a page's response has room for from the start.
+pub const RESPONSE_HEADERS: usize = 16;
+
+const HTML: &str = "text/html; charset=utf-8";
+
+/// Marks an error response whose body is already a page of ours.
 #[derive(Clone, Copy, Debug)]
 pub struct Rendered;
 
@@ -26,8 +32,18 @@ impl Templates {
     pub fn render_status(&self, status: StatusCode, page: &impl Template) -> Response {
         match page.render() {
             Ok(html) => {
-                let mut r = (status, Html(html)).into_response();
-                r.extensions_mut().insert(Rendered);
+                let mut r = Response::new(Body::from(html));
+                *r.status_mut() = status;
+                // Room for every header the response will carry (the
+                // security headers, cookies, length, date…), so that none
+                // of them makes the map grow.
+                let h = r.headers_mut();
+                *h = HeaderMap::with_capacity(RESPONSE_HEADERS);
+                h.insert(CONTENT_TYPE, HeaderValue::from_static(HTML));
+                // Only error responses are looked at for the mark.
+                if status.is_client_error() || status.is_server_error() {
+                    r.extensions_mut().insert(Rendered);
+                }
                 r
             }
             Err(e) => {
@@ -74,7 +90,7 @@ impl Templates {
             status
         );
         let mut r = (status, body).into_response();
-        r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+        r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(HTML));
         r.extensions_mut().insert(Rendered);
         r
     }

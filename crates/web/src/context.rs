@@ -10,7 +10,9 @@ use std::time::Instant;
 
 use axum::body::{Body, to_bytes};
 use axum::extract::Request;
-use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, SET_COOKIE, USER_AGENT};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, SET_COOKIE, USER_AGENT,
+};
 use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use portcullis_app::SignedIn;
@@ -403,7 +405,10 @@ fn render_error_response(state: &AppState, res: Response, ctx: &RequestCtx) -> R
     let (mut parts, _) = res.into_parts();
     let page = state.templates.error_page(ctx, status, info.as_ref().map(|i| i.message.as_str()));
     let (page_parts, body) = page.into_parts();
+    // The new body is neither the old one's length nor, if the routes
+    // compressed the old one, gzip.
     parts.headers.remove(CONTENT_LENGTH);
+    parts.headers.remove(CONTENT_ENCODING);
     for (k, v) in page_parts.headers.iter() {
         parts.headers.insert(k, v.clone());
     }

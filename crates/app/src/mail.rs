@@ -191,24 +191,18 @@ impl OutboxWorker {
         Self { store, transport, sealer, wake, poll }
     }
 
-    /// Sends what is due now, up to one batch; answers how many were sent.
-    pub async fn run_once(&self) -> usize {
-        self.batch().await.0
-    }
-
-    /// Sends up to [`BATCH`] due mails: how many were sent, and whether the
-    /// batch was full (so more may be waiting).
-    async fn batch(&self) -> (usize, bool) {
+    /// Sends up to [`BATCH`] due mails; answers whether the batch was full
+    /// (so more may be waiting).
+    async fn batch(&self) -> bool {
         let now = now_ms();
         let claimed = match self.store.claim_mail(now, now + crate::clock::ms(LEASE), BATCH).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "outbox claim failed");
-                return (0, false);
+                return false;
             }
         };
-        let full = claimed.len() >= usize::try_from(BATCH).unwrap_or(usize::MAX);
-        let mut sent = 0;
+        let full = claimed.len() >= BATCH as usize;
         for item in claimed {
             let Some(mail) = self.sealer.open(&item.sealed) else {
                 tracing::error!(id = item.id, "outbox mail cannot be opened (secret key changed?); giving up on it");
@@ -222,7 +216,6 @@ impl OutboxWorker {
                 .unwrap_or_else(|e| Err(format!("mail transport failed: {e}")));
             match result {
                 Ok(()) => {
-                    sent += 1;
                     if let Err(e) = self.store.mark_mail_sent(item.id, now_ms()).await {
                         tracing::error!(id = item.id, error = %e, "mail sent but not marked");
                     }
@@ -237,7 +230,7 @@ impl OutboxWorker {
                 }
             }
         }
-        (sent, full)
+        full
     }
 
     /// Runs until `stop` turns true; a batch in progress is finished first,
@@ -246,7 +239,7 @@ impl OutboxWorker {
         while !*stop.borrow() {
             // A batch that was not full took every mail then due: no
             // second claim to find the outbox empty.
-            while !*stop.borrow() && self.batch().await.1 {}
+            while !*stop.borrow() && self.batch().await {}
             tokio::select! {
                 () = self.wake.notified() => {},
                 () = tokio::time::sleep(self.poll) => {},

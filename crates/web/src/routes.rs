@@ -11,8 +11,8 @@ pub mod recovery;
 use axum::Router;
 use axum::body::Body;
 use axum::handler::Handler;
+use axum::http::HeaderValue;
 use axum::http::header::LOCATION;
-use axum::http::{HeaderMap, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use axum::routing::MethodRouter;
@@ -23,9 +23,7 @@ use crate::state::AppState;
 
 /// A 303 to `to` (post/redirect/get).
 pub fn see_other(to: &str) -> Response {
-    let mut r = Response::new(Body::empty());
-    *r.status_mut() = StatusCode::SEE_OTHER;
-    *r.headers_mut() = HeaderMap::with_capacity(crate::templates::RESPONSE_HEADERS);
+    let mut r = crate::templates::response(StatusCode::SEE_OTHER, Body::empty());
     if let Ok(v) = HeaderValue::from_str(to) {
         r.headers_mut().insert(LOCATION, v);
     }

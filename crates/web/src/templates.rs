@@ -9,8 +9,18 @@ use axum::response::{IntoResponse, Response};
 use crate::context::RequestCtx;
 use crate::pages::ErrorPage;
 
-/// Headers a page's response has room for from the start.
-pub const RESPONSE_HEADERS: usize = 16;
+/// Headers a response has room for from the start: every one it will
+/// carry (the security headers, cookies, length, date…), so that none of
+/// them makes the map grow.
+const RESPONSE_HEADERS: usize = 16;
+
+/// A response with `status` and `body` whose header map has that room.
+pub fn response(status: StatusCode, body: Body) -> Response {
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    *r.headers_mut() = HeaderMap::with_capacity(RESPONSE_HEADERS);
+    r
+}
 
 const HTML: &str = "text/html; charset=utf-8";
 
@@ -32,14 +42,8 @@ impl Templates {
     pub fn render_status(&self, status: StatusCode, page: &impl Template) -> Response {
         match page.render() {
             Ok(html) => {
-                let mut r = Response::new(Body::from(html));
-                *r.status_mut() = status;
-                // Room for every header the response will carry (the
-                // security headers, cookies, length, date…), so that none
-                // of them makes the map grow.
-                let h = r.headers_mut();
-                *h = HeaderMap::with_capacity(RESPONSE_HEADERS);
-                h.insert(CONTENT_TYPE, HeaderValue::from_static(HTML));
+                let mut r = response(status, Body::from(html));
+                r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(HTML));
                 // Only error responses are looked at for the mark.
                 if status.is_client_error() || status.is_server_error() {
                     r.extensions_mut().insert(Rendered);

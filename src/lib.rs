@@ -4,6 +4,7 @@
 //! gracefully.
 
 pub mod config;
+pub mod logs;
 pub mod mail;
 pub mod server;
 #[cfg(feature = "testing")]

@@ -108,7 +108,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(&config);
+    portcullis::logs::init(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -126,28 +126,6 @@ fn main() -> ExitCode {
             eprintln!("error: {m}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_tracing(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::new(&config.log);
-    // Colours only for a terminal: a log file or journal gets plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    if config.log_json {
-        builder.json().init();
-    } else if ansi {
-        builder.init();
-    } else {
-        // Plain `name=value` fields, without the styling calls a terminal
-        // gets: every request opens a span, so this is on the hot path.
-        use tracing_subscriber::field::MakeExt as _;
-        let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| match field.name() {
-            "message" => write!(w, "{value:?}"),
-            name => write!(w, "{name}={value:?}"),
-        })
-        .delimited(" ");
-        builder.fmt_fields(fields).init();
     }
 }
 

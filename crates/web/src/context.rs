@@ -19,7 +19,6 @@ use portcullis_app::SignedIn;
 use portcullis_app::accounts::ClientInfo;
 use serde::{Deserialize, Serialize};
 use tower::{Service, ServiceExt as _};
-use tracing::Instrument as _;
 
 use crate::cookies::{self, ANON, FLASH, SESSION};
 use crate::csrf;
@@ -199,8 +198,8 @@ fn anon_secret() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
 }
 
-/// The request context around the routes: names the request and opens its
-/// log span, builds the context and runs the routes within it, then puts
+/// The request context around the routes: names the request for its log
+/// lines, builds the context and runs the routes within it, then puts
 /// the request id and the security headers on whatever answer comes back.
 /// `peer` is the address of the connection's other end.
 pub async fn request_context<R>(state: &AppState, peer: Option<IpAddr>, req: Request, routes: R) -> Response
@@ -209,14 +208,12 @@ where
 {
     let started = Instant::now();
     let id = state.request_ids.for_request(req.headers().get(trace::REQUEST_ID));
-    let span = trace::span(&id);
     let (method, uri) = (req.method().clone(), req.uri().clone());
-    let mut res = async {
+    let mut res = trace::serving(id.clone(), async {
         let res = with_context(state, peer, started, req, routes).await;
         trace::finished(&method, uri.path(), res.status(), started);
         res
-    }
-    .instrument(span)
+    })
     .await;
     let h = res.headers_mut();
     h.insert(trace::REQUEST_ID, id);

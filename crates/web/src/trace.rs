@@ -1,5 +1,5 @@
-//! What every request carries for the logs: an id, a span that names it on
-//! every line it causes, a line when it fails, and a time limit.
+//! What every request carries for the logs: an id, named on every line it
+//! causes, a line when it fails, and a time limit.
 //!
 //! These run inside the request-context middleware rather than as layers of
 //! their own: each layer moves the request and the response once more and
@@ -58,15 +58,28 @@ pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
     path.into()
 }
 
-/// The span every log line of the request is written in. It carries the
-/// request id alone: the subscriber formats a span's fields when the span
-/// opens, on every request, whether or not a line is ever written in it. The
-/// line that reports a failed response adds the method and the path.
-pub fn span(id: &HeaderValue) -> tracing::Span {
-    tracing::info_span!("request", request_id = %id.to_str().unwrap_or(""))
+tokio::task_local! {
+    /// The id of the request the task is serving.
+    static SERVING: HeaderValue;
 }
 
-/// Logs the end of a request (in its span): server errors as errors, except
+/// Runs `fut` as the request `id`: the log formatter (`portcullis::logs`)
+/// adds the id to every line written while it runs.
+///
+/// A task-local rather than a `tracing` span: the subscriber registers a
+/// span and formats its fields when it opens, on every request, whether or
+/// not a line is ever written in it; a task-local costs a swap per poll,
+/// and the id is only read for a line that is written.
+pub async fn serving<F: Future>(id: HeaderValue, fut: F) -> F::Output {
+    SERVING.scope(id, fut).await
+}
+
+/// The id of the request this task is serving, if it is serving one.
+pub fn request_id() -> Option<HeaderValue> {
+    SERVING.try_with(HeaderValue::clone).ok()
+}
+
+/// Logs the end of a request (with its id): server errors as errors, except
 /// the 503s that refuse logins while the hashing pool is full, which are
 /// expected under load and answered with `Retry-After`; one line each would
 /// cost more than the answer.
@@ -112,6 +125,24 @@ mod tests {
         assert_ne!(other.to_str().expect("ascii").split('-').next(), a.split('-').next(), "prefixes differ");
         let proxy = HeaderValue::from_static("nginx-abc123");
         assert_eq!(ids.for_request(Some(&proxy)), proxy);
+    }
+
+    #[tokio::test]
+    async fn the_id_is_known_while_the_request_is_served_and_only_then() {
+        assert_eq!(request_id(), None);
+        let id = HeaderValue::from_static("abc-7");
+        let seen = serving(id.clone(), async {
+            tokio::task::yield_now().await;
+            request_id()
+        })
+        .await;
+        assert_eq!(seen, Some(id));
+        assert_eq!(request_id(), None);
+        // Another task started meanwhile is not the request's.
+        let other = serving(HeaderValue::from_static("x-1"), async { tokio::spawn(async { request_id() }).await })
+            .await
+            .expect("task");
+        assert_eq!(other, None);
     }
 
     #[test]

@@ -334,6 +334,52 @@ async fn flash_messages_show_once() {
 /// For each form: no token, a token from another visitor, and an altered
 /// token are all refused with 403, and nothing changes.
 #[tokio::test]
+async fn an_anonymous_token_works_only_with_the_cookie_it_was_served_to() {
+    let app = TestApp::spawn().await;
+    app.create_user("alice", "alice@example.com", PW, false).await;
+    const ANON: &str = "portcullis_anon";
+    async fn login(c: &TestClient, token: String) -> TestResponse {
+        c.post_form("/login", &[("username", "alice"), ("password", PW), ("csrf_token", &token)]).await
+    }
+
+    // A visitor without a cookie gets one; a visitor with one keeps it.
+    let c = app.client();
+    let first = c.get("/login").await;
+    let secret = c.cookie(ANON).expect("an anonymous cookie");
+    assert!(first.set_cookie(ANON).is_some_and(|v| v.contains("HttpOnly")));
+    let token = first.csrf_token().expect("token");
+    assert!(c.get("/login").await.set_cookie(ANON).is_none(), "the cookie is kept");
+
+    // The token with another secret, made up or another visitor's: refused,
+    // and nobody is signed in.
+    let mallory = app.client();
+    mallory.get("/login").await;
+    for other in [mallory.cookie(ANON).expect("cookie"), "A".repeat(secret.len())] {
+        let attacker = app.client();
+        attacker.set_cookie(ANON, &other);
+        let res = login(&attacker, token.clone()).await;
+        assert_eq!(res.status, 403, "a token served to {secret} with the cookie {other}");
+        assert!(attacker.cookie(&app.session_cookie_name()).is_none());
+    }
+    // A cookie that is not a secret of ours is replaced, and a form posted
+    // with it is refused.
+    for bad in [format!("{secret}."), format!("{secret}.c2lnbmF0dXJl"), "x".into(), format!("+{}", &secret[1..])] {
+        let odd = app.client();
+        odd.set_cookie(ANON, &bad);
+        let res = login(&odd, token.clone()).await;
+        assert_eq!(res.status, 403, "cookie {bad:?}");
+        assert!(odd.get("/login").await.set_cookie(ANON).is_some(), "a new cookie for {bad:?}");
+        let fresh = odd.cookie(ANON).expect("cookie");
+        assert!(fresh != bad && fresh.len() == secret.len(), "{bad:?} became {fresh:?}");
+    }
+
+    // The token with its own cookie signs in.
+    let res = login(&c, token).await;
+    assert_eq!(res.status, 303, "{}", res.body);
+    assert!(c.cookie(&app.session_cookie_name()).is_some());
+}
+
+#[tokio::test]
 async fn every_state_changing_form_refuses_bad_csrf_tokens() {
     let app = TestApp::spawn().await;
     let alice = app.create_user("alice", "alice@example.com", PW, false).await;

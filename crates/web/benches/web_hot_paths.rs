@@ -11,7 +11,7 @@ use portcullis_app::accounts::ClientInfo;
 use portcullis_app::{Post, Session, SignedIn, User};
 use portcullis_web::context::{Flash, RequestCtx};
 use portcullis_web::cookies::Signer;
-use portcullis_web::csrf;
+use portcullis_web::csrf::{self, Binding};
 use portcullis_web::pages::{Dashboard, PostList};
 use portcullis_web::templates::Templates;
 
@@ -19,10 +19,10 @@ const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef0123456789abcdef01234567
 
 fn csrf_tokens(c: &mut Criterion) {
     let signer = Signer::new(SECRET);
-    let session_binding = "session:Yk3l2n0vXy9QbM4tZ8rW1A";
-    let anon_binding = "anon:c2VjcmV0LWZvci1hbm9ueW1vdXMtdmlzaXRvcg";
+    let session_binding = Binding::Session("Yk3l2n0vXy9QbM4tZ8rW1A");
+    let anon_binding = Binding::Anon("c2VjcmV0LWZvci1hbm9ueW1vdXMtdmlz");
     let token = csrf::mint(&signer, session_binding);
-    let foreign = csrf::mint(&signer, "session:someone-else");
+    let foreign = csrf::mint(&signer, Binding::Session("someone-else"));
 
     let mut g = c.benchmark_group("csrf");
     g.throughput(Throughput::Elements(1));
@@ -77,7 +77,7 @@ fn dashboard(c: &mut Criterion) {
     let signer = Signer::new(SECRET);
     let ctx = RequestCtx {
         auth: Some(std::sync::Arc::new(SignedIn { session: session(), user: user() })),
-        csrf_token: csrf::mint(&signer, "session:Yk3l2n0vXy9QbM4tZ8rW1A"),
+        csrf_token: csrf::mint(&signer, Binding::Session("Yk3l2n0vXy9QbM4tZ8rW1A")),
         flashes: Vec::new(),
         client: ClientInfo {
             ip: Some(std::net::Ipv4Addr::LOCALHOST.into()),

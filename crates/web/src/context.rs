@@ -92,7 +92,6 @@ pub enum SessionChange {
 #[derive(Clone, Debug, Default)]
 pub struct FlashOut(pub Vec<Flash>);
 
-const ANON_PURPOSE: &str = "anon";
 const FLASH_PURPOSE: &str = "flash";
 
 fn is_state_changing(m: &Method) -> bool {
@@ -155,10 +154,10 @@ fn cross_site(state: &AppState, headers: &HeaderMap) -> bool {
     !same_host
 }
 
-fn binding(auth: Option<&SignedIn>, anon: &str) -> String {
+fn binding<'a>(auth: Option<&'a SignedIn>, anon: &'a str) -> csrf::Binding<'a> {
     match auth {
-        Some(a) => format!("session:{}", a.session.id),
-        None => format!("anon:{anon}"),
+        Some(a) => csrf::Binding::Session(&a.session.id),
+        None => csrf::Binding::Anon(anon),
     }
 }
 
@@ -188,14 +187,24 @@ async fn take_token(req: Request, limit: usize) -> Result<(Request, Option<Strin
     Ok((Request::from_parts(parts, Body::from(bytes)), token))
 }
 
-/// A new anonymous CSRF secret, from the thread's CSPRNG (seeded from the
-/// OS): visitors without a cookie arrive on every page, so no system call.
+/// A new anonymous CSRF secret: 24 bytes from the thread's CSPRNG (seeded
+/// from the OS; visitors without a cookie arrive on every page, so no system
+/// call), in base64url.
 fn anon_secret() -> String {
     use base64::Engine as _;
     use rand::RngCore as _;
-    let mut buf = [0u8; 24];
+    let mut buf = [0u8; ANON_SECRET_BYTES];
     rand::thread_rng().fill_bytes(&mut buf);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+const ANON_SECRET_BYTES: usize = 24;
+
+/// Whether a cookie value has the shape of an anonymous secret; any other
+/// value is replaced by a new secret.
+fn is_anon_secret(value: &str) -> bool {
+    value.len() == ANON_SECRET_BYTES / 3 * 4
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The request context around the routes: names the request for its log
@@ -261,17 +270,20 @@ where
     };
     let headers = req.headers();
 
-    // Anonymous visitors carry their CSRF secret in a signed cookie: no
-    // write for them. Signed-in forms are bound to the session instead.
+    // Anonymous visitors carry a random secret in a cookie, and their forms'
+    // tokens are MACs of it (no database write for them). The cookie needs
+    // no signature of its own: a secret someone chose, or planted in a
+    // browser, gets tokens only from pages served to that cookie. Signed-in
+    // forms are bound to the session instead.
     let mut new_anon = None;
     let anon = if auth.is_some() {
         String::new()
     } else {
-        match cookies::get(headers, &cookies::name(ANON, https)).and_then(|v| state.signer.verify(ANON_PURPOSE, v)) {
-            Some(secret) => String::from_utf8_lossy(&secret).into_owned(),
+        match cookies::get(headers, &cookies::name(ANON, https)).filter(|v| is_anon_secret(v)) {
+            Some(secret) => secret.to_owned(),
             None => {
                 let secret = anon_secret();
-                new_anon = Some(state.signer.sign(ANON_PURPOSE, secret.as_bytes()));
+                new_anon = Some(secret.clone());
                 secret
             }
         }
@@ -295,8 +307,8 @@ where
             }
         };
         req = r;
-        // A fresh anonymous cookie cannot have signed anything yet.
-        let ok = new_anon.is_none() && token.as_deref().is_some_and(|t| csrf::check(&state.signer, &bind, t));
+        // No page can have been served to a secret made just now.
+        let ok = new_anon.is_none() && token.as_deref().is_some_and(|t| csrf::check(&state.signer, bind, t));
         if !ok {
             return finish_error(state, WebError::Csrf, auth.as_ref(), &client, &req);
         }
@@ -304,9 +316,10 @@ where
 
     let had_flashes = !flashes.is_empty();
     let signed_in = auth.is_some();
+    let csrf_token = csrf::mint(&state.signer, bind);
     let ctx = Arc::new(RequestCtx {
         auth,
-        csrf_token: csrf::mint(&state.signer, &bind),
+        csrf_token,
         flashes,
         client,
         path_and_query: req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into()),

@@ -210,11 +210,17 @@ fn is_anon_secret(value: &str) -> bool {
 /// The request context around the routes: names the request for its log
 /// lines, builds the context and runs the routes within it, then puts
 /// the request id and the security headers on whatever answer comes back.
-/// `peer` is the address of the connection's other end.
-pub async fn request_context<R>(state: &AppState, peer: Option<IpAddr>, req: Request, routes: R) -> Response
+/// `peer` is the address of the connection's other end. Always an answer.
+pub async fn request_context<R>(
+    state: AppState,
+    peer: Option<IpAddr>,
+    req: Request,
+    routes: R,
+) -> Result<Response, Infallible>
 where
     R: Service<Request, Response = Response, Error = Infallible>,
 {
+    let state = &state;
     let started = Instant::now();
     let id = state.request_ids.for_request(req.headers().get(trace::REQUEST_ID));
     let (method, uri) = (req.method().clone(), req.uri().clone());
@@ -227,7 +233,7 @@ where
     let h = res.headers_mut();
     h.insert(trace::REQUEST_ID, id);
     crate::headers::add_security_headers(h, state.config.is_https());
-    res
+    Ok(res)
 }
 
 async fn with_context<R>(
@@ -299,7 +305,9 @@ where
         if cross_site(state, req.headers()) {
             return finish_error(state, WebError::Csrf, auth.as_ref(), &client, &req);
         }
-        let (r, token) = match take_token(req, state.config.body_limit).await {
+        // Boxed: reading the body takes a future of nearly a kilobyte, and
+        // every request, most of which read none, would carry its room.
+        let (r, token) = match Box::pin(take_token(req, state.config.body_limit)).await {
             Ok(x) => x,
             Err(e) => {
                 let bare = Request::new(Body::empty());
@@ -325,10 +333,10 @@ where
         path_and_query: req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into()),
     });
     req.extensions_mut().insert(Arc::clone(&ctx));
-    let handler = async move {
+    let handler = std::pin::pin!(async move {
         let Ok(res) = routes.oneshot(req).await;
         res
-    };
+    });
     let mut res = trace::bounded(started, state.config.request_timeout, handler).await;
 
     // Error responses that nobody rendered get the site's page.

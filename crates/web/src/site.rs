@@ -100,7 +100,6 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let (state, routes, peer) = (self.state.clone(), self.routes.clone(), self.peer);
-        Box::pin(async move { Ok(crate::context::request_context(&state, peer, req, routes).await) })
+        Box::pin(crate::context::request_context(self.state.clone(), self.peer, req, self.routes.clone()))
     }
 }

@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 use std::future::Future;
-use std::pin::pin;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -70,8 +70,8 @@ tokio::task_local! {
 /// span and formats its fields when it opens, on every request, whether or
 /// not a line is ever written in it; a task-local costs a swap per poll,
 /// and the id is only read for a line that is written.
-pub async fn serving<F: Future>(id: HeaderValue, fut: F) -> F::Output {
-    SERVING.scope(id, fut).await
+pub fn serving<F: Future>(id: HeaderValue, fut: F) -> impl Future<Output = F::Output> {
+    SERVING.scope(id, fut)
 }
 
 /// The id of the request this task is serving, if it is serving one.
@@ -96,9 +96,13 @@ pub fn finished(method: &Method, path: &str, status: StatusCode, started: Instan
 /// Runs `handler`, answering 408 Request Timeout if it is not done `limit`
 /// after `started`. Most pages are done at their first poll (the session and
 /// the posts come from the cache), so the timer is only set for a handler
-/// that has to wait.
-pub async fn bounded(started: Instant, limit: Duration, handler: impl Future<Output = Response>) -> Response {
-    let mut handler = pin!(handler);
+/// that has to wait. The handler is pinned by the caller, so that it is not
+/// moved into this function's future.
+pub async fn bounded<F: Future<Output = Response>>(
+    started: Instant,
+    limit: Duration,
+    mut handler: Pin<&mut F>,
+) -> Response {
     if let Poll::Ready(res) = std::future::poll_fn(|cx| Poll::Ready(handler.as_mut().poll(cx))).await {
         return res;
     }
@@ -111,6 +115,8 @@ pub async fn bounded(started: Instant, limit: Duration, handler: impl Future<Out
 
 #[cfg(test)]
 mod tests {
+    use std::pin::pin;
+
     use super::*;
 
     #[test]
@@ -155,18 +161,26 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn handlers_that_take_too_long_get_408() {
         let started = Instant::now();
-        let quick = bounded(started, Duration::from_secs(1), async { StatusCode::OK.into_response() }).await;
+        let quick = bounded(started, Duration::from_secs(1), pin!(async { StatusCode::OK.into_response() })).await;
         assert_eq!(quick.status(), StatusCode::OK);
-        let waits = bounded(started, Duration::from_secs(5), async {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            StatusCode::CREATED.into_response()
-        })
+        let waits = bounded(
+            started,
+            Duration::from_secs(5),
+            pin!(async {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                StatusCode::CREATED.into_response()
+            }),
+        )
         .await;
         assert_eq!(waits.status(), StatusCode::CREATED);
-        let slow = bounded(Instant::now(), Duration::from_secs(1), async {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            StatusCode::OK.into_response()
-        })
+        let slow = bounded(
+            Instant::now(),
+            Duration::from_secs(1),
+            pin!(async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                StatusCode::OK.into_response()
+            }),
+        )
         .await;
         assert_eq!(slow.status(), StatusCode::REQUEST_TIMEOUT);
     }

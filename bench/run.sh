@@ -11,6 +11,8 @@
 #   --quiet-budget S   total seconds all wait_quiet.sh calls together may wait (default 900);
 #                      a scenario measured without quiet says `quiet_wait timeout` in the table
 #   --no-flask / --no-ceiling / --no-flood / --no-flow   leave a part out
+#   --pairs N          rounds of the ceiling and Portcullis measured alternately, both servers
+#                      up at once, 8 s per page and server (default 3; 0 leaves them out)
 #   --user-fmt F --pass-fmt F   account pattern (default user{:04d} / password-{:04d})
 #   --argon2-bin PATH  a prebuilt benches/argon2_rate binary (default: cargo bench --no-run builds it,
 #                      before anything is measured)
@@ -25,7 +27,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 HERE="$ROOT/bench"
 SHARED="${BENCH_SHARED:-$ROOT/../shared/bench}"
 WORK=/tmp/portcullis-bench OUT="" BUILD=1 BIN="" LARGE=0 QBUDGET=900
-DO_FLASK=1 DO_CEIL=1 DO_FLOOD=1 DO_FLOW=1 PREPARE=0 ARGON=""
+DO_FLASK=1 DO_CEIL=1 DO_FLOOD=1 DO_FLOW=1 PREPARE=0 ARGON="" PAIRS=3
 USER_FMT='user{:04d}' PASS_FMT='password-{:04d}'
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -43,7 +45,8 @@ while [ $# -gt 0 ]; do
     --pass-fmt) PASS_FMT="$2"; shift 2 ;;
     --prepare) PREPARE=1; shift ;;
     --argon2-bin) ARGON="$(realpath "$2")"; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    --pairs) PAIRS="$2"; shift 2 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -170,6 +173,38 @@ if [ "$DO_CEIL" = 1 ]; then
   "$H/bench_server.sh" --label axum-ceiling --wait-quiet --base "http://127.0.0.1:$PORT_C" \
       --cookie "sid=ceiling-session-0123456789abcdef" -- "$CEIL" "127.0.0.1:$PORT_C" > "$OUT/axum-ceiling.txt" 2>&1 \
     || log "ceiling run reported a failure"
+fi
+# The ceiling and Portcullis alternately: both servers up at once on core 0
+# (the idle one costs next to nothing), each page measured on one and then
+# the other, the order flipped every round, so that the minutes-long drift
+# of a shared machine falls on both alike. summarize.py reports the median
+# of the rounds' ratios beside the single pass above.
+pair_rounds() ( # data dir; a subshell, whose exit stops both servers
+  local cp pp ck r scen who order base cookie label
+  setsid taskset -c 0 "$CEIL" "127.0.0.1:$PORT_C" > "$OUT/pairs-ceiling.log" 2>&1 & cp=$!
+  # shellcheck disable=SC2046
+  setsid taskset -c 0 $(serve_portcullis "$1") > "$OUT/pairs-portcullis.log" 2>&1 & pp=$!
+  trap 'kill -TERM -- -'"$cp"' -'"$pp"' 2>/dev/null || true; wait' EXIT
+  for _ in $(seq 1 300); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT_C/login")" = 200 ] &&
+      [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT_P/login")" = 200 ] && break
+    sleep 0.2
+  done
+  ck=$(taskset -c 1 "$H/.venv/bin/python" "$H/login_cookie.py" "http://127.0.0.1:$PORT_P" "$U1" "$P1") || exit 1
+  for r in $(seq 1 "$PAIRS"); do
+    order="ceiling portcullis"; [ $((r % 2)) = 0 ] && order="portcullis ceiling"
+    for scen in login dashboard; do
+      for who in $order; do
+        if [ "$who" = ceiling ]; then base="http://127.0.0.1:$PORT_C" cookie="sid=ceiling-session-0123456789abcdef" label="pair$r-axum-ceiling"
+        else base="http://127.0.0.1:$PORT_P" cookie="$ck" label="pair$r-portcullis"; fi
+        SCENARIOS=$scen DURATION=8 WARMUP=2 WRK_CPU=1 SERVER_CPU=0 "$H/get_bench.sh" "$base" "$cookie" "$label" || exit 1
+      done
+    done
+  done
+)
+if [ "$DO_CEIL" = 1 ] && [ "$PAIRS" -gt 0 ]; then
+  log "the ceiling and Portcullis alternately, $PAIRS rounds"
+  pair_rounds "$(fresh "$SEED1K" pairs)" > "$OUT/pairs.txt" 2>&1 || log "paired rounds reported a failure (see pairs.txt)"
 fi
 if [ "$DO_FLASK" = 1 ]; then
   log "Flask peer (gunicorn, 5 sync workers)"

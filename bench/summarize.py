@@ -7,6 +7,8 @@ Usage: summarize.py FIGURES_FILE [--hash-mib N]
                 added to the 100 MB peak-RSS allowance
 """
 import argparse
+import re
+import statistics
 from collections import defaultdict
 
 ap = argparse.ArgumentParser()
@@ -129,15 +131,14 @@ verdict("anonymous GET /login req/s, Portcullis / axum ceiling", ratio(lg(P), lg
 # The same two ratios from the alternating rounds (run.sh --pairs): both
 # servers up at once, measured one after the other, the order flipped each
 # round; the median of the rounds' ratios.
-rounds = sorted({int(k[0][4:].split("-", 1)[0]) for k in F if k[0].startswith("pair") and k[0][4:].split("-", 1)[0].isdigit()})
+rounds = sorted({int(m.group(1)) for lab, _ in F if (m := re.fullmatch(r"pair(\d+)-portcullis", lab))})
 for scen, name, target in [("auth_GET_dashboard", "dashboard", 0.5), ("anon_GET_login", "anonymous GET /login", 0.6)]:
     rs = [ratio(num(f"pair{r}-portcullis", scen, "req_per_s"), num(f"pair{r}-axum-ceiling", scen, "req_per_s"))
           for r in rounds]
     rs = [x for x in rs if x is not None]
     if rs:
-        mid = sorted(rs)[len(rs) // 2] if len(rs) % 2 else sum(sorted(rs)[len(rs) // 2 - 1:len(rs) // 2 + 1]) / 2
         verdict(f"{name} req/s, Portcullis / axum ceiling, median of {len(rs)} alternating rounds "
-                f"({', '.join(f'{x:.2f}' for x in rs)})", mid, target, ">=")
+                f"({', '.join(f'{x:.2f}' for x in rs)})", statistics.median(rs), target, ">=")
 verdict("logins/s / raw Argon2id verify/s (same cost, core 0" + (", mean of before and after" if len(raws) > 1 else "") + ")",
         ratio(num(P, "flow_login", "logins_per_s"), raw), 0.9, ">=")
 verdict("dashboard req/s under login flood / unloaded",

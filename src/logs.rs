@@ -34,9 +34,9 @@ where
 {
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
     if json {
-        Box::new(builder.json().event_format(WithRequestId::json(format().json())).finish())
+        Box::new(builder.json().event_format(WithRequestId::json(format::format().json())).finish())
     } else if ansi {
-        Box::new(builder.event_format(WithRequestId::text(format().with_ansi(true))).finish())
+        Box::new(builder.event_format(WithRequestId::text(format::format().with_ansi(true))).finish())
     } else {
         // Plain `name=value` fields, without the styling calls a terminal gets.
         use tracing_subscriber::field::MakeExt as _;
@@ -45,12 +45,10 @@ where
             name => write!(w, "{name}={value:?}"),
         })
         .delimited(" ");
-        Box::new(builder.fmt_fields(fields).event_format(WithRequestId::text(format().with_ansi(false))).finish())
+        Box::new(
+            builder.fmt_fields(fields).event_format(WithRequestId::text(format::format().with_ansi(false))).finish(),
+        )
     }
-}
-
-fn format() -> format::Format {
-    format::Format::default()
 }
 
 /// Writes a line with `inner`, then adds the id of the request it was

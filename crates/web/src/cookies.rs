@@ -13,7 +13,7 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// The session cookie: `id.secret` of a server-side session.
 pub const SESSION: &str = "portcullis_session";
-/// The anonymous visitor's signed CSRF secret.
+/// The anonymous visitor's random CSRF secret.
 pub const ANON: &str = "portcullis_anon";
 /// A browser's signed note that it signed in to an account before.
 pub const DEVICE: &str = "portcullis_device";

@@ -11,15 +11,16 @@
 #   --quiet-budget S   total seconds all wait_quiet.sh calls together may wait (default 900);
 #                      a scenario measured without quiet says `quiet_wait timeout` in the table
 #   --no-flask / --no-ceiling / --no-flood / --no-flow   leave a part out
-#   --pairs N          rounds of the ceiling and Portcullis measured alternately, both servers
-#                      up at once, 8 s per page and server (default 3; 0 leaves them out)
+#   --rounds N         rounds of the servers measured alternately, all up at once: the ceiling,
+#                      Portcullis (and with --large the 1M Portcullis) 8 s per page, Portcullis'
+#                      logins 12 s against the raw Argon2id rate 10 s (default 3; 0 leaves them out)
 #   --user-fmt F --pass-fmt F   account pattern (default user{:04d} / password-{:04d})
 #   --argon2-bin PATH  a prebuilt benches/argon2_rate binary (default: cargo bench --no-run builds it,
 #                      before anything is measured)
 #   --prepare          only build, set up the harness and seed the databases, then stop
 #
 # The server runs on core 0 and the load generators on core 1 (the harness's rule).
-# Ports: Portcullis 127.0.0.1:18080, Flask 127.0.0.1:18001, ceiling 127.0.0.1:18002.
+# Ports: Portcullis 127.0.0.1:18080 (1M users: 18081), Flask 127.0.0.1:18001, ceiling 127.0.0.1:18002.
 # Needs: curl, python3, taskset, and what the harness's setup.sh installs (wrk, a venv).
 set -euo pipefail
 ORIG_ARGS="$*"
@@ -27,7 +28,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 HERE="$ROOT/bench"
 SHARED="${BENCH_SHARED:-$ROOT/../shared/bench}"
 WORK=/tmp/portcullis-bench OUT="" BUILD=1 BIN="" LARGE=0 QBUDGET=900
-DO_FLASK=1 DO_CEIL=1 DO_FLOOD=1 DO_FLOW=1 PREPARE=0 ARGON="" PAIRS=3
+DO_FLASK=1 DO_CEIL=1 DO_FLOOD=1 DO_FLOW=1 PREPARE=0 ARGON="" ROUNDS=3
 USER_FMT='user{:04d}' PASS_FMT='password-{:04d}'
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -45,7 +46,7 @@ while [ $# -gt 0 ]; do
     --pass-fmt) PASS_FMT="$2"; shift 2 ;;
     --prepare) PREPARE=1; shift ;;
     --argon2-bin) ARGON="$(realpath "$2")"; shift 2 ;;
-    --pairs) PAIRS="$2"; shift 2 ;;
+    --rounds | --pairs) ROUNDS="$2"; shift 2 ;;
     -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -53,8 +54,9 @@ done
 mkdir -p "$WORK"; WORK="$(cd "$WORK" && pwd)"
 OUT="${OUT:-$WORK/results/$(date -u +%Y%m%dT%H%M%SZ)}"; mkdir -p "$OUT"; OUT="$(cd "$OUT" && pwd)"
 H="$WORK/bench"                      # writable copy of the shared harness
-PORT_P=18080 PORT_F=18001 PORT_C=18002
+PORT_P=18080 PORT_F=18001 PORT_C=18002 PORT_L=18081
 FLOW="--users 50 --concurrency 16 --seconds 20 --user-fmt $USER_FMT --pass-fmt $PASS_FMT"
+RFLOW="--users 50 --concurrency 16 --seconds 12 --warmup 3 --user-fmt $USER_FMT --pass-fmt $PASS_FMT"
 user_n() { python3 -c "import sys; print(sys.argv[1].format(int(sys.argv[2])))" "$1" "$2"; }
 U1=$(user_n "$USER_FMT" 1) P1=$(user_n "$PASS_FMT" 1)
 log() { echo "== $(date -u +%H:%M:%S) $*" | tee -a "$OUT/run.log" >&2; }
@@ -144,8 +146,9 @@ export QUIET_DEADLINE=$(( $(date +%s) + QBUDGET ))
 } > "$OUT/env.txt"
 cat "$OUT/env.txt" >&2
 PFLOW=(); [ "$DO_FLOW" = 1 ] && PFLOW=(--flow "$FLOW")
-serve_portcullis() { # data dir -> command line (env + binary)
-  echo env PORTCULLIS_BIND=127.0.0.1:$PORT_P PORTCULLIS_BASE_URL=http://127.0.0.1:$PORT_P \
+serve_portcullis() { # data dir [port] -> command line (env + binary)
+  local port=${2:-$PORT_P}
+  echo env PORTCULLIS_BIND=127.0.0.1:$port PORTCULLIS_BASE_URL=http://127.0.0.1:$port \
     PORTCULLIS_DATA_DIR="$1" PORTCULLIS_RATE_LIMIT_PER_MINUTE=0 "$BIN" serve
 }
 # The raw Argon2id verify rate on core 0, at the server's cost: measured just
@@ -174,37 +177,59 @@ if [ "$DO_CEIL" = 1 ]; then
       --cookie "sid=ceiling-session-0123456789abcdef" -- "$CEIL" "127.0.0.1:$PORT_C" > "$OUT/axum-ceiling.txt" 2>&1 \
     || log "ceiling run reported a failure"
 fi
-# The ceiling and Portcullis alternately: both servers up at once on core 0
-# (the idle one costs next to nothing), each page measured on one and then
-# the other, the order flipped every round, so that the minutes-long drift
-# of a shared machine falls on both alike. summarize.py reports the median
-# of the rounds' ratios beside the single pass above.
-pair_rounds() ( # data dir; a subshell, whose exit stops both servers
-  local cp pp ck r scen who order base cookie label
-  setsid taskset -c 0 "$CEIL" "127.0.0.1:$PORT_C" > "$OUT/pairs-ceiling.log" 2>&1 & cp=$!
+# Alternating rounds: every server up at once on core 0 (an idle one costs next
+# to nothing), each scenario measured on one contestant after another, the
+# order rotated every round, so that the minutes-long drift of a shared
+# machine falls on all alike. The contestants: the ceiling (pages), Portcullis
+# with 1,000 users (pages and logins), with --large Portcullis with 1,000,000
+# (pages and logins), and the raw Argon2id rate (against the logins).
+# summarize.py reports the median of the rounds' ratios beside the single
+# passes above.
+rounds() ( # 1k data dir [1M data dir]; a subshell, whose exit stops the servers
+  declare -A BASE COOKIE
+  PIDS=() WHO=(axum-ceiling portcullis)
+  setsid taskset -c 0 "$CEIL" "127.0.0.1:$PORT_C" > "$OUT/rounds-axum-ceiling.log" 2>&1 & PIDS+=($!)
   # shellcheck disable=SC2046
-  setsid taskset -c 0 $(serve_portcullis "$1") > "$OUT/pairs-portcullis.log" 2>&1 & pp=$!
-  trap 'kill -TERM -- -'"$cp"' -'"$pp"' 2>/dev/null || true; wait' EXIT
-  for _ in $(seq 1 300); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT_C/login")" = 200 ] &&
-      [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT_P/login")" = 200 ] && break
-    sleep 0.2
+  setsid taskset -c 0 $(serve_portcullis "$1") > "$OUT/rounds-portcullis.log" 2>&1 & PIDS+=($!)
+  BASE[axum-ceiling]="http://127.0.0.1:$PORT_C" BASE[portcullis]="http://127.0.0.1:$PORT_P"
+  COOKIE[axum-ceiling]="sid=ceiling-session-0123456789abcdef"
+  if [ -n "${2:-}" ]; then
+    # shellcheck disable=SC2046
+    setsid taskset -c 0 $(serve_portcullis "$2" "$PORT_L") > "$OUT/rounds-portcullis-1m.log" 2>&1 & PIDS+=($!)
+    BASE[portcullis-1m]="http://127.0.0.1:$PORT_L"; WHO+=(portcullis-1m)
+  fi
+  if [ "$DO_FLOW" = 1 ] && [ -n "$ARGON" ]; then WHO+=(argon2id-raw); fi
+  trap 'for p in "${PIDS[@]}"; do kill -TERM -- "-$p" 2>/dev/null; done; wait' EXIT
+  for w in "${!BASE[@]}"; do
+    for _ in $(seq 1 1500); do
+      [ "$(curl -s -o /dev/null -w '%{http_code}' "${BASE[$w]}/login")" = 200 ] && break; sleep 0.2
+    done
+    if [ -z "${COOKIE[$w]:-}" ]; then
+      COOKIE[$w]=$(taskset -c 1 "$H/.venv/bin/python" "$H/login_cookie.py" "${BASE[$w]}" "$U1" "$P1") || exit 1
+    fi
   done
-  ck=$(taskset -c 1 "$H/.venv/bin/python" "$H/login_cookie.py" "http://127.0.0.1:$PORT_P" "$U1" "$P1") || exit 1
-  for r in $(seq 1 "$PAIRS"); do
-    order="ceiling portcullis"; [ $((r % 2)) = 0 ] && order="portcullis ceiling"
-    for scen in login dashboard; do
-      for who in $order; do
-        if [ "$who" = ceiling ]; then base="http://127.0.0.1:$PORT_C" cookie="sid=ceiling-session-0123456789abcdef" label="pair$r-axum-ceiling"
-        else base="http://127.0.0.1:$PORT_P" cookie="$ck" label="pair$r-portcullis"; fi
-        SCENARIOS=$scen DURATION=8 WARMUP=2 WRK_CPU=1 SERVER_CPU=0 "$H/get_bench.sh" "$base" "$cookie" "$label" || exit 1
+  for r in $(seq 1 "$ROUNDS"); do
+    n=${#WHO[@]}; k=$(( (r - 1) % n )); order=("${WHO[@]:k}" "${WHO[@]:0:k}")
+    for scen in login dashboard flow; do
+      for w in "${order[@]}"; do
+        label="round$r-$w"
+        case "$scen:$w" in
+          flow:axum-ceiling | login:argon2id-raw | dashboard:argon2id-raw) ;;
+          flow:argon2id-raw) taskset -c 0 "$ARGON" --seconds 10 --label "$label" || exit 1 ;;
+          flow:*) [ "$DO_FLOW" = 1 ] || continue
+            # shellcheck disable=SC2086
+            taskset -c 1 "$H/.venv/bin/python" "$H/login_flow.py" "${BASE[$w]}" $RFLOW --label "$label" || exit 1 ;;
+          *) SCENARIOS=$scen DURATION=8 WARMUP=2 WRK_CPU=1 SERVER_CPU=0 \
+               "$H/get_bench.sh" "${BASE[$w]}" "${COOKIE[$w]}" "$label" || exit 1 ;;
+        esac
       done
     done
   done
 )
-if [ "$DO_CEIL" = 1 ] && [ "$PAIRS" -gt 0 ]; then
-  log "the ceiling and Portcullis alternately, $PAIRS rounds"
-  pair_rounds "$(fresh "$SEED1K" pairs)" > "$OUT/pairs.txt" 2>&1 || log "paired rounds reported a failure (see pairs.txt)"
+if [ "$DO_CEIL" = 1 ] && [ "$ROUNDS" -gt 0 ]; then
+  log "alternating rounds: $ROUNDS"
+  LD=""; [ "$LARGE" = 1 ] && LD=$(fresh "$SEED1M" rounds)
+  rounds "$(fresh "$SEED1K" rounds)" $LD > "$OUT/rounds.txt" 2>&1 || log "alternating rounds reported a failure (see rounds.txt)"
 fi
 if [ "$DO_FLASK" = 1 ]; then
   log "Flask peer (gunicorn, 5 sync workers)"

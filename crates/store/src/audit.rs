@@ -37,7 +37,7 @@ pub(crate) async fn record_in(
 #[async_trait]
 impl AuditStore for SqlStore {
     async fn insert_audit(&self, e: &AuditEvent) -> StoreResult<()> {
-        let mut conn = self.pool.acquire().await.map_err(backend_err)?;
+        let mut conn = self.conn().await?;
         record_in(&mut conn, Some(e), None).await.map_err(backend_err)
     }
 
@@ -50,7 +50,7 @@ impl AuditStore for SqlStore {
         .bind(f.user_id.unwrap_or(0))
         .bind(f.kind.as_deref().unwrap_or(""))
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await
         .map_err(backend_err)?;
         rows.iter()
@@ -74,7 +74,7 @@ impl AuditStore for SqlStore {
     async fn purge_audit(&self, before: i64) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM audit_events WHERE at < $1")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
             .map_err(backend_err)?;
         Ok(done.rows_affected())

@@ -14,11 +14,14 @@ mod throttle;
 mod tokens;
 mod users;
 
+use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Connection as _, Executor as _};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Connection as _, Executor as _};
 
 use portcullis_app::StoreError;
 
@@ -76,10 +79,87 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migr
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    kept: Option<Arc<Kept>>,
 }
 
 fn backend_err(e: sqlx::Error) -> StoreError {
     StoreError::Backend(e.to_string())
+}
+
+/// How long an SQLite connection may go from query to query without
+/// passing through the pool's own check.
+const KEEP_FOR: Duration = Duration::from_secs(1);
+
+/// SQLite connections kept between queries rather than handed back to
+/// sqlx's pool. The pool checks every connection it is handed back with a
+/// ping, which on SQLite is one more trip to the connection's thread, as
+/// dear as the query itself, made from a task spawned for it. SQLite needs
+/// no check between two holders: a connection's commands run in order on
+/// its own thread, so a rollback that a dropped transaction left queued runs
+/// before the next holder's first command. A connection goes back through
+/// the pool (and its check) once it has been kept for [`KEEP_FOR`], and at
+/// most half the pool is kept, so that callers of [`SqlStore::pool`] always
+/// find connections.
+struct Kept {
+    conns: Mutex<Vec<(PoolConnection<Any>, Instant)>>,
+    cap: usize,
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kept").field("cap", &self.cap).finish_non_exhaustive()
+    }
+}
+
+impl Kept {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(PoolConnection<Any>, Instant)>> {
+        // Nothing is left half-done under this lock: a panic elsewhere
+        // leaves a list that is still good.
+        self.conns.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A connection for one query or transaction. Dropped, it goes back to
+/// the kept list (SQLite) or to the pool.
+pub(crate) struct Conn<'a> {
+    conn: Option<PoolConnection<Any>>,
+    since: Instant,
+    kept: Option<&'a Kept>,
+}
+
+impl Conn<'_> {
+    /// Opens a transaction on this connection: rolled back if dropped uncommitted.
+    pub(crate) async fn begin(&mut self) -> Result<sqlx::Transaction<'_, Any>, sqlx::Error> {
+        sqlx::Connection::begin(&mut **self).await
+    }
+}
+
+impl Deref for Conn<'_> {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        self.conn.as_ref().expect("a connection until dropped")
+    }
+}
+
+impl DerefMut for Conn<'_> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        self.conn.as_mut().expect("a connection until dropped")
+    }
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        let (Some(conn), Some(kept)) = (self.conn.take(), self.kept) else { return };
+        if self.since.elapsed() < KEEP_FOR {
+            let mut list = kept.lock();
+            if list.len() < kept.cap {
+                list.push((conn, self.since));
+                return;
+            }
+        }
+        // Back to the pool, which checks it.
+        drop(conn);
+    }
 }
 
 impl SqlStore {
@@ -121,7 +201,19 @@ impl SqlStore {
             .connect_with(options)
             .await
             .map_err(|e| OpenError::Connect(e.to_string()))?;
-        Ok(Self { pool, backend })
+        let kept = (backend == Backend::Sqlite && max_connections >= 2)
+            .then(|| Arc::new(Kept { conns: Mutex::new(Vec::new()), cap: max_connections as usize / 2 }));
+        Ok(Self { pool, backend, kept })
+    }
+
+    /// A connection: the most recently used kept one (SQLite), else one from the pool.
+    pub(crate) async fn conn(&self) -> Result<Conn<'_>, StoreError> {
+        let kept = self.kept.as_deref();
+        if let Some((conn, since)) = kept.and_then(|k| k.lock().pop()) {
+            return Ok(Conn { conn: Some(conn), since, kept });
+        }
+        let conn = self.pool.acquire().await.map_err(backend_err)?;
+        Ok(Conn { conn: Some(conn), since: Instant::now(), kept })
     }
 
     /// Applies pending migrations.
@@ -145,10 +237,100 @@ impl SqlStore {
 
     /// Closes every connection.
     pub async fn close(&self) {
+        if let Some(kept) = &self.kept {
+            // The pool waits for its connections: hand the kept ones back.
+            drop(std::mem::take(&mut *kept.lock()));
+        }
         self.pool.close().await;
     }
 }
 
 fn flag(b: bool) -> i64 {
     i64::from(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn sqlite(max: u32) -> (SqlStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("kept.db").display());
+        let store = SqlStore::connect(&url, max).await.expect("connect");
+        sqlx::raw_sql("CREATE TABLE t (x INTEGER NOT NULL)").execute(store.pool()).await.expect("table");
+        (store, dir)
+    }
+
+    fn kept(store: &SqlStore) -> usize {
+        store.kept.as_ref().map_or(0, |k| k.lock().len())
+    }
+
+    async fn rows(store: &SqlStore) -> Vec<i64> {
+        sqlx::query_scalar("SELECT x FROM t ORDER BY x").fetch_all(store.pool()).await.expect("select")
+    }
+
+    #[tokio::test]
+    async fn a_transaction_dropped_on_a_kept_connection_is_undone_before_the_next_holder() {
+        let (store, _dir) = sqlite(4).await;
+        {
+            let mut conn = store.conn().await.expect("conn");
+            let mut tx = conn.begin().await.expect("begin");
+            sqlx::query("INSERT INTO t (x) VALUES (1)").execute(&mut *tx).await.expect("insert");
+            // Dropped uncommitted, as when a request's future is dropped.
+        }
+        assert_eq!(kept(&store), 1, "the connection is kept");
+        {
+            let mut conn = store.conn().await.expect("conn");
+            assert_eq!(kept(&store), 0, "the kept connection is the one handed out");
+            sqlx::query("INSERT INTO t (x) VALUES (2)").execute(&mut *conn).await.expect("insert");
+        }
+        // Read on another connection: the first insert was rolled back, and
+        // the second was not made inside the abandoned transaction.
+        let mut other = store.pool().acquire().await.expect("another connection");
+        let seen: Vec<i64> = sqlx::query_scalar("SELECT x FROM t").fetch_all(&mut *other).await.expect("select");
+        assert_eq!(seen, vec![2]);
+        drop(other);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn at_most_half_the_pool_is_kept_and_close_takes_them_back() {
+        let (store, _dir) = sqlite(4).await;
+        let mut held = Vec::new();
+        for x in 0..4 {
+            let mut conn = store.conn().await.expect("conn");
+            sqlx::query("INSERT INTO t (x) VALUES ($1)").bind(x).execute(&mut *conn).await.expect("insert");
+            held.push(conn);
+        }
+        drop(held);
+        assert_eq!(kept(&store), 2);
+        // The pool still has connections for those who ask it directly.
+        let direct = tokio::time::timeout(Duration::from_secs(5), store.pool().acquire()).await;
+        assert!(matches!(direct, Ok(Ok(_))), "the pool has a free connection");
+        drop(direct);
+        assert_eq!(rows(&store).await, vec![0, 1, 2, 3]);
+        tokio::time::timeout(Duration::from_secs(5), store.close()).await.expect("close does not wait on kept ones");
+        assert_eq!(kept(&store), 0);
+    }
+
+    #[tokio::test]
+    async fn a_connection_kept_long_enough_goes_back_through_the_pool() {
+        let (store, _dir) = sqlite(4).await;
+        let mut conn = store.conn().await.expect("conn");
+        conn.since = Instant::now().checked_sub(KEEP_FOR * 2).expect("a past instant");
+        drop(conn);
+        assert_eq!(kept(&store), 0);
+        drop(store.conn().await.expect("conn"));
+        assert_eq!(kept(&store), 1, "a fresh one is kept");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_pool_of_one_keeps_nothing() {
+        let (store, _dir) = sqlite(1).await;
+        assert!(store.kept.is_none(), "a pool of one has nothing to spare");
+        drop(store.conn().await.expect("conn"));
+        assert_eq!(rows(&store).await, Vec::<i64>::new());
+        store.close().await;
+    }
 }

@@ -20,7 +20,7 @@ impl RateLimitStore for SqlStore {
         )
         .bind(key)
         .bind(window_start)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.conn().await?)
         .await
         .map_err(backend_err)?;
         row.try_get("count").map_err(backend_err)
@@ -29,7 +29,7 @@ impl RateLimitStore for SqlStore {
     async fn purge_rate_limits(&self, before: i64) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM rate_limits WHERE window_start < $1")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
             .map_err(backend_err)?;
         Ok(done.rows_affected())

@@ -35,7 +35,7 @@ pub(crate) async fn enqueue_in(
 #[async_trait]
 impl OutboxStore for SqlStore {
     async fn enqueue_mail(&self, mail: &OutgoingMail, now: i64) -> StoreResult<()> {
-        let mut conn = self.pool.acquire().await.map_err(backend_err)?;
+        let mut conn = self.conn().await?;
         enqueue_in(&mut conn, std::slice::from_ref(mail), now).await.map_err(backend_err)
     }
 
@@ -54,7 +54,7 @@ impl OutboxStore for SqlStore {
             .bind(now)
             .bind(lease_until)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await
             .map_err(backend_err)?;
         rows.iter()
@@ -76,7 +76,7 @@ impl OutboxStore for SqlStore {
         )
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
         .map_err(backend_err)?;
         Ok(())
@@ -91,7 +91,7 @@ impl OutboxStore for SqlStore {
         .bind(next_attempt_at)
         .bind(error)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
         .map_err(backend_err)?;
         Ok(())
@@ -99,7 +99,7 @@ impl OutboxStore for SqlStore {
 
     async fn pending_mail_count(&self) -> StoreResult<i64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await
             .map_err(backend_err)?;
         row.try_get("n").map_err(backend_err)

@@ -33,7 +33,7 @@ impl PostStore for SqlStore {
             .bind(title)
             .bind(content)
             .bind(now)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await
             .map_err(backend_err)?;
         row.try_get("id").map_err(backend_err)
@@ -41,7 +41,7 @@ impl PostStore for SqlStore {
 
     async fn post_by_id(&self, id: i64) -> StoreResult<Option<Post>> {
         let sql = format!("SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await.map_err(backend_err)?;
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *self.conn().await?).await.map_err(backend_err)?;
         row.as_ref().map(post_from_row).transpose().map_err(backend_err)
     }
 
@@ -51,14 +51,14 @@ impl PostStore for SqlStore {
             .bind(content)
             .bind(now)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
             .map_err(backend_err)?;
         Ok(())
     }
 
     async fn delete_post(&self, id: i64) -> StoreResult<()> {
-        sqlx::query("DELETE FROM posts WHERE id = $1").bind(id).execute(&self.pool).await.map_err(backend_err)?;
+        sqlx::query("DELETE FROM posts WHERE id = $1").bind(id).execute(&mut *self.conn().await?).await.map_err(backend_err)?;
         Ok(())
     }
 
@@ -72,14 +72,14 @@ impl PostStore for SqlStore {
                     "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id \
                      WHERE p.author_id = $1 AND p.id < $2 ORDER BY p.id DESC LIMIT $3"
                 );
-                sqlx::query(&sql).bind(author).bind(before).bind(limit).fetch_all(&self.pool).await
+                sqlx::query(&sql).bind(author).bind(before).bind(limit).fetch_all(&mut *self.conn().await?).await
             }
             None => {
                 let sql = format!(
                     "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id \
                      WHERE p.id < $1 ORDER BY p.id DESC LIMIT $2"
                 );
-                sqlx::query(&sql).bind(before).bind(limit).fetch_all(&self.pool).await
+                sqlx::query(&sql).bind(before).bind(limit).fetch_all(&mut *self.conn().await?).await
             }
         }
         .map_err(backend_err)?;

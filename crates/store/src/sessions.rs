@@ -49,7 +49,7 @@ impl SessionStore for SqlStore {
         .bind(flag(s.remember))
         .bind(s.ip.as_deref())
         .bind(s.user_agent.as_deref())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
         .map_err(backend_err)?;
         Ok(())
@@ -59,7 +59,7 @@ impl SessionStore for SqlStore {
         let sql = format!(
             "SELECT {SESSION_COLUMNS}, {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1"
         );
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await.map_err(backend_err)?;
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *self.conn().await?).await.map_err(backend_err)?;
         row.map(|r| Ok(Arc::new(SignedIn { session: session_from_row(&r)?, user: user_from_row(&r)? })))
             .transpose()
             .map_err(backend_err)
@@ -69,14 +69,15 @@ impl SessionStore for SqlStore {
         sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2")
             .bind(now)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
             .map_err(backend_err)?;
         Ok(())
     }
 
     async fn delete_session(&self, user_id: i64, id: &str, audit: Option<&AuditEvent>) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(backend_err)?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(backend_err)?;
         let done = sqlx::query("DELETE FROM sessions WHERE id = $1 AND user_id = $2")
             .bind(id)
             .bind(user_id)
@@ -97,7 +98,8 @@ impl SessionStore for SqlStore {
         except: Option<&str>,
         audit: Option<&AuditEvent>,
     ) -> StoreResult<u64> {
-        let mut tx = self.pool.begin().await.map_err(backend_err)?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(backend_err)?;
         let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
             .bind(user_id)
             .bind(except.unwrap_or(""))
@@ -113,7 +115,7 @@ impl SessionStore for SqlStore {
         let sql = format!(
             "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.user_id = $1 AND s.expires_at > $2 ORDER BY s.created_at DESC"
         );
-        let rows = sqlx::query(&sql).bind(user_id).bind(now).fetch_all(&self.pool).await.map_err(backend_err)?;
+        let rows = sqlx::query(&sql).bind(user_id).bind(now).fetch_all(&mut *self.conn().await?).await.map_err(backend_err)?;
         rows.iter().map(session_from_row).collect::<Result<_, _>>().map_err(backend_err)
     }
 
@@ -121,12 +123,12 @@ impl SessionStore for SqlStore {
         // Two deletes, each on its own index, rather than one `OR` that scans the table.
         let expired = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
             .map_err(backend_err)?;
         let idle = sqlx::query("DELETE FROM sessions WHERE last_seen_at < $1 AND remember = 0")
             .bind(idle_cutoff)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
             .map_err(backend_err)?;
         Ok(expired.rows_affected() + idle.rows_affected())

@@ -43,7 +43,7 @@ impl LoginThrottle for SqlStore {
         .bind(threshold)
         .bind(lock_until)
         .bind(window_start)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.conn().await?)
         .await
         .map_err(backend_err)?;
         row.try_get("attempts").map_err(backend_err)
@@ -53,7 +53,7 @@ impl LoginThrottle for SqlStore {
         for key in keys {
             sqlx::query("DELETE FROM login_attempts WHERE key = $1")
                 .bind(key)
-                .execute(&self.pool)
+                .execute(&mut *self.conn().await?)
                 .await
                 .map_err(backend_err)?;
         }
@@ -69,7 +69,7 @@ impl LoginThrottle for SqlStore {
         .bind(threshold + 1)
         .bind(until)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
         .map_err(backend_err)?;
         Ok(())
@@ -79,7 +79,7 @@ impl LoginThrottle for SqlStore {
         let row = sqlx::query("SELECT locked_until FROM login_attempts WHERE key = $1 AND locked_until > $2")
             .bind(key)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await
             .map_err(backend_err)?;
         row.map(|r| r.try_get("locked_until")).transpose().map_err(backend_err)

@@ -95,7 +95,7 @@ impl SqlStore {
     /// committed) would let two such statements each count the other's admin as
     /// the one remaining, and both succeed; an advisory lock held until the
     /// transaction ends queues them, and each statement then sees the last.
-    async fn lock_admins(&self, tx: &mut Transaction<'static, Any>) -> StoreResult<()> {
+    async fn lock_admins(&self, tx: &mut Transaction<'_, Any>) -> StoreResult<()> {
         if self.backend == Backend::Postgres {
             // `pg_advisory_xact_lock` returns `void`, which the Any driver
             // cannot decode: select a constant from it instead.
@@ -112,7 +112,8 @@ impl SqlStore {
 #[async_trait]
 impl UserStore for SqlStore {
     async fn insert_user(&self, u: &NewUser, audit: Option<&AuditEvent>) -> StoreResult<User> {
-        let mut tx = self.pool.begin().await.map_err(backend_err)?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(backend_err)?;
         let user = insert_user_in(&mut tx, u).await.map_err(map_insert_error)?;
         record_in(&mut tx, audit, Some(user.id)).await.map_err(backend_err)?;
         tx.commit().await.map_err(backend_err)?;
@@ -121,7 +122,7 @@ impl UserStore for SqlStore {
 
     async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await.map_err(backend_err)?;
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *self.conn().await?).await.map_err(backend_err)?;
         row.as_ref().map(user_from_row).transpose().map_err(backend_err)
     }
 
@@ -131,14 +132,14 @@ impl UserStore for SqlStore {
             "SELECT {USER_COLUMNS} FROM users u WHERE u.username_normalized = $1 \
              UNION ALL SELECT {USER_COLUMNS} FROM users u WHERE u.email_normalized = $1"
         );
-        let row = sqlx::query(&sql).bind(normalized).fetch_optional(&self.pool).await.map_err(backend_err)?;
+        let row = sqlx::query(&sql).bind(normalized).fetch_optional(&mut *self.conn().await?).await.map_err(backend_err)?;
         row.as_ref().map(user_from_row).transpose().map_err(backend_err)
     }
 
     async fn username_taken(&self, normalized: &str) -> StoreResult<bool> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE username_normalized = $1")
             .bind(normalized)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await
             .map_err(backend_err)?;
         Ok(row.try_get::<i64, _>("n").map_err(backend_err)? > 0)
@@ -147,7 +148,7 @@ impl UserStore for SqlStore {
     async fn email_taken(&self, normalized: &str) -> StoreResult<bool> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE email_normalized = $1")
             .bind(normalized)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await
             .map_err(backend_err)?;
         Ok(row.try_get::<i64, _>("n").map_err(backend_err)? > 0)
@@ -172,7 +173,7 @@ impl UserStore for SqlStore {
             .bind(like_pattern(query.unwrap_or("")))
             .bind(now)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await
             .map_err(backend_err)?;
         rows.iter()
@@ -191,7 +192,7 @@ impl UserStore for SqlStore {
             .bind(hash)
             .bind(now)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
             .map_err(backend_err)?;
         Ok(())
@@ -203,7 +204,7 @@ impl UserStore for SqlStore {
             .bind(new_stamp)
             .bind(now)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
             .map_err(backend_err)?;
         Ok(())
@@ -217,7 +218,8 @@ impl UserStore for SqlStore {
         now: i64,
         audit: Option<&AuditEvent>,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(backend_err)?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(backend_err)?;
         self.lock_admins(&mut tx).await?;
         // Granting, or revoking a non-admin, never removes an admin.
         let done = sqlx::query(
@@ -242,14 +244,15 @@ impl UserStore for SqlStore {
 
     async fn count_admins(&self) -> StoreResult<i64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE is_admin = 1")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await
             .map_err(backend_err)?;
         row.try_get("n").map_err(backend_err)
     }
 
     async fn record_login(&self, id: i64, now: i64, audit: Option<&AuditEvent>) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend_err)?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(backend_err)?;
         sqlx::query("UPDATE users SET last_login_at = $1 WHERE id = $2")
             .bind(now)
             .bind(id)
@@ -261,7 +264,8 @@ impl UserStore for SqlStore {
     }
 
     async fn delete_user(&self, id: i64, audit: Option<&AuditEvent>) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(backend_err)?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(backend_err)?;
         self.lock_admins(&mut tx).await?;
         // Posts and sessions go by ON DELETE CASCADE, in the same statement.
         let done = sqlx::query(
@@ -287,7 +291,8 @@ impl UserStore for SqlStore {
         now: i64,
         audit: Option<&AuditEvent>,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend_err)?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(backend_err)?;
         sqlx::query("UPDATE users SET admin_locked_until = $1, updated_at = $2 WHERE id = $3")
             .bind(until)
             .bind(now)
@@ -300,7 +305,7 @@ impl UserStore for SqlStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(backend_err)?;
+        sqlx::query("SELECT 1").execute(&mut *self.conn().await?).await.map_err(backend_err)?;
         Ok(())
     }
 }

@@ -394,6 +394,7 @@ async fn deleting_the_account_needs_the_password_and_removes_everything() {
 struct CountingOutbox {
     store: portcullis_store::SqlStore,
     claims: std::sync::atomic::AtomicUsize,
+    marks: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait::async_trait]
@@ -414,8 +415,9 @@ impl portcullis_app::ports::OutboxStore for CountingOutbox {
         self.claims.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.store.claim_mail(now, lease_until, limit).await
     }
-    async fn mark_mail_sent(&self, id: i64, now: i64) -> portcullis_app::ports::StoreResult<()> {
-        self.store.mark_mail_sent(id, now).await
+    async fn mark_mails_sent(&self, ids: &[i64], now: i64) -> portcullis_app::ports::StoreResult<()> {
+        self.marks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.store.mark_mails_sent(ids, now).await
     }
     async fn mark_mail_failed(
         &self,
@@ -442,7 +444,7 @@ async fn the_outbox_claims_again_only_after_a_full_batch() {
     let url = format!("sqlite://{}", dir.path().join("outbox.db").display());
     let store = portcullis_store::SqlStore::connect(&url, 4).await.expect("store");
     store.migrate().await.expect("migrate");
-    let outbox = Arc::new(CountingOutbox { store, claims: Default::default() });
+    let outbox = Arc::new(CountingOutbox { store, claims: Default::default(), marks: Default::default() });
     let sealer = Sealer::new(b"a secret key of thirty-two bytes!");
     let queue = |n: usize| {
         let (outbox, sealer) = (outbox.clone(), sealer.clone());
@@ -465,7 +467,10 @@ async fn the_outbox_claims_again_only_after_a_full_batch() {
     let wake = Arc::new(tokio::sync::Notify::new());
     // The poll interval is longer than the test: every send below is the
     // worker's own doing, at start or when woken.
-    let worker = OutboxWorker::new(outbox.clone(), transport, sealer.clone(), wake.clone(), Duration::from_secs(600));
+    // Once woken, it waits a second for more mails: far longer than the
+    // test takes to queue those it queues together.
+    let worker = OutboxWorker::new(outbox.clone(), transport, sealer.clone(), wake.clone(), Duration::from_secs(600))
+        .gathering(Duration::from_secs(1));
     let (stop, stopped) = tokio::sync::watch::channel(false);
 
     // One mail waiting at start: one claim takes it, and a batch that was
@@ -475,6 +480,7 @@ async fn the_outbox_claims_again_only_after_a_full_batch() {
     assert_eq!(sink.wait_for(1, 10).await.len(), 1);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(outbox.claims.load(Ordering::SeqCst), 1, "no claim finds the outbox empty after a partial batch");
+    assert_eq!(outbox.marks.load(Ordering::SeqCst), 1);
 
     // A burst larger than a batch: a full batch is followed by another
     // claim at once, without waiting for the poll.
@@ -483,6 +489,19 @@ async fn the_outbox_claims_again_only_after_a_full_batch() {
     assert_eq!(sink.wait_for(22, 20).await.len(), 22, "all of the burst sent without the poll");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(outbox.claims.load(Ordering::SeqCst), 3, "20, then the last one, then waiting");
+    assert_eq!(outbox.marks.load(Ordering::SeqCst), 3, "one mark per batch, not per mail");
+    assert_eq!(outbox.pending_mail_count().await.expect("count"), 0);
+
+    // Mails queued a few milliseconds apart, each waking the worker, as
+    // sign-ins do: the worker waits after the first and sends them as one
+    // batch, with one mark, where it would otherwise take each on its own.
+    for _ in 0..5 {
+        queue(1).await;
+        wake.notify_one();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(sink.wait_for(27, 20).await.len(), 27);
+    assert_eq!(outbox.marks.load(Ordering::SeqCst), 4, "the five mails went out in one batch");
     assert_eq!(outbox.pending_mail_count().await.expect("count"), 0);
 
     let _ = stop.send(true);

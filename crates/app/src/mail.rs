@@ -7,7 +7,7 @@
 //! secret) and emptied once sent: the database never holds a usable token.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -163,6 +163,11 @@ const BATCH: i64 = 20;
 /// How long a claimed mail is reserved for one node.
 const LEASE: Duration = Duration::from_secs(60);
 
+/// How long the worker, once woken, waits for more mails to send with the
+/// first: mails come in bursts (a sign-in, a password change, many people
+/// at once), and a batch takes one claim and one mark however many it holds.
+const GATHER: Duration = Duration::from_millis(100);
+
 /// The wait before attempt `n + 1` after `n` failures: 1 s, 2 s, 4 s … at most 10 minutes.
 pub fn backoff(failures: i64) -> Duration {
     let exp = u32::try_from(failures.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
@@ -177,6 +182,7 @@ pub struct OutboxWorker {
     sealer: Sealer,
     wake: Arc<Notify>,
     poll: Duration,
+    gather: Duration,
 }
 
 impl OutboxWorker {
@@ -188,12 +194,19 @@ impl OutboxWorker {
         wake: Arc<Notify>,
         poll: Duration,
     ) -> Self {
-        Self { store, transport, sealer, wake, poll }
+        Self { store, transport, sealer, wake, poll, gather: GATHER }
+    }
+
+    /// Sets how long the worker, once woken, waits for more mails (default [`GATHER`]).
+    pub fn gathering(mut self, gather: Duration) -> Self {
+        self.gather = gather;
+        self
     }
 
     /// Sends up to [`BATCH`] due mails; answers whether the batch was full
     /// (so more may be waiting).
     async fn batch(&self) -> bool {
+        let claimed_at = Instant::now();
         let now = now_ms();
         let claimed = match self.store.claim_mail(now, now + crate::clock::ms(LEASE), BATCH).await {
             Ok(c) => c,
@@ -203,6 +216,7 @@ impl OutboxWorker {
             }
         };
         let full = claimed.len() >= BATCH as usize;
+        let mut sent = Vec::with_capacity(claimed.len());
         for item in claimed {
             let Some(mail) = self.sealer.open(&item.sealed) else {
                 tracing::error!(id = item.id, "outbox mail cannot be opened (secret key changed?); giving up on it");
@@ -215,11 +229,7 @@ impl OutboxWorker {
                 .await
                 .unwrap_or_else(|e| Err(format!("mail transport failed: {e}")));
             match result {
-                Ok(()) => {
-                    if let Err(e) = self.store.mark_mail_sent(item.id, now_ms()).await {
-                        tracing::error!(id = item.id, error = %e, "mail sent but not marked");
-                    }
-                }
+                Ok(()) => sent.push(item.id),
                 Err(e) => {
                     let failures = item.attempts + 1;
                     let next = now_ms() + crate::clock::ms(backoff(failures));
@@ -229,8 +239,25 @@ impl OutboxWorker {
                     }
                 }
             }
+            // A slow server must not keep sent mails unmarked until their
+            // lease runs out and another node sends them again.
+            if claimed_at.elapsed() > LEASE / 2 {
+                self.mark_sent(&mut sent).await;
+            }
         }
+        self.mark_sent(&mut sent).await;
         full
+    }
+
+    /// Marks `sent` sent, in one statement, and empties it.
+    async fn mark_sent(&self, sent: &mut Vec<i64>) {
+        if sent.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.mark_mails_sent(sent, now_ms()).await {
+            tracing::error!(ids = ?sent, error = %e, "mails sent but not marked");
+        }
+        sent.clear();
     }
 
     /// Runs until `stop` turns true; a batch in progress is finished first,
@@ -241,7 +268,12 @@ impl OutboxWorker {
             // second claim to find the outbox empty.
             while !*stop.borrow() && self.batch().await {}
             tokio::select! {
-                () = self.wake.notified() => {},
+                () = self.wake.notified() => {
+                    tokio::select! {
+                        () = tokio::time::sleep(self.gather) => {},
+                        _ = stop.changed() => {},
+                    }
+                },
                 () = tokio::time::sleep(self.poll) => {},
                 _ = stop.changed() => {},
             }

@@ -138,8 +138,8 @@ pub trait OutboxStore: Send + Sync {
     async fn enqueue_mail(&self, mail: &OutgoingMail, now: i64) -> StoreResult<()>;
     /// Reserves up to `limit` due mails until `lease_until`; no two callers get the same mail.
     async fn claim_mail(&self, now: i64, lease_until: i64, limit: i64) -> StoreResult<Vec<ClaimedMail>>;
-    /// Marks a mail sent and forgets its body.
-    async fn mark_mail_sent(&self, id: i64, now: i64) -> StoreResult<()>;
+    /// Marks mails sent and forgets their bodies.
+    async fn mark_mails_sent(&self, ids: &[i64], now: i64) -> StoreResult<()>;
     /// Records a failed attempt and when to try again.
     async fn mark_mail_failed(&self, id: i64, attempts: i64, next_attempt_at: i64, error: &str) -> StoreResult<()>;
     /// Mails not yet sent.

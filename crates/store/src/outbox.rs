@@ -69,16 +69,17 @@ impl OutboxStore for SqlStore {
             .map_err(backend_err)
     }
 
-    async fn mark_mail_sent(&self, id: i64, now: i64) -> StoreResult<()> {
-        // The body held live links: it goes once delivered.
-        sqlx::query(
-            "UPDATE outbox SET sent_at = $1, sealed_body = '', locked_until = NULL, last_error = NULL WHERE id = $2",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&mut *self.conn().await?)
-        .await
-        .map_err(backend_err)?;
+    async fn mark_mails_sent(&self, ids: &[i64], now: i64) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // The bodies held live links: they go once delivered.
+        let list = (2..ids.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "UPDATE outbox SET sent_at = $1, sealed_body = '', locked_until = NULL, last_error = NULL WHERE id IN ({list})"
+        );
+        let query = ids.iter().fold(sqlx::query(&sql).bind(now), |q, id| q.bind(*id));
+        query.execute(&mut *self.conn().await?).await.map_err(backend_err)?;
         Ok(())
     }
 

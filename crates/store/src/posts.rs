@@ -58,7 +58,11 @@ impl PostStore for SqlStore {
     }
 
     async fn delete_post(&self, id: i64) -> StoreResult<()> {
-        sqlx::query("DELETE FROM posts WHERE id = $1").bind(id).execute(&mut *self.conn().await?).await.map_err(backend_err)?;
+        sqlx::query("DELETE FROM posts WHERE id = $1")
+            .bind(id)
+            .execute(&mut *self.conn().await?)
+            .await
+            .map_err(backend_err)?;
         Ok(())
     }
 

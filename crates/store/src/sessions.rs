@@ -115,7 +115,8 @@ impl SessionStore for SqlStore {
         let sql = format!(
             "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.user_id = $1 AND s.expires_at > $2 ORDER BY s.created_at DESC"
         );
-        let rows = sqlx::query(&sql).bind(user_id).bind(now).fetch_all(&mut *self.conn().await?).await.map_err(backend_err)?;
+        let rows =
+            sqlx::query(&sql).bind(user_id).bind(now).fetch_all(&mut *self.conn().await?).await.map_err(backend_err)?;
         rows.iter().map(session_from_row).collect::<Result<_, _>>().map_err(backend_err)
     }
 

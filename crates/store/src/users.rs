@@ -132,7 +132,8 @@ impl UserStore for SqlStore {
             "SELECT {USER_COLUMNS} FROM users u WHERE u.username_normalized = $1 \
              UNION ALL SELECT {USER_COLUMNS} FROM users u WHERE u.email_normalized = $1"
         );
-        let row = sqlx::query(&sql).bind(normalized).fetch_optional(&mut *self.conn().await?).await.map_err(backend_err)?;
+        let row =
+            sqlx::query(&sql).bind(normalized).fetch_optional(&mut *self.conn().await?).await.map_err(backend_err)?;
         row.as_ref().map(user_from_row).transpose().map_err(backend_err)
     }
 

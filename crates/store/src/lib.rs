@@ -16,6 +16,7 @@ mod users;
 
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -103,6 +104,8 @@ const KEEP_FOR: Duration = Duration::from_secs(1);
 struct Kept {
     conns: Mutex<Vec<(PoolConnection<Any>, Instant)>>,
     cap: usize,
+    /// Set by [`SqlStore::close`]: from then on every connection goes back.
+    closed: AtomicBool,
 }
 
 impl std::fmt::Debug for Kept {
@@ -150,7 +153,7 @@ impl DerefMut for Conn<'_> {
 impl Drop for Conn<'_> {
     fn drop(&mut self) {
         let (Some(conn), Some(kept)) = (self.conn.take(), self.kept) else { return };
-        if self.since.elapsed() < KEEP_FOR {
+        if self.since.elapsed() < KEEP_FOR && !kept.closed.load(Ordering::Acquire) {
             let mut list = kept.lock();
             if list.len() < kept.cap {
                 list.push((conn, self.since));
@@ -201,8 +204,13 @@ impl SqlStore {
             .connect_with(options)
             .await
             .map_err(|e| OpenError::Connect(e.to_string()))?;
-        let kept = (backend == Backend::Sqlite && max_connections >= 2)
-            .then(|| Arc::new(Kept { conns: Mutex::new(Vec::new()), cap: max_connections as usize / 2 }));
+        let kept = (backend == Backend::Sqlite && max_connections >= 2).then(|| {
+            Arc::new(Kept {
+                conns: Mutex::new(Vec::new()),
+                cap: max_connections as usize / 2,
+                closed: AtomicBool::new(false),
+            })
+        });
         Ok(Self { pool, backend, kept })
     }
 
@@ -238,7 +246,9 @@ impl SqlStore {
     /// Closes every connection.
     pub async fn close(&self) {
         if let Some(kept) = &self.kept {
-            // The pool waits for its connections: hand the kept ones back.
+            // The pool waits for its connections: hand the kept ones back,
+            // and those in use when they are done.
+            kept.closed.store(true, Ordering::Release);
             drop(std::mem::take(&mut *kept.lock()));
         }
         self.pool.close().await;
@@ -310,6 +320,23 @@ mod tests {
         drop(direct);
         assert_eq!(rows(&store).await, vec![0, 1, 2, 3]);
         tokio::time::timeout(Duration::from_secs(5), store.close()).await.expect("close does not wait on kept ones");
+        assert_eq!(kept(&store), 0);
+    }
+
+    #[tokio::test]
+    async fn a_connection_in_use_when_the_store_closes_goes_back_to_the_pool() {
+        let (store, _dir) = sqlite(4).await;
+        let conn = store.conn().await.expect("conn");
+        let closing = tokio::spawn({
+            let store = store.clone();
+            async move { store.close().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(conn);
+        tokio::time::timeout(Duration::from_secs(5), closing)
+            .await
+            .expect("close finishes once the connection is dropped")
+            .expect("close task");
         assert_eq!(kept(&store), 0);
     }
 

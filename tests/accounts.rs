@@ -494,6 +494,34 @@ async fn cross_site_requests_are_refused_even_with_a_token() {
 }
 
 #[tokio::test]
+async fn parallel_requests_on_one_session_write_its_last_visit_once() {
+    // A 10 s idle timeout: the last visit is written at most once a second.
+    let app = TestApp::spawn_with(&[("PORTCULLIS_SESSION_IDLE_TIMEOUT", "10s")]).await;
+    let user = app.create_user("alice", "alice@example.com", PW, false).await;
+    let c = app.login_as(&user).await;
+    // Open the connections first, so that the requests below arrive together.
+    let pages = futures::future::join_all((0..32).map(|_| c.get("/dashboard"))).await;
+    assert!(pages.iter().all(|p| p.status == 200));
+    let pool = app.services.store.pool();
+    for sql in [
+        "CREATE TABLE touches (at INTEGER NOT NULL)",
+        "CREATE TRIGGER counted AFTER UPDATE OF last_seen_at ON sessions BEGIN INSERT INTO touches VALUES (NEW.last_seen_at); END",
+    ] {
+        sqlx::query(sql).execute(pool).await.expect("count the writes");
+    }
+    let before: i64 = sqlx::query_scalar("SELECT last_seen_at FROM sessions").fetch_one(pool).await.expect("session");
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let pages = futures::future::join_all((0..32).map(|_| c.get("/dashboard"))).await;
+    assert!(pages.iter().all(|p| p.status == 200 && p.body.contains("Welcome, alice!")));
+    let writes: Vec<i64> = sqlx::query_scalar("SELECT at FROM touches").fetch_all(pool).await.expect("writes");
+    assert_eq!(writes.len(), 1, "one write for 32 requests: {writes:?}");
+    assert!(writes[0] >= before + 1000, "the visit moved on");
+    let stored: i64 = sqlx::query_scalar("SELECT last_seen_at FROM sessions").fetch_one(pool).await.expect("session");
+    assert_eq!(stored, writes[0]);
+}
+
+#[tokio::test]
 async fn a_werkzeug_user_logs_in_and_is_upgraded_to_argon2id() {
     let app = TestApp::spawn().await;
     let user = app.create_user("flasky", "flasky@example.com", PW, false).await;

@@ -528,7 +528,7 @@ impl Accounts {
             return Ok(None);
         }
         if now.saturating_sub(session.last_seen_at) >= ms(self.settings.touch_interval()) {
-            self.sessions.touch_session(&session.id, now).await?;
+            self.sessions.touch_session(&session.id, session.last_seen_at, now).await?;
         }
         Ok(Some(found))
     }

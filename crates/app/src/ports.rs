@@ -75,8 +75,10 @@ pub trait SessionStore: Send + Sync {
     async fn insert_session(&self, session: &Session) -> StoreResult<()>;
     /// The session and its user, in one read.
     async fn session_with_user(&self, id: &str) -> StoreResult<Option<Arc<SignedIn>>>;
-    /// Sets `last_seen_at`.
-    async fn touch_session(&self, id: &str, now: i64) -> StoreResult<()>;
+    /// Moves `last_seen_at` on to `now` from `seen`, the value the caller
+    /// read; if another request has moved it past `seen` meanwhile, it is
+    /// left as it is (parallel requests on one session write it once).
+    async fn touch_session(&self, id: &str, seen: i64, now: i64) -> StoreResult<()>;
     /// Deletes one session of one user and records `audit`; `false` (nothing
     /// recorded) if there was none.
     async fn delete_session(&self, user_id: i64, id: &str, audit: Option<&AuditEvent>) -> StoreResult<bool>;

@@ -10,7 +10,15 @@
 //! process on the same file (the command line, a second server) are noticed
 //! by a watcher polling SQLite's `PRAGMA data_version`, which moves whenever
 //! another connection commits: they are seen within [`WATCH_INTERVAL`].
-//! Entries also age out after [`MAX_AGE`].
+//! Entries also age out after [`MAX_AGE`]; past [`REFRESH_AFTER`] one reader
+//! reloads an entry while the others go on using it, so that the readers of a
+//! busy session do not all miss at the same moment.
+//!
+//! A session's `last_seen_at` (the one write a page view makes, once a
+//! minute at most) is updated in place, and written over the watcher's own
+//! connection: SQLite does not move that connection's `data_version` for its
+//! own commits, so the write does not read as a foreign change that would
+//! clear the cache.
 //!
 //! Not for PostgreSQL or Redis: other nodes change those behind this
 //! process's back, with no cheap way to know. `server::open` installs the
@@ -24,6 +32,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use sqlx::AnyConnection;
 
 use portcullis_app::audit::AuditEvent;
 use portcullis_app::mail::OutgoingMail;
@@ -33,18 +42,23 @@ use portcullis_app::{
     UserSummary,
 };
 
-use crate::SqlStore;
+use crate::sessions::touch_on;
+use crate::{SqlStore, backend_err};
 
 /// How often the watcher asks SQLite whether another connection committed.
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(20);
 /// The longest an entry is used, whatever the watcher says.
 pub const MAX_AGE: Duration = Duration::from_secs(30);
+/// From this age on, the first reader of an entry reloads it.
+pub const REFRESH_AFTER: Duration = Duration::from_secs(15);
 /// Entries per map; a full map starts again empty.
 const CAPACITY: usize = 10_000;
 
 struct Entry<V> {
     generation: u64,
     loaded: Instant,
+    /// A reader has been sent to reload it.
+    refreshing: bool,
     value: V,
 }
 
@@ -71,9 +85,27 @@ impl<K: Eq + Hash, V: Clone> Map<K, V> {
     where
         K: Borrow<Q>,
     {
-        let map = self.lock();
-        let entry = map.get(key)?;
-        (entry.generation == generation && entry.loaded.elapsed() < MAX_AGE).then(|| entry.value.clone())
+        self.get_at(key, generation, Instant::now())
+    }
+
+    /// The value, if its entry is of this generation and young enough at
+    /// `now`. Past [`REFRESH_AFTER`] the first caller is answered `None`, to
+    /// read the row again and `put` it, while later callers are still served.
+    fn get_at<Q: Eq + Hash + ?Sized>(&self, key: &Q, generation: u64, now: Instant) -> Option<V>
+    where
+        K: Borrow<Q>,
+    {
+        let mut map = self.lock();
+        let entry = map.get_mut(key)?;
+        let age = now.saturating_duration_since(entry.loaded);
+        if entry.generation != generation || age >= MAX_AGE {
+            return None;
+        }
+        if age >= REFRESH_AFTER && !entry.refreshing {
+            entry.refreshing = true;
+            return None;
+        }
+        Some(entry.value.clone())
     }
 
     fn put(&self, key: K, generation: u64, value: V) {
@@ -81,7 +113,7 @@ impl<K: Eq + Hash, V: Clone> Map<K, V> {
         if map.len() >= CAPACITY {
             map.clear();
         }
-        map.insert(key, Entry { generation, loaded: Instant::now(), value });
+        map.insert(key, Entry { generation, loaded: Instant::now(), refreshing: false, value });
     }
 }
 
@@ -94,14 +126,22 @@ pub struct CachedStore {
     generation: Arc<AtomicU64>,
     sessions: Map<String, Arc<SignedIn>>,
     posts: Map<PostKey, Arc<[Post]>>,
+    /// The watcher's connection, opened on first use. Session touches go
+    /// over it too (see the module's documentation).
+    own: tokio::sync::Mutex<Option<AnyConnection>>,
 }
 
 impl CachedStore {
     /// A cache in front of `sql`, with its watcher running on the current
     /// Tokio runtime; the watcher stops when the store is dropped.
     pub fn new(sql: Arc<SqlStore>) -> Arc<Self> {
-        let store =
-            Arc::new(Self { sql, generation: Arc::new(AtomicU64::new(0)), sessions: Map::new(), posts: Map::new() });
+        let store = Arc::new(Self {
+            sql,
+            generation: Arc::new(AtomicU64::new(0)),
+            sessions: Map::new(),
+            posts: Map::new(),
+            own: tokio::sync::Mutex::new(None),
+        });
         tokio::spawn(watch(Arc::downgrade(&store)));
         store
     }
@@ -123,28 +163,32 @@ impl CachedStore {
     }
 }
 
-/// Polls `PRAGMA data_version` on a connection of its own and moves the
+/// The connection in `slot`, opened from the pool if there is none.
+async fn connected<'a>(
+    slot: &'a mut Option<AnyConnection>,
+    sql: &SqlStore,
+) -> Result<&'a mut AnyConnection, sqlx::Error> {
+    match slot {
+        Some(conn) => Ok(conn),
+        None => Ok(slot.insert(sql.pool().acquire().await?.detach())),
+    }
+}
+
+/// Polls `PRAGMA data_version` on the store's own connection and moves the
 /// generation when another connection (in this process or another) commits.
 async fn watch(store: Weak<CachedStore>) {
-    let mut conn = None;
     let mut last: Option<i64> = None;
     let mut tick = tokio::time::interval(WATCH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let Some(store) = store.upgrade() else { return };
-        if conn.is_none() {
-            match store.sql.pool().acquire().await {
-                Ok(c) => conn = Some(c.detach()),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cache watcher cannot connect; the cache is cleared");
-                    store.changed();
-                    continue;
-                }
-            }
-        }
-        let Some(c) = conn.as_mut() else { continue };
-        match sqlx::query_scalar::<_, i64>("PRAGMA data_version").fetch_one(&mut *c).await {
+        let mut own = store.own.lock().await;
+        let polled = match connected(&mut own, &store.sql).await {
+            Ok(conn) => sqlx::query_scalar::<_, i64>("PRAGMA data_version").fetch_one(conn).await,
+            Err(e) => Err(e),
+        };
+        match polled {
             Ok(version) => {
                 if last.is_some_and(|l| l != version) {
                     store.changed();
@@ -154,7 +198,7 @@ async fn watch(store: Weak<CachedStore>) {
             Err(e) => {
                 tracing::warn!(error = %e, "cache watcher failed; the cache is cleared");
                 store.changed();
-                conn = None;
+                *own = None;
                 last = None;
             }
         }
@@ -180,13 +224,28 @@ impl SessionStore for CachedStore {
         Ok(found)
     }
 
-    async fn touch_session(&self, id: &str, now: i64) -> StoreResult<()> {
-        self.sql.touch_session(id, now).await?;
-        // Only this session's `last_seen_at` changed: keep the entry, updated.
+    async fn touch_session(&self, id: &str, seen: i64, now: i64) -> StoreResult<()> {
+        // Only this session's `last_seen_at` changes: update the entry first,
+        // so that the requests on the same session that come next see it
+        // touched, and those already past the cache write nothing (`seen`).
         if let Some(entry) = self.sessions.lock().get_mut(id) {
-            Arc::make_mut(&mut entry.value).session.last_seen_at = now;
+            let session = &mut Arc::make_mut(&mut entry.value).session;
+            if session.last_seen_at > seen {
+                return Ok(());
+            }
+            session.last_seen_at = now;
         }
-        Ok(())
+        let mut own = self.own.lock().await;
+        let written = match connected(&mut own, &self.sql).await {
+            Ok(conn) => touch_on(conn, id, seen, now).await,
+            Err(e) => Err(backend_err(e)),
+        };
+        if written.is_err() {
+            // The entry no longer says what is stored (a broken connection
+            // is the watcher's to replace).
+            self.changed();
+        }
+        written
     }
 
     async fn delete_session(&self, user_id: i64, id: &str, audit: Option<&AuditEvent>) -> StoreResult<bool> {
@@ -367,5 +426,29 @@ impl TokenStore for CachedStore {
 
     async fn change_password_with_mail(&self, change: &NewCredentials<'_>) -> StoreResult<()> {
         self.write(self.sql.change_password_with_mail(change)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_old_entry_sends_one_reader_to_reload_it_and_serves_the_rest() {
+        let map: Map<&str, u32> = Map::new();
+        map.put("k", 7, 1);
+        let loaded = map.lock().get("k").map(|e| e.loaded).expect("stored");
+        let at = |d: Duration| loaded + d;
+        assert_eq!(map.get_at("k", 7, at(REFRESH_AFTER / 2)), Some(1));
+        assert_eq!(map.get_at("k", 8, at(REFRESH_AFTER / 2)), None, "another generation");
+        assert_eq!(map.get_at("k", 7, at(REFRESH_AFTER)), None, "the first reader past the mark reloads");
+        for _ in 0..3 {
+            assert_eq!(map.get_at("k", 7, at(REFRESH_AFTER)), Some(1), "the others are served meanwhile");
+        }
+        assert_eq!(map.get_at("k", 7, at(MAX_AGE)), None, "never past the longest age");
+        map.put("k", 7, 2);
+        assert_eq!(map.get("k", 7), Some(2), "the reloaded value replaces it");
+        let loaded = map.lock().get("k").map(|e| e.loaded).expect("stored");
+        assert_eq!(map.get_at("k", 7, loaded + REFRESH_AFTER), None, "and is renewed in its turn");
     }
 }

@@ -148,21 +148,22 @@ impl SessionStore for RedisStore {
         Ok(self.sql.user_by_id(session.user_id).await?.map(|user| Arc::new(SignedIn { session, user })))
     }
 
-    async fn touch_session(&self, id: &str, now: i64) -> StoreResult<()> {
+    async fn touch_session(&self, id: &str, seen: i64, now: i64) -> StoreResult<()> {
+        // In one step: HSET on a key that expired meanwhile would bring it
+        // back without a TTL, and a parallel request may have touched it.
+        const TOUCH: &str = "local at = redis.call('HGET', KEYS[1], 'last_seen_at') \
+            if at and tonumber(at) <= tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], 'last_seen_at', ARGV[2]) end \
+            return 0";
         let mut conn = self.conn.clone();
-        // HSET on a key that expired meanwhile would bring it back without a TTL.
-        let key = self.session_key(id);
-        let exists: bool = redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await.map_err(redis_err)?;
-        if exists {
-            redis::cmd("HSET")
-                .arg(&key)
-                .arg("last_seen_at")
-                .arg(now)
-                .query_async::<()>(&mut conn)
-                .await
-                .map_err(redis_err)?;
-        }
-        Ok(())
+        redis::cmd("EVAL")
+            .arg(TOUCH)
+            .arg(1)
+            .arg(self.session_key(id))
+            .arg(seen)
+            .arg(now)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(redis_err)
     }
 
     async fn delete_session(&self, user_id: i64, id: &str, audit: Option<&AuditEvent>) -> StoreResult<bool> {

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use sqlx::AnyConnection;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
@@ -30,6 +31,18 @@ fn session_from_row(row: &AnyRow) -> Result<Session, sqlx::Error> {
         ip: row.try_get("ip")?,
         user_agent: row.try_get("user_agent")?,
     })
+}
+
+/// `SessionStore::touch_session` over the given connection.
+pub(crate) async fn touch_on(conn: &mut AnyConnection, id: &str, seen: i64, now: i64) -> StoreResult<()> {
+    sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at <= $3")
+        .bind(now)
+        .bind(id)
+        .bind(seen)
+        .execute(conn)
+        .await
+        .map_err(backend_err)?;
+    Ok(())
 }
 
 #[async_trait]
@@ -65,14 +78,8 @@ impl SessionStore for SqlStore {
             .map_err(backend_err)
     }
 
-    async fn touch_session(&self, id: &str, now: i64) -> StoreResult<()> {
-        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(id)
-            .execute(&mut *self.conn().await?)
-            .await
-            .map_err(backend_err)?;
-        Ok(())
+    async fn touch_session(&self, id: &str, seen: i64, now: i64) -> StoreResult<()> {
+        touch_on(&mut *self.conn().await?, id, seen, now).await
     }
 
     async fn delete_session(&self, user_id: i64, id: &str, audit: Option<&AuditEvent>) -> StoreResult<bool> {

@@ -107,7 +107,7 @@ async fn a_change_made_through_the_store_is_seen_at_once() {
     f.cache.set_admin_lock(bob.id, Some(FAR), T0, None).await.expect("lock");
     assert_eq!(read("b1").await.expect("live").user.admin_locked_until, Some(FAR));
 
-    f.cache.touch_session("s3", T0 + 5).await.expect("touch");
+    f.cache.touch_session("s3", T0, T0 + 5).await.expect("touch");
     assert_eq!(read("s3").await.expect("live").session.last_seen_at, T0 + 5);
     assert_eq!(f.cache.delete_user_sessions(alice.id, None, None).await.expect("end all"), 2);
     assert!(read("s3").await.is_none());
@@ -120,6 +120,33 @@ async fn a_change_made_through_the_store_is_seen_at_once() {
     assert!(f.cache.delete_user(bob.id, None).await.expect("delete"));
     assert!(f.cache.list_posts(None, None, 10).await.expect("list").is_empty(), "the author's posts went with them");
     assert!(read("b1").await.is_none());
+}
+
+#[tokio::test]
+async fn a_touch_is_written_and_keeps_what_is_cached() {
+    let f = fixture().await;
+    let alice = user(f.cache.as_ref(), "alice").await;
+    f.cache.insert_session(&session("s1", &alice)).await.expect("session");
+    f.cache.insert_post(alice.id, "t", "c", T0).await.expect("post");
+    tokio::time::sleep(WATCH_INTERVAL * 5).await;
+    assert!(f.cache.session_with_user("s1").await.expect("read").is_some());
+    assert_eq!(f.cache.list_posts(None, None, 10).await.expect("list").len(), 1);
+
+    f.cache.touch_session("s1", T0, T0 + 7).await.expect("touch");
+    let stored = f.sql.session_with_user("s1").await.expect("read the file").expect("stored");
+    assert_eq!(stored.session.last_seen_at, T0 + 7, "written to the file");
+    f.cache.touch_session("s1", T0, T0 + 9).await.expect("a parallel request's touch");
+    assert_eq!(f.cache.session_with_user("s1").await.expect("read").expect("live").session.last_seen_at, T0 + 7);
+    let stored = f.sql.session_with_user("s1").await.expect("read the file").expect("stored");
+    assert_eq!(stored.session.last_seen_at, T0 + 7, "and not to the file");
+
+    // Once the watcher has looked, what was read before is still served
+    // from memory: the touch did not read as another connection's commit.
+    tokio::time::sleep(WATCH_INTERVAL * 5).await;
+    f.sql.close().await;
+    let found = f.cache.session_with_user("s1").await.expect("from memory").expect("cached");
+    assert_eq!(found.session.last_seen_at, T0 + 7);
+    assert_eq!(f.cache.list_posts(None, None, 10).await.expect("from memory").len(), 1, "the post list too");
 }
 
 /// Waits (a bounded number of watcher periods) for `check` to hold.

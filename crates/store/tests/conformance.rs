@@ -764,7 +764,8 @@ async fn touch_session_sets_last_seen(store: SqlStore) {
     let alice = add_user(&store, "alice", false).await;
     add_session(&store, &session("s1", &alice, T0, T0 + 60 * MINUTE, false)).await;
     add_session(&store, &session("s2", &alice, T0, T0 + 60 * MINUTE, false)).await;
-    store.touch_session("s1", T0 + 5 * MINUTE).await.expect("touch");
+    store.touch_session("s1", T0, T0 + 5 * MINUTE).await.expect("touch");
+    store.touch_session("s1", T0, T0 + 6 * MINUTE).await.expect("a parallel request's touch");
     let found = store.session_with_user("s1").await.expect("session").expect("found");
     let (s1, _) = (&found.session, &found.user);
     assert_eq!(s1.last_seen_at, T0 + 5 * MINUTE);
@@ -772,7 +773,7 @@ async fn touch_session_sets_last_seen(store: SqlStore) {
     let found = store.session_with_user("s2").await.expect("session").expect("found");
     let (s2, _) = (&found.session, &found.user);
     assert_eq!(s2.last_seen_at, T0);
-    store.touch_session("missing", T0).await.expect("no error");
+    store.touch_session("missing", T0, T0).await.expect("no error");
 }
 
 async fn delete_session_deletes_only_the_owners_session(store: SqlStore) {

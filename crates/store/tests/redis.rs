@@ -92,8 +92,11 @@ async fn sessions_round_trip_with_their_user() {
     );
     assert_eq!(got.user_agent, None);
     assert_eq!(user.username, "alice");
-    f.redis.touch_session("s1", 99).await.expect("touch");
+    f.redis.touch_session("s1", 10, 99).await.expect("touch");
+    f.redis.touch_session("s1", 10, 120).await.expect("a parallel request's touch");
     assert_eq!(f.redis.session_with_user("s1").await.expect("read").expect("found").session.last_seen_at, 99);
+    f.redis.touch_session("nope", 0, 99).await.expect("no session, no error");
+    assert!(f.redis.session_with_user("nope").await.expect("read").is_none(), "and none made");
     assert!(f.redis.session_with_user("nope").await.expect("read").is_none());
     f.cleanup().await;
 }

@@ -14,6 +14,8 @@
 #   --rounds N         rounds of the servers measured alternately, all up at once: the ceiling,
 #                      Portcullis (and with --large the 1M Portcullis) 8 s per page, Portcullis'
 #                      logins 12 s against the raw Argon2id rate 10 s (default 3; 0 leaves them out)
+#   --windows N        with --large, after the rounds: N one-second dashboard windows on each of the
+#                      1k and 1M servers, taken in turn, for their typical p99 (default 20; 0: none)
 #   --user-fmt F --pass-fmt F   account pattern (default user{:04d} / password-{:04d})
 #   --argon2-bin PATH  a prebuilt benches/argon2_rate binary (default: cargo bench --no-run builds it,
 #                      before anything is measured)
@@ -28,7 +30,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 HERE="$ROOT/bench"
 SHARED="${BENCH_SHARED:-$ROOT/../shared/bench}"
 WORK=/tmp/portcullis-bench OUT="" BUILD=1 BIN="" LARGE=0 QBUDGET=900
-DO_FLASK=1 DO_CEIL=1 DO_FLOOD=1 DO_FLOW=1 PREPARE=0 ARGON="" ROUNDS=3
+DO_FLASK=1 DO_CEIL=1 DO_FLOOD=1 DO_FLOW=1 PREPARE=0 ARGON="" ROUNDS=3 WINDOWS=20
 USER_FMT='user{:04d}' PASS_FMT='password-{:04d}'
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -47,7 +49,8 @@ while [ $# -gt 0 ]; do
     --prepare) PREPARE=1; shift ;;
     --argon2-bin) ARGON="$(realpath "$2")"; shift 2 ;;
     --rounds | --pairs) ROUNDS="$2"; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    --windows) WINDOWS="$2"; shift 2 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -228,9 +231,25 @@ rounds() ( # 1k data dir [1M data dir]; a subshell, whose exit stops the servers
       done
     done
   done
+  # One-second dashboard windows, the 1k and the 1M server in turn: a p99
+  # over seconds or minutes is set by the few moments the machine stalls
+  # (a pause of tens of ms lands in one second of twenty, on either server
+  # alike), the median of twenty one-second p99s by the server.
+  [ -n "${2:-}" ] || return 0
+  for i in $(seq 1 "$WINDOWS"); do
+    pair=(portcullis portcullis-1m); [ $((i % 2)) = 0 ] && pair=(portcullis-1m portcullis)
+    for w in "${pair[@]}"; do
+      stat=$(taskset -c 1 wrk -t2 -c64 -d1s --timeout 10s -s "$H/report.lua" -H "User-Agent: portcullis-bench/1.0" \
+               -H "Cookie: ${COOKIE[$w]}" "${BASE[$w]}/dashboard" | grep '^WRKSTAT' | tail -n1) || exit 1
+      echo "# window $i $w: $stat"
+      for m in rps:req_per_s p99_ms:p99_ms err_status:non_2xx_3xx; do
+        echo "FIGURE window$i-$w auth_GET_dashboard ${m#*:} $(echo "$stat" | tr ' ' '\n' | sed -n "s/^${m%%:*}=//p")"
+      done
+    done
+  done
 )
 if [ "$ROUNDS" -gt 0 ]; then
-  log "alternating rounds: $ROUNDS"
+  log "alternating rounds: $ROUNDS (then, with --large, $WINDOWS one-second windows)"
   LD=""; [ "$LARGE" = 1 ] && LD=$(fresh "$SEED1M" rounds)
   rounds "$(fresh "$SEED1K" rounds)" $LD > "$OUT/rounds.txt" 2>&1 || log "alternating rounds reported a failure (see rounds.txt)"
 fi

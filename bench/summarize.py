@@ -131,23 +131,29 @@ verdict("anonymous GET /login req/s, Portcullis / axum ceiling", ratio(lg(P), lg
 # The same ratios from the alternating rounds (run.sh --rounds): all servers
 # up at once, measured one after another, the order rotated each round; the
 # median of the rounds' ratios. Runs of an older run.sh label them pairN-.
-ROUND = {}
-for lab, _ in F:
-    if m := re.fullmatch(r"(?:round|pair)(\d+)-(.+)", lab):
-        ROUND[(int(m.group(1)), m.group(2))] = lab
-rounds = sorted({r for r, _ in ROUND})
+def numbered(pattern):
+    """{(n, server): label} for the labels `pattern` matches (number, server)."""
+    out = {}
+    for lab, _ in F:
+        if m := re.fullmatch(pattern, lab):
+            out[(int(m.group(1)), m.group(2))] = lab
+    return out
 
 
-def rounds_median(name, a, b, check, scen, metric, scen_b=None, metric_b=None):
-    """The median over the rounds of server a's figure / server b's figure (the
-    same scenario and metric, unless b's are given); check(name, median) prints
-    the verdict."""
-    rs = [ratio(num(ROUND.get((r, a)), scen, metric), num(ROUND.get((r, b)), scen_b or scen, metric_b or metric))
-          for r in rounds]
+ROUND = numbered(r"(?:round|pair)(\d+)-(.+)")
+# run.sh's one-second dashboard windows, the 1k and 1M servers in turn.
+WINDOW = numbered(r"window(\d+)-(.+)")
+
+
+def rounds_median(name, a, b, check, scen, metric, scen_b=None, metric_b=None, by=ROUND, what="alternating rounds"):
+    """The median over the rounds (or `by`'s windows) of server a's figure /
+    server b's figure (the same scenario and metric, unless b's are given);
+    check(name, median) prints the verdict."""
+    rs = [ratio(num(by.get((r, a)), scen, metric), num(by.get((r, b)), scen_b or scen, metric_b or metric))
+          for r in sorted({r for r, _ in by})]
     rs = [x for x in rs if x is not None]
     if rs:
-        check(f"{name}, median of {len(rs)} alternating rounds ({', '.join(f'{x:.2f}' for x in rs)})",
-              statistics.median(rs))
+        check(f"{name}, median of {len(rs)} {what} ({', '.join(f'{x:.2f}' for x in rs)})", statistics.median(rs))
 
 
 for scen, name, target in [("auth_GET_dashboard", "dashboard", 0.5), ("anon_GET_login", "anonymous GET /login", 0.6)]:
@@ -183,6 +189,13 @@ for name, scen, metric in [("dashboard req/s", "auth_GET_dashboard", "req_per_s"
                            ("dashboard p99", "auth_GET_dashboard", "p99_ms")]:
     band(f"1M users/sessions vs 1k, {name}", ratio(num(L, scen, metric), num(P, scen, metric)))
     rounds_median(f"1M users/sessions vs 1k, {name}", L, P, band, scen, metric)
+for name, metric in [("dashboard p99", "p99_ms"), ("dashboard req/s", "req_per_s")]:
+    typical = [statistics.median(vs) for who in (P, L)
+               if (vs := [v for (_, w), lab in WINDOW.items() if w == who
+                          and (v := num(lab, "auth_GET_dashboard", metric)) is not None])]
+    shown = f" [1k {typical[0]:,.2f}, 1M {typical[1]:,.2f}]" if len(typical) == 2 else ""
+    rounds_median(f"1M users/sessions vs 1k, {name}{shown}", L, P, band, "auth_GET_dashboard", metric,
+                  by=WINDOW, what="one-second windows in turn")
 MB = 1e6 / 2**20  # the targets are in MB, the harness reports MiB
 verdict("idle RSS (30 MB = 28.6 MiB)", num(P, "server", "idle_rss_mib"), 30 * MB, "<", " MiB")
 verdict(f"peak RSS under 64 connections (100 MB + {args.hash_mib:g} MiB of hash pool = "

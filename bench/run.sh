@@ -135,7 +135,10 @@ for l in sys.stdin:
 fi
 fresh() { # seed-dir -> a fresh data dir for one server run
   local d="$OUT/data-$(basename "$1")-$2"; rm -rf "$d"; mkdir -p "$d"
-  cp "$1"/portcullis.db* "$1/secret.key" "$d/"; chmod 600 "$d/secret.key"; echo "$d"
+  cp "$1"/portcullis.db* "$1/secret.key" "$d/"; chmod 600 "$d/secret.key"
+  # Written out now, not by the kernel's flusher in the middle of a measurement
+  # (the 1M database is half a gigabyte).
+  sync; echo "$d"
 }
 
 [ "$PREPARE" = 1 ] && { log "prepared"; exit 0; }

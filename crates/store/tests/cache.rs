@@ -57,9 +57,9 @@ fn session(id: &str, user: &User) -> Session {
     }
 }
 
-#[tokio::test]
-async fn sessions_and_post_lists_are_served_from_memory() {
-    let f = fixture().await;
+/// Alice with session `s1` and one post, her session and her post list read
+/// into the cache.
+async fn alice_cached(f: &Fixture) -> User {
     let alice = user(f.cache.as_ref(), "alice").await;
     f.cache.insert_session(&session("s1", &alice)).await.expect("session");
     f.cache.insert_post(alice.id, "t", "c", T0).await.expect("post");
@@ -67,6 +67,13 @@ async fn sessions_and_post_lists_are_served_from_memory() {
     tokio::time::sleep(WATCH_INTERVAL * 5).await;
     assert!(f.cache.session_with_user("s1").await.expect("read").is_some());
     assert_eq!(f.cache.list_posts(Some(alice.id), None, 10).await.expect("list").len(), 1);
+    alice
+}
+
+#[tokio::test]
+async fn sessions_and_post_lists_are_served_from_memory() {
+    let f = fixture().await;
+    let alice = alice_cached(&f).await;
 
     // With the database gone, what was read is still answered from memory…
     f.sql.close().await;
@@ -125,12 +132,7 @@ async fn a_change_made_through_the_store_is_seen_at_once() {
 #[tokio::test]
 async fn a_touch_is_written_and_keeps_what_is_cached() {
     let f = fixture().await;
-    let alice = user(f.cache.as_ref(), "alice").await;
-    f.cache.insert_session(&session("s1", &alice)).await.expect("session");
-    f.cache.insert_post(alice.id, "t", "c", T0).await.expect("post");
-    tokio::time::sleep(WATCH_INTERVAL * 5).await;
-    assert!(f.cache.session_with_user("s1").await.expect("read").is_some());
-    assert_eq!(f.cache.list_posts(None, None, 10).await.expect("list").len(), 1);
+    let alice = alice_cached(&f).await;
 
     f.cache.touch_session("s1", T0, T0 + 7).await.expect("touch");
     let stored = f.sql.session_with_user("s1").await.expect("read the file").expect("stored");
@@ -146,7 +148,8 @@ async fn a_touch_is_written_and_keeps_what_is_cached() {
     f.sql.close().await;
     let found = f.cache.session_with_user("s1").await.expect("from memory").expect("cached");
     assert_eq!(found.session.last_seen_at, T0 + 7);
-    assert_eq!(f.cache.list_posts(None, None, 10).await.expect("from memory").len(), 1, "the post list too");
+    let posts = f.cache.list_posts(Some(alice.id), None, 10).await.expect("from memory");
+    assert_eq!(posts.len(), 1, "the post list too");
 }
 
 /// Waits (a bounded number of watcher periods) for `check` to hold.

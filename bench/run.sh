@@ -13,7 +13,7 @@
 #   --no-flask / --no-ceiling / --no-flood / --no-flow   leave a part out
 #   --rounds N         rounds of the servers measured alternately, all up at once: the ceiling,
 #                      Portcullis (and with --large the 1M Portcullis) 8 s per page, Portcullis'
-#                      logins 12 s against the raw Argon2id rate 10 s (default 3; 0 leaves them out)
+#                      logins 12 s against the raw Argon2id rate 10 s (default 5; 0 leaves them out)
 #   --windows N        with --large, after the rounds: N one-second dashboard windows on each of the
 #                      1k and 1M servers, taken in turn, for their typical p99 (default 20; 0: none)
 #   --user-fmt F --pass-fmt F   account pattern (default user{:04d} / password-{:04d})
@@ -30,7 +30,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 HERE="$ROOT/bench"
 SHARED="${BENCH_SHARED:-$ROOT/../shared/bench}"
 WORK=/tmp/portcullis-bench OUT="" BUILD=1 BIN="" LARGE=0 QBUDGET=900
-DO_FLASK=1 DO_CEIL=1 DO_FLOOD=1 DO_FLOW=1 PREPARE=0 ARGON="" ROUNDS=3 WINDOWS=20
+DO_FLASK=1 DO_CEIL=1 DO_FLOOD=1 DO_FLOW=1 PREPARE=0 ARGON="" ROUNDS=5 WINDOWS=20
 USER_FMT='user{:04d}' PASS_FMT='password-{:04d}'
 while [ $# -gt 0 ]; do
   case "$1" in

@@ -108,16 +108,19 @@ def verdict(name, value, target, kind, unit=""):
     if value is None:
         print(f"  {name}: not measured")
         return
+    # A figure that rounds to its target is shown with one more digit, so
+    # that the verdict can be read off it.
+    dp = 3 if f"{value:.2f}" == f"{target:.2f}" else 2
     if kind == ">=":
         ok = value >= target
-        miss = "" if ok else f"; missed by {target - value:.2f}{unit} (needs {target / value:.1f}x)" if value > 0 else ""
+        miss = "" if ok else f"; missed by {target - value:.{dp}f}{unit} (needs {target / value:.{2 * dp - 3}f}x)" if value > 0 else ""
     elif kind == ">":
         ok = value > target
         miss = "" if ok else f"; missed: needs {target / value:.2f}x" if value > 0 else ""
     else:  # "<"
         ok = value < target
         miss = "" if ok else f"; over by {value - target:.2f}{unit} ({value / target:.1f}x the limit)"
-    shown = f"{value:.2f}{unit}" if abs(value) < 1000 else f"{value:,.0f}{unit}"
+    shown = f"{value:.{dp}f}{unit}" if abs(value) < 1000 else f"{value:,.0f}{unit}"
     print(f"  {name}: {shown} (target {kind} {target:g}{unit}) -> {'MET' if ok else 'MISSED'}{miss}")
 
 

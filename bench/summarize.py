@@ -110,10 +110,11 @@ def verdict(name, value, target, kind, unit=""):
         return
     # A figure that rounds to its target is shown with one more digit, so
     # that the verdict can be read off it.
-    dp = 3 if f"{value:.2f}" == f"{target:.2f}" else 2
+    close = f"{value:.2f}" == f"{target:.2f}"
+    dp, xdp = (3, 3) if close else (2, 1)
     if kind == ">=":
         ok = value >= target
-        miss = "" if ok else f"; missed by {target - value:.{dp}f}{unit} (needs {target / value:.{2 * dp - 3}f}x)" if value > 0 else ""
+        miss = "" if ok else f"; missed by {target - value:.{dp}f}{unit} (needs {target / value:.{xdp}f}x)" if value > 0 else ""
     elif kind == ">":
         ok = value > target
         miss = "" if ok else f"; missed: needs {target / value:.2f}x" if value > 0 else ""

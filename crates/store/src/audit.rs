@@ -37,7 +37,7 @@ pub(crate) async fn record_in(
 #[async_trait]
 impl AuditStore for SqlStore {
     async fn insert_audit(&self, e: &AuditEvent) -> StoreResult<()> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.wconn().await?;
         record_in(&mut conn, Some(e), None).await.map_err(backend_err)
     }
 
@@ -74,7 +74,7 @@ impl AuditStore for SqlStore {
     async fn purge_audit(&self, before: i64) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM audit_events WHERE at < $1")
             .bind(before)
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.wconn().await?)
             .await
             .map_err(backend_err)?;
         Ok(done.rows_affected())

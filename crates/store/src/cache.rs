@@ -2,23 +2,29 @@
 //! user, and post lists, served from memory so that a page view needs no
 //! database round trip.
 //!
-//! Correctness rests on one generation counter. Every write that can change
-//! a cached row (users, sessions, tokens, posts) goes through this store and
-//! moves the counter on once it has committed; an entry is used only while
-//! the counter still has the value read before its row was loaded, so no
-//! entry outlives a change made in this process. Changes made by another
-//! process on the same file (the command line, a second server) are noticed
-//! by a watcher polling SQLite's `PRAGMA data_version`, which moves whenever
-//! another connection commits: they are seen within [`WATCH_INTERVAL`].
-//! Entries also age out after [`MAX_AGE`]; past [`REFRESH_AFTER`] one reader
-//! reloads an entry while the others go on using it, so that the readers of a
-//! busy session do not all miss at the same moment.
+//! Correctness rests on marks. Every write this process makes goes through
+//! this store, and once it has committed it counts itself (`seq`) and sets
+//! the marks of what it may have changed to that count: the mark of the
+//! user's stripe for a change to a user or their sessions, the posts' mark
+//! for a change to a post, the mark of everything for a change of unknown
+//! reach. An entry remembers the count from before its rows were read, and
+//! is used only while no mark that concerns it is newer: no entry outlives a
+//! change made in this process, and a login, which writes one user's rows,
+//! leaves every other user's entries and the post lists alone.
+//!
+//! Changes made by another process on the same file (the command line, a
+//! second server) are noticed by a watcher polling SQLite's
+//! `PRAGMA data_version` on the connection this process writes on (see
+//! `SqlStore`): SQLite moves that value whenever another connection
+//! commits, and never for the connection's own commits, so it moves only
+//! for changes made elsewhere. They set the mark of everything within
+//! [`WATCH_INTERVAL`]. Entries also age out after [`MAX_AGE`]; past
+//! [`REFRESH_AFTER`] one reader reloads an entry while the others go on
+//! using it, so that the readers of a busy session do not all miss at the
+//! same moment.
 //!
 //! A session's `last_seen_at` (the one write a page view makes, once a
-//! minute at most) is updated in place, and written over the watcher's own
-//! connection: SQLite does not move that connection's `data_version` for its
-//! own commits, so the write does not read as a foreign change that would
-//! clear the cache.
+//! minute at most) is updated in place: it marks nothing.
 //!
 //! Not for PostgreSQL or Redis: other nodes change those behind this
 //! process's back, with no cheap way to know. `server::open` installs the
@@ -32,7 +38,6 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use sqlx::AnyConnection;
 
 use portcullis_app::audit::AuditEvent;
 use portcullis_app::mail::OutgoingMail;
@@ -42,8 +47,7 @@ use portcullis_app::{
     UserSummary,
 };
 
-use crate::sessions::touch_on;
-use crate::{SqlStore, backend_err};
+use crate::SqlStore;
 
 /// How often the watcher asks SQLite whether another connection committed.
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(20);
@@ -53,16 +57,84 @@ pub const MAX_AGE: Duration = Duration::from_secs(30);
 pub const REFRESH_AFTER: Duration = Duration::from_secs(15);
 /// Entries per map; a full map starts again empty.
 const CAPACITY: usize = 10_000;
+/// Users share marks by their id modulo this: a change to one user sends
+/// the sessions of the few others on the same stripe to reload too.
+const STRIPES: usize = 1024;
+
+/// What a write may have changed.
+#[derive(Clone, Copy, Debug)]
+enum Touched {
+    /// A user's row, or their sessions.
+    User(i64),
+    /// Posts.
+    Posts,
+    /// A user with everything that goes with them, posts included.
+    UserAndPosts(i64),
+    /// Anything.
+    Everything,
+}
+
+/// The write counter and the marks (see the module's documentation).
+struct Marks {
+    seq: AtomicU64,
+    everything: AtomicU64,
+    posts: AtomicU64,
+    users: Box<[AtomicU64]>,
+}
+
+impl Marks {
+    fn new() -> Self {
+        Self {
+            seq: AtomicU64::new(0),
+            everything: AtomicU64::new(0),
+            posts: AtomicU64::new(0),
+            users: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// The count to remember for a row about to be read.
+    fn now(&self) -> u64 {
+        self.seq.load(Ordering::Acquire)
+    }
+
+    fn user(&self, id: i64) -> &AtomicU64 {
+        let stripe = usize::try_from(id.rem_euclid(STRIPES as i64)).unwrap_or(0);
+        &self.users[stripe]
+    }
+
+    /// Counts a committed write and marks what it touched.
+    fn changed(&self, touched: Touched) {
+        let count = self.seq.fetch_add(1, Ordering::AcqRel) + 1;
+        let mark = |m: &AtomicU64| {
+            m.fetch_max(count, Ordering::AcqRel);
+        };
+        match touched {
+            Touched::User(id) => mark(self.user(id)),
+            Touched::Posts => mark(&self.posts),
+            Touched::UserAndPosts(id) => {
+                mark(self.user(id));
+                mark(&self.posts);
+            }
+            Touched::Everything => mark(&self.everything),
+        }
+    }
+
+    /// No change to anything, nor to `mark`, since `since`.
+    fn unchanged(&self, mark: &AtomicU64, since: u64) -> bool {
+        self.everything.load(Ordering::Acquire) <= since && mark.load(Ordering::Acquire) <= since
+    }
+}
 
 struct Entry<V> {
-    generation: u64,
+    /// The write count from before the value was read.
+    since: u64,
     loaded: Instant,
     /// A reader has been sent to reload it.
     refreshing: bool,
     value: V,
 }
 
-/// A bounded map whose entries are valid for one generation.
+/// A bounded map of values, each valid until a write marks it stale.
 struct Map<K, V> {
     entries: Mutex<HashMap<K, Entry<V>>>,
 }
@@ -81,24 +153,25 @@ impl<K: Eq + Hash, V: Clone> Map<K, V> {
         })
     }
 
-    fn get<Q: Eq + Hash + ?Sized>(&self, key: &Q, generation: u64) -> Option<V>
+    fn get<Q: Eq + Hash + ?Sized>(&self, key: &Q, fresh: impl FnOnce(&V, u64) -> bool) -> Option<V>
     where
         K: Borrow<Q>,
     {
-        self.get_at(key, generation, Instant::now())
+        self.get_at(key, fresh, Instant::now())
     }
 
-    /// The value, if its entry is of this generation and young enough at
-    /// `now`. Past [`REFRESH_AFTER`] the first caller is answered `None`, to
-    /// read the row again and `put` it, while later callers are still served.
-    fn get_at<Q: Eq + Hash + ?Sized>(&self, key: &Q, generation: u64, now: Instant) -> Option<V>
+    /// The value, if `fresh` says nothing it depends on changed since its
+    /// entry's count and the entry is young enough at `now`. Past
+    /// [`REFRESH_AFTER`] the first caller is answered `None`, to read the row
+    /// again and `put` it, while later callers are still served.
+    fn get_at<Q: Eq + Hash + ?Sized>(&self, key: &Q, fresh: impl FnOnce(&V, u64) -> bool, now: Instant) -> Option<V>
     where
         K: Borrow<Q>,
     {
         let mut map = self.lock();
         let entry = map.get_mut(key)?;
         let age = now.saturating_duration_since(entry.loaded);
-        if entry.generation != generation || age >= MAX_AGE {
+        if age >= MAX_AGE || !fresh(&entry.value, entry.since) {
             return None;
         }
         if age >= REFRESH_AFTER && !entry.refreshing {
@@ -108,12 +181,12 @@ impl<K: Eq + Hash, V: Clone> Map<K, V> {
         Some(entry.value.clone())
     }
 
-    fn put(&self, key: K, generation: u64, value: V) {
+    fn put(&self, key: K, since: u64, value: V) {
         let mut map = self.lock();
         if map.len() >= CAPACITY {
             map.clear();
         }
-        map.insert(key, Entry { generation, loaded: Instant::now(), refreshing: false, value });
+        map.insert(key, Entry { since, loaded: Instant::now(), refreshing: false, value });
     }
 }
 
@@ -123,12 +196,11 @@ type PostKey = (Option<i64>, Option<i64>, i64);
 /// else straight to [`SqlStore`].
 pub struct CachedStore {
     sql: Arc<SqlStore>,
-    generation: Arc<AtomicU64>,
+    marks: Marks,
     sessions: Map<String, Arc<SignedIn>>,
     posts: Map<PostKey, Arc<[Post]>>,
-    /// The watcher's connection, opened on first use. Session touches go
-    /// over it too (see the module's documentation).
-    own: tokio::sync::Mutex<Option<AnyConnection>>,
+    /// The watcher has taken its first reading.
+    watching: std::sync::atomic::AtomicBool,
 }
 
 impl CachedStore {
@@ -137,45 +209,41 @@ impl CachedStore {
     pub fn new(sql: Arc<SqlStore>) -> Arc<Self> {
         let store = Arc::new(Self {
             sql,
-            generation: Arc::new(AtomicU64::new(0)),
+            marks: Marks::new(),
             sessions: Map::new(),
             posts: Map::new(),
-            own: tokio::sync::Mutex::new(None),
+            watching: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(watch(Arc::downgrade(&store)));
         store
     }
 
-    fn current(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    /// Forgets every entry (lazily: they no longer match).
-    fn changed(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// Runs a write and, whatever its outcome, forgets every entry.
-    async fn write<T>(&self, done: impl std::future::Future<Output = StoreResult<T>>) -> StoreResult<T> {
+    /// Runs a write and, whatever its outcome, marks what it may have touched.
+    async fn write<T>(
+        &self,
+        touched: Touched,
+        done: impl std::future::Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
         let result = done.await;
-        self.changed();
+        self.marks.changed(touched);
         result
     }
-}
 
-/// The connection in `slot`, opened from the pool if there is none.
-async fn connected<'a>(
-    slot: &'a mut Option<AnyConnection>,
-    sql: &SqlStore,
-) -> Result<&'a mut AnyConnection, sqlx::Error> {
-    match slot {
-        Some(conn) => Ok(conn),
-        None => Ok(slot.insert(sql.pool().acquire().await?.detach())),
+    /// Whether the watcher has taken its first reading. That reading marks
+    /// everything changed (it cannot tell what changed before it), so an
+    /// entry read before it is read again once.
+    pub fn watching(&self) -> bool {
+        self.watching.load(Ordering::Acquire)
+    }
+
+    fn session_fresh(&self) -> impl FnOnce(&Arc<SignedIn>, u64) -> bool + '_ {
+        |found, since| self.marks.unchanged(self.marks.user(found.user.id), since)
     }
 }
 
-/// Polls `PRAGMA data_version` on the store's own connection and moves the
-/// generation when another connection (in this process or another) commits.
+/// Polls `PRAGMA data_version` on the connection this process writes on,
+/// and marks everything changed when another connection (in this process
+/// or another) has committed.
 async fn watch(store: Weak<CachedStore>) {
     let mut last: Option<i64> = None;
     let mut tick = tokio::time::interval(WATCH_INTERVAL);
@@ -183,22 +251,23 @@ async fn watch(store: Weak<CachedStore>) {
     loop {
         tick.tick().await;
         let Some(store) = store.upgrade() else { return };
-        let mut own = store.own.lock().await;
-        let polled = match connected(&mut own, &store.sql).await {
-            Ok(conn) => sqlx::query_scalar::<_, i64>("PRAGMA data_version").fetch_one(conn).await,
-            Err(e) => Err(e),
-        };
-        match polled {
+        if store.sql.is_closed() {
+            return;
+        }
+        match store.sql.data_version().await {
             Ok(version) => {
-                if last.is_some_and(|l| l != version) {
-                    store.changed();
+                // A first reading, on a connection newly opened, cannot tell
+                // what changed before it: it counts as a change.
+                if last != Some(version) {
+                    store.marks.changed(Touched::Everything);
                 }
                 last = Some(version);
+                store.watching.store(true, Ordering::Release);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cache watcher failed; the cache is cleared");
-                store.changed();
-                *own = None;
+                store.marks.changed(Touched::Everything);
+                store.sql.close_writer().await;
                 last = None;
             }
         }
@@ -213,13 +282,13 @@ impl SessionStore for CachedStore {
     }
 
     async fn session_with_user(&self, id: &str) -> StoreResult<Option<Arc<SignedIn>>> {
-        let generation = self.current();
-        if let Some(hit) = self.sessions.get(id, generation) {
+        let since = self.marks.now();
+        if let Some(hit) = self.sessions.get(id, self.session_fresh()) {
             return Ok(Some(hit));
         }
         let found = self.sql.session_with_user(id).await?;
         if let Some(pair) = &found {
-            self.sessions.put(id.to_owned(), generation, Arc::clone(pair));
+            self.sessions.put(id.to_owned(), since, Arc::clone(pair));
         }
         Ok(found)
     }
@@ -235,21 +304,16 @@ impl SessionStore for CachedStore {
             }
             session.last_seen_at = now;
         }
-        let mut own = self.own.lock().await;
-        let written = match connected(&mut own, &self.sql).await {
-            Ok(conn) => touch_on(conn, id, seen, now).await,
-            Err(e) => Err(backend_err(e)),
-        };
+        let written = self.sql.touch_session(id, seen, now).await;
         if written.is_err() {
-            // The entry no longer says what is stored (a broken connection
-            // is the watcher's to replace).
-            self.changed();
+            // The entry no longer says what is stored.
+            self.marks.changed(Touched::Everything);
         }
         written
     }
 
     async fn delete_session(&self, user_id: i64, id: &str, audit: Option<&AuditEvent>) -> StoreResult<bool> {
-        self.write(self.sql.delete_session(user_id, id, audit)).await
+        self.write(Touched::User(user_id), self.sql.delete_session(user_id, id, audit)).await
     }
 
     async fn delete_user_sessions(
@@ -258,7 +322,7 @@ impl SessionStore for CachedStore {
         except: Option<&str>,
         audit: Option<&AuditEvent>,
     ) -> StoreResult<u64> {
-        self.write(self.sql.delete_user_sessions(user_id, except, audit)).await
+        self.write(Touched::User(user_id), self.sql.delete_user_sessions(user_id, except, audit)).await
     }
 
     async fn user_sessions(&self, user_id: i64, now: i64) -> StoreResult<Vec<Session>> {
@@ -266,14 +330,19 @@ impl SessionStore for CachedStore {
     }
 
     async fn purge_sessions(&self, now: i64, idle_cutoff: i64) -> StoreResult<u64> {
-        self.write(self.sql.purge_sessions(now, idle_cutoff)).await
+        // Whose sessions went is not known; when none did, nothing changed.
+        let purged = self.sql.purge_sessions(now, idle_cutoff).await;
+        if !matches!(purged, Ok(0)) {
+            self.marks.changed(Touched::Everything);
+        }
+        purged
     }
 }
 
 #[async_trait]
 impl PostStore for CachedStore {
     async fn insert_post(&self, author_id: i64, title: &str, content: &str, now: i64) -> StoreResult<i64> {
-        self.write(self.sql.insert_post(author_id, title, content, now)).await
+        self.write(Touched::Posts, self.sql.insert_post(author_id, title, content, now)).await
     }
 
     async fn post_by_id(&self, id: i64) -> StoreResult<Option<Post>> {
@@ -281,21 +350,21 @@ impl PostStore for CachedStore {
     }
 
     async fn update_post(&self, id: i64, title: &str, content: &str, now: i64) -> StoreResult<()> {
-        self.write(self.sql.update_post(id, title, content, now)).await
+        self.write(Touched::Posts, self.sql.update_post(id, title, content, now)).await
     }
 
     async fn delete_post(&self, id: i64) -> StoreResult<()> {
-        self.write(self.sql.delete_post(id)).await
+        self.write(Touched::Posts, self.sql.delete_post(id)).await
     }
 
     async fn list_posts(&self, author_id: Option<i64>, before_id: Option<i64>, limit: i64) -> StoreResult<Arc<[Post]>> {
-        let generation = self.current();
+        let since = self.marks.now();
         let key = (author_id, before_id, limit);
-        if let Some(hit) = self.posts.get(&key, generation) {
+        if let Some(hit) = self.posts.get(&key, |_, since| self.marks.unchanged(&self.marks.posts, since)) {
             return Ok(hit);
         }
         let posts = self.sql.list_posts(author_id, before_id, limit).await?;
-        self.posts.put(key, generation, Arc::clone(&posts));
+        self.posts.put(key, since, Arc::clone(&posts));
         Ok(posts)
     }
 }
@@ -333,11 +402,11 @@ impl UserStore for CachedStore {
     }
 
     async fn update_password_hash(&self, id: i64, hash: &str, now: i64) -> StoreResult<()> {
-        self.write(self.sql.update_password_hash(id, hash, now)).await
+        self.write(Touched::User(id), self.sql.update_password_hash(id, hash, now)).await
     }
 
     async fn set_password(&self, id: i64, hash: &str, new_stamp: &str, now: i64) -> StoreResult<()> {
-        self.write(self.sql.set_password(id, hash, new_stamp, now)).await
+        self.write(Touched::User(id), self.sql.set_password(id, hash, new_stamp, now)).await
     }
 
     async fn set_admin(
@@ -348,7 +417,7 @@ impl UserStore for CachedStore {
         now: i64,
         audit: Option<&AuditEvent>,
     ) -> StoreResult<bool> {
-        self.write(self.sql.set_admin(id, is_admin, new_stamp, now, audit)).await
+        self.write(Touched::User(id), self.sql.set_admin(id, is_admin, new_stamp, now, audit)).await
     }
 
     async fn count_admins(&self) -> StoreResult<i64> {
@@ -356,11 +425,11 @@ impl UserStore for CachedStore {
     }
 
     async fn record_login(&self, id: i64, now: i64, audit: Option<&AuditEvent>) -> StoreResult<()> {
-        self.write(self.sql.record_login(id, now, audit)).await
+        self.write(Touched::User(id), self.sql.record_login(id, now, audit)).await
     }
 
     async fn delete_user(&self, id: i64, audit: Option<&AuditEvent>) -> StoreResult<bool> {
-        self.write(self.sql.delete_user(id, audit)).await
+        self.write(Touched::UserAndPosts(id), self.sql.delete_user(id, audit)).await
     }
 
     async fn set_admin_lock(
@@ -370,7 +439,7 @@ impl UserStore for CachedStore {
         now: i64,
         audit: Option<&AuditEvent>,
     ) -> StoreResult<()> {
-        self.write(self.sql.set_admin_lock(id, until, now, audit)).await
+        self.write(Touched::User(id), self.sql.set_admin_lock(id, until, now, audit)).await
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -412,7 +481,7 @@ impl TokenStore for CachedStore {
         now: i64,
         audit: Option<&AuditEvent>,
     ) -> StoreResult<bool> {
-        self.write(self.sql.verify_email_with_token(token_id, user_id, email, now, audit)).await
+        self.write(Touched::User(user_id), self.sql.verify_email_with_token(token_id, user_id, email, now, audit)).await
     }
 
     async fn reset_password_with_token(
@@ -421,11 +490,12 @@ impl TokenStore for CachedStore {
         lockout_keys: &[String],
         change: &NewCredentials<'_>,
     ) -> StoreResult<bool> {
-        self.write(self.sql.reset_password_with_token(token_id, lockout_keys, change)).await
+        self.write(Touched::User(change.user_id), self.sql.reset_password_with_token(token_id, lockout_keys, change))
+            .await
     }
 
     async fn change_password_with_mail(&self, change: &NewCredentials<'_>) -> StoreResult<()> {
-        self.write(self.sql.change_password_with_mail(change)).await
+        self.write(Touched::User(change.user_id), self.sql.change_password_with_mail(change)).await
     }
 }
 
@@ -436,19 +506,42 @@ mod tests {
     #[test]
     fn an_old_entry_sends_one_reader_to_reload_it_and_serves_the_rest() {
         let map: Map<&str, u32> = Map::new();
+        let fresh = |_: &u32, since: u64| since == 7;
         map.put("k", 7, 1);
         let loaded = map.lock().get("k").map(|e| e.loaded).expect("stored");
         let at = |d: Duration| loaded + d;
-        assert_eq!(map.get_at("k", 7, at(REFRESH_AFTER / 2)), Some(1));
-        assert_eq!(map.get_at("k", 8, at(REFRESH_AFTER / 2)), None, "another generation");
-        assert_eq!(map.get_at("k", 7, at(REFRESH_AFTER)), None, "the first reader past the mark reloads");
+        assert_eq!(map.get_at("k", fresh, at(REFRESH_AFTER / 2)), Some(1));
+        assert_eq!(map.get_at("k", |_, _| false, at(REFRESH_AFTER / 2)), None, "changed since");
+        assert_eq!(map.get_at("k", fresh, at(REFRESH_AFTER)), None, "the first reader past the mark reloads");
         for _ in 0..3 {
-            assert_eq!(map.get_at("k", 7, at(REFRESH_AFTER)), Some(1), "the others are served meanwhile");
+            assert_eq!(map.get_at("k", fresh, at(REFRESH_AFTER)), Some(1), "the others are served meanwhile");
         }
-        assert_eq!(map.get_at("k", 7, at(MAX_AGE)), None, "never past the longest age");
+        assert_eq!(map.get_at("k", fresh, at(MAX_AGE)), None, "never past the longest age");
         map.put("k", 7, 2);
-        assert_eq!(map.get("k", 7), Some(2), "the reloaded value replaces it");
+        assert_eq!(map.get("k", fresh), Some(2), "the reloaded value replaces it");
         let loaded = map.lock().get("k").map(|e| e.loaded).expect("stored");
-        assert_eq!(map.get_at("k", 7, loaded + REFRESH_AFTER), None, "and is renewed in its turn");
+        assert_eq!(map.get_at("k", fresh, loaded + REFRESH_AFTER), None, "and is renewed in its turn");
+    }
+
+    #[test]
+    fn a_mark_stales_only_what_was_read_before_it() {
+        let marks = Marks::new();
+        let before = marks.now();
+        marks.changed(Touched::User(5));
+        assert!(!marks.unchanged(marks.user(5), before), "user 5 changed after the read");
+        assert!(!marks.unchanged(marks.user(5 + STRIPES as i64), before), "so did its stripe");
+        assert!(marks.unchanged(marks.user(6), before), "user 6 did not");
+        assert!(marks.unchanged(&marks.posts, before), "nor did the posts");
+        let after = marks.now();
+        assert!(marks.unchanged(marks.user(5), after), "a read after the change is good");
+        marks.changed(Touched::Posts);
+        assert!(!marks.unchanged(&marks.posts, after));
+        assert!(marks.unchanged(marks.user(5), after));
+        marks.changed(Touched::UserAndPosts(-3));
+        assert!(!marks.unchanged(marks.user(-3), after), "any id has a stripe");
+        let later = marks.now();
+        marks.changed(Touched::Everything);
+        assert!(!marks.unchanged(marks.user(6), later), "everything stales every entry");
+        assert!(!marks.unchanged(&marks.posts, later));
     }
 }

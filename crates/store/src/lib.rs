@@ -81,6 +81,54 @@ pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
     kept: Option<Arc<Kept>>,
+    writer: Option<Arc<Writer>>,
+}
+
+/// SQLite's one writing connection. SQLite lets one connection write at a
+/// time whatever we do; here every change this process makes goes over the
+/// same connection, in turn, so writers queue on a lock of ours instead of
+/// sleeping in SQLite's busy handler. It also lets the read cache tell this
+/// process's commits from another's: SQLite moves a connection's
+/// `PRAGMA data_version` only for commits made on other connections, so on
+/// this one it moves only for changes made by another process.
+/// (PostgreSQL writes over the pool: its server orders the writers.)
+#[derive(Debug, Default)]
+struct Writer {
+    /// Opened from the pool on first use, then detached from it.
+    conn: tokio::sync::Mutex<Option<AnyConnection>>,
+}
+
+/// The connection a change is written on: the writer (SQLite) or one of
+/// the pool (PostgreSQL). Held, it keeps other writers of this process waiting.
+pub(crate) enum WriteConn<'a> {
+    Writer(tokio::sync::MappedMutexGuard<'a, AnyConnection>),
+    Pooled(Conn<'a>),
+}
+
+impl WriteConn<'_> {
+    /// Opens a transaction on this connection: rolled back if dropped uncommitted.
+    pub(crate) async fn begin(&mut self) -> Result<sqlx::Transaction<'_, Any>, sqlx::Error> {
+        sqlx::Connection::begin(&mut **self).await
+    }
+}
+
+impl Deref for WriteConn<'_> {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            Self::Writer(c) => c,
+            Self::Pooled(c) => c,
+        }
+    }
+}
+
+impl DerefMut for WriteConn<'_> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            Self::Writer(c) => c,
+            Self::Pooled(c) => c,
+        }
+    }
 }
 
 fn backend_err(e: sqlx::Error) -> StoreError {
@@ -128,13 +176,6 @@ pub(crate) struct Conn<'a> {
     conn: Option<PoolConnection<Any>>,
     since: Instant,
     kept: Option<&'a Kept>,
-}
-
-impl Conn<'_> {
-    /// Opens a transaction on this connection: rolled back if dropped uncommitted.
-    pub(crate) async fn begin(&mut self) -> Result<sqlx::Transaction<'_, Any>, sqlx::Error> {
-        sqlx::Connection::begin(&mut **self).await
-    }
 }
 
 impl Deref for Conn<'_> {
@@ -211,7 +252,8 @@ impl SqlStore {
                 closed: AtomicBool::new(false),
             })
         });
-        Ok(Self { pool, backend, kept })
+        let writer = (backend == Backend::Sqlite).then(|| Arc::new(Writer::default()));
+        Ok(Self { pool, backend, kept, writer })
     }
 
     /// A connection: the most recently used kept one (SQLite), else one from the pool.
@@ -222,6 +264,41 @@ impl SqlStore {
         }
         let conn = self.pool.acquire().await.map_err(backend_err)?;
         Ok(Conn { conn: Some(conn), since: Instant::now(), kept })
+    }
+
+    /// The connection to write on, once this process's other writers are
+    /// done with it (see [`Writer`]).
+    pub(crate) async fn wconn(&self) -> Result<WriteConn<'_>, StoreError> {
+        let Some(writer) = &self.writer else {
+            return Ok(WriteConn::Pooled(self.conn().await?));
+        };
+        let mut slot = writer.conn.lock().await;
+        if slot.is_none() {
+            *slot = Some(self.pool.acquire().await.map_err(backend_err)?.detach());
+        }
+        tokio::sync::MutexGuard::try_map(slot, Option::as_mut)
+            .map(WriteConn::Writer)
+            .map_err(|_| StoreError::Backend("the writing connection is missing".into()))
+    }
+
+    /// SQLite's `PRAGMA data_version` on the writing connection: it moves
+    /// when another connection commits, never for this one's own commits.
+    pub(crate) async fn data_version(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar::<_, i64>("PRAGMA data_version")
+            .fetch_one(&mut *self.wconn().await?)
+            .await
+            .map_err(backend_err)
+    }
+
+    /// Closes the writing connection after a failure that may have broken
+    /// it; the next write opens another.
+    pub(crate) async fn close_writer(&self) {
+        if let Some(writer) = &self.writer {
+            let old = writer.conn.lock().await.take();
+            if let Some(conn) = old {
+                let _ = conn.close().await;
+            }
+        }
     }
 
     /// Applies pending migrations.
@@ -243,6 +320,11 @@ impl SqlStore {
         &self.pool
     }
 
+    /// Whether [`SqlStore::close`] has been called.
+    pub fn is_closed(&self) -> bool {
+        self.pool.is_closed()
+    }
+
     /// Closes every connection.
     pub async fn close(&self) {
         if let Some(kept) = &self.kept {
@@ -251,6 +333,7 @@ impl SqlStore {
             kept.closed.store(true, Ordering::Release);
             drop(std::mem::take(&mut *kept.lock()));
         }
+        self.close_writer().await;
         self.pool.close().await;
     }
 }
@@ -284,7 +367,7 @@ mod tests {
         let (store, _dir) = sqlite(4).await;
         {
             let mut conn = store.conn().await.expect("conn");
-            let mut tx = conn.begin().await.expect("begin");
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.expect("begin");
             sqlx::query("INSERT INTO t (x) VALUES (1)").execute(&mut *tx).await.expect("insert");
             // Dropped uncommitted, as when a request's future is dropped.
         }
@@ -350,6 +433,54 @@ mod tests {
         drop(store.conn().await.expect("conn"));
         assert_eq!(kept(&store), 1, "a fresh one is kept");
         store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_transaction_dropped_on_the_writer_is_undone_before_the_next_write() {
+        let (store, _dir) = sqlite(4).await;
+        {
+            let mut conn = store.wconn().await.expect("writer");
+            let mut tx = conn.begin().await.expect("begin");
+            sqlx::query("INSERT INTO t (x) VALUES (1)").execute(&mut *tx).await.expect("insert");
+        }
+        sqlx::query("INSERT INTO t (x) VALUES (2)")
+            .execute(&mut *store.wconn().await.expect("writer"))
+            .await
+            .expect("insert");
+        assert_eq!(rows(&store).await, vec![2], "read on another connection");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn parallel_writers_take_turns_on_one_connection() {
+        let (store, _dir) = sqlite(4).await;
+        let writers: Vec<_> = (0..16)
+            .map(|x| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut conn = store.wconn().await.expect("writer");
+                    let mut tx = conn.begin().await.expect("begin");
+                    sqlx::query("INSERT INTO t (x) VALUES ($1)").bind(x).execute(&mut *tx).await.expect("insert");
+                    tokio::task::yield_now().await;
+                    sqlx::query("UPDATE t SET x = x WHERE x = $1").bind(x).execute(&mut *tx).await.expect("update");
+                    tx.commit().await.expect("commit");
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.expect("writer task");
+        }
+        assert_eq!(rows(&store).await, (0..16).collect::<Vec<i64>>());
+        let before = store.data_version().await.expect("version");
+        sqlx::query("INSERT INTO t (x) VALUES (16)")
+            .execute(&mut *store.wconn().await.expect("writer"))
+            .await
+            .expect("insert");
+        assert_eq!(store.data_version().await.expect("version"), before, "its own commits do not move it");
+        sqlx::query("INSERT INTO t (x) VALUES (17)").execute(store.pool()).await.expect("insert elsewhere");
+        assert_ne!(store.data_version().await.expect("version"), before, "another connection's do");
+        store.close().await;
+        assert!(store.is_closed());
     }
 
     #[tokio::test]

@@ -35,7 +35,7 @@ pub(crate) async fn enqueue_in(
 #[async_trait]
 impl OutboxStore for SqlStore {
     async fn enqueue_mail(&self, mail: &OutgoingMail, now: i64) -> StoreResult<()> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.wconn().await?;
         enqueue_in(&mut conn, std::slice::from_ref(mail), now).await.map_err(backend_err)
     }
 
@@ -54,7 +54,7 @@ impl OutboxStore for SqlStore {
             .bind(now)
             .bind(lease_until)
             .bind(limit)
-            .fetch_all(&mut *self.conn().await?)
+            .fetch_all(&mut *self.wconn().await?)
             .await
             .map_err(backend_err)?;
         rows.iter()
@@ -79,7 +79,7 @@ impl OutboxStore for SqlStore {
             "UPDATE outbox SET sent_at = $1, sealed_body = '', locked_until = NULL, last_error = NULL WHERE id IN ({list})"
         );
         let query = ids.iter().fold(sqlx::query(&sql).bind(now), |q, id| q.bind(*id));
-        query.execute(&mut *self.conn().await?).await.map_err(backend_err)?;
+        query.execute(&mut *self.wconn().await?).await.map_err(backend_err)?;
         Ok(())
     }
 
@@ -92,7 +92,7 @@ impl OutboxStore for SqlStore {
         .bind(next_attempt_at)
         .bind(error)
         .bind(id)
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.wconn().await?)
         .await
         .map_err(backend_err)?;
         Ok(())

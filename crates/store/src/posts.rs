@@ -33,7 +33,7 @@ impl PostStore for SqlStore {
             .bind(title)
             .bind(content)
             .bind(now)
-            .fetch_one(&mut *self.conn().await?)
+            .fetch_one(&mut *self.wconn().await?)
             .await
             .map_err(backend_err)?;
         row.try_get("id").map_err(backend_err)
@@ -51,7 +51,7 @@ impl PostStore for SqlStore {
             .bind(content)
             .bind(now)
             .bind(id)
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.wconn().await?)
             .await
             .map_err(backend_err)?;
         Ok(())
@@ -60,7 +60,7 @@ impl PostStore for SqlStore {
     async fn delete_post(&self, id: i64) -> StoreResult<()> {
         sqlx::query("DELETE FROM posts WHERE id = $1")
             .bind(id)
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.wconn().await?)
             .await
             .map_err(backend_err)?;
         Ok(())

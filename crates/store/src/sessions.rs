@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sqlx::AnyConnection;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
@@ -33,18 +32,6 @@ fn session_from_row(row: &AnyRow) -> Result<Session, sqlx::Error> {
     })
 }
 
-/// `SessionStore::touch_session` over the given connection.
-pub(crate) async fn touch_on(conn: &mut AnyConnection, id: &str, seen: i64, now: i64) -> StoreResult<()> {
-    sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at <= $3")
-        .bind(now)
-        .bind(id)
-        .bind(seen)
-        .execute(conn)
-        .await
-        .map_err(backend_err)?;
-    Ok(())
-}
-
 #[async_trait]
 impl SessionStore for SqlStore {
     async fn insert_session(&self, s: &Session) -> StoreResult<()> {
@@ -62,7 +49,7 @@ impl SessionStore for SqlStore {
         .bind(flag(s.remember))
         .bind(s.ip.as_deref())
         .bind(s.user_agent.as_deref())
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.wconn().await?)
         .await
         .map_err(backend_err)?;
         Ok(())
@@ -79,11 +66,18 @@ impl SessionStore for SqlStore {
     }
 
     async fn touch_session(&self, id: &str, seen: i64, now: i64) -> StoreResult<()> {
-        touch_on(&mut *self.conn().await?, id, seen, now).await
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at <= $3")
+            .bind(now)
+            .bind(id)
+            .bind(seen)
+            .execute(&mut *self.wconn().await?)
+            .await
+            .map_err(backend_err)?;
+        Ok(())
     }
 
     async fn delete_session(&self, user_id: i64, id: &str, audit: Option<&AuditEvent>) -> StoreResult<bool> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.wconn().await?;
         let mut tx = conn.begin().await.map_err(backend_err)?;
         let done = sqlx::query("DELETE FROM sessions WHERE id = $1 AND user_id = $2")
             .bind(id)
@@ -105,7 +99,7 @@ impl SessionStore for SqlStore {
         except: Option<&str>,
         audit: Option<&AuditEvent>,
     ) -> StoreResult<u64> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.wconn().await?;
         let mut tx = conn.begin().await.map_err(backend_err)?;
         let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
             .bind(user_id)
@@ -131,12 +125,12 @@ impl SessionStore for SqlStore {
         // Two deletes, each on its own index, rather than one `OR` that scans the table.
         let expired = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
             .bind(now)
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.wconn().await?)
             .await
             .map_err(backend_err)?;
         let idle = sqlx::query("DELETE FROM sessions WHERE last_seen_at < $1 AND remember = 0")
             .bind(idle_cutoff)
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.wconn().await?)
             .await
             .map_err(backend_err)?;
         Ok(expired.rows_affected() + idle.rows_affected())

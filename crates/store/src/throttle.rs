@@ -43,7 +43,7 @@ impl LoginThrottle for SqlStore {
         .bind(threshold)
         .bind(lock_until)
         .bind(window_start)
-        .fetch_one(&mut *self.conn().await?)
+        .fetch_one(&mut *self.wconn().await?)
         .await
         .map_err(backend_err)?;
         row.try_get("attempts").map_err(backend_err)
@@ -53,7 +53,7 @@ impl LoginThrottle for SqlStore {
         for key in keys {
             sqlx::query("DELETE FROM login_attempts WHERE key = $1")
                 .bind(key)
-                .execute(&mut *self.conn().await?)
+                .execute(&mut *self.wconn().await?)
                 .await
                 .map_err(backend_err)?;
         }
@@ -69,7 +69,7 @@ impl LoginThrottle for SqlStore {
         .bind(threshold + 1)
         .bind(until)
         .bind(now)
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *self.wconn().await?)
         .await
         .map_err(backend_err)?;
         Ok(())

@@ -71,7 +71,7 @@ impl TokenStore for SqlStore {
         mails: &[OutgoingMail],
         audit: Option<&AuditEvent>,
     ) -> StoreResult<User> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.wconn().await?;
         let mut tx = conn.begin().await.map_err(backend_err)?;
         let created = insert_user_in(&mut tx, user).await.map_err(map_insert_error)?;
         insert_token(&mut tx, created.id, token).await.map_err(backend_err)?;
@@ -88,7 +88,7 @@ impl TokenStore for SqlStore {
         mails: &[OutgoingMail],
         audit: Option<&AuditEvent>,
     ) -> StoreResult<()> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.wconn().await?;
         let mut tx = conn.begin().await.map_err(backend_err)?;
         insert_token(&mut tx, user_id, token).await.map_err(backend_err)?;
         enqueue_in(&mut tx, mails, token.created_at).await.map_err(backend_err)?;
@@ -127,7 +127,7 @@ impl TokenStore for SqlStore {
         now: i64,
         audit: Option<&AuditEvent>,
     ) -> StoreResult<bool> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.wconn().await?;
         let mut tx = conn.begin().await.map_err(backend_err)?;
         if !consume(&mut tx, token_id, user_id, now).await.map_err(backend_err)? {
             return Ok(false);
@@ -155,7 +155,7 @@ impl TokenStore for SqlStore {
         lockout_keys: &[String],
         change: &NewCredentials<'_>,
     ) -> StoreResult<bool> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.wconn().await?;
         let mut tx = conn.begin().await.map_err(backend_err)?;
         if !consume(&mut tx, token_id, change.user_id, change.now).await.map_err(backend_err)? {
             return Ok(false);
@@ -178,7 +178,7 @@ impl TokenStore for SqlStore {
     }
 
     async fn change_password_with_mail(&self, change: &NewCredentials<'_>) -> StoreResult<()> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.wconn().await?;
         let mut tx = conn.begin().await.map_err(backend_err)?;
         set_credentials(&mut tx, change).await.map_err(backend_err)?;
         tx.commit().await.map_err(backend_err)

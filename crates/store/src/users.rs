@@ -112,7 +112,7 @@ impl SqlStore {
 #[async_trait]
 impl UserStore for SqlStore {
     async fn insert_user(&self, u: &NewUser, audit: Option<&AuditEvent>) -> StoreResult<User> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.wconn().await?;
         let mut tx = conn.begin().await.map_err(backend_err)?;
         let user = insert_user_in(&mut tx, u).await.map_err(map_insert_error)?;
         record_in(&mut tx, audit, Some(user.id)).await.map_err(backend_err)?;
@@ -193,7 +193,7 @@ impl UserStore for SqlStore {
             .bind(hash)
             .bind(now)
             .bind(id)
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.wconn().await?)
             .await
             .map_err(backend_err)?;
         Ok(())
@@ -205,7 +205,7 @@ impl UserStore for SqlStore {
             .bind(new_stamp)
             .bind(now)
             .bind(id)
-            .execute(&mut *self.conn().await?)
+            .execute(&mut *self.wconn().await?)
             .await
             .map_err(backend_err)?;
         Ok(())
@@ -219,7 +219,7 @@ impl UserStore for SqlStore {
         now: i64,
         audit: Option<&AuditEvent>,
     ) -> StoreResult<bool> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.wconn().await?;
         let mut tx = conn.begin().await.map_err(backend_err)?;
         self.lock_admins(&mut tx).await?;
         // Granting, or revoking a non-admin, never removes an admin.
@@ -252,7 +252,7 @@ impl UserStore for SqlStore {
     }
 
     async fn record_login(&self, id: i64, now: i64, audit: Option<&AuditEvent>) -> StoreResult<()> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.wconn().await?;
         let mut tx = conn.begin().await.map_err(backend_err)?;
         sqlx::query("UPDATE users SET last_login_at = $1 WHERE id = $2")
             .bind(now)
@@ -265,7 +265,7 @@ impl UserStore for SqlStore {
     }
 
     async fn delete_user(&self, id: i64, audit: Option<&AuditEvent>) -> StoreResult<bool> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.wconn().await?;
         let mut tx = conn.begin().await.map_err(backend_err)?;
         self.lock_admins(&mut tx).await?;
         // Posts and sessions go by ON DELETE CASCADE, in the same statement.
@@ -292,7 +292,7 @@ impl UserStore for SqlStore {
         now: i64,
         audit: Option<&AuditEvent>,
     ) -> StoreResult<()> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.wconn().await?;
         let mut tx = conn.begin().await.map_err(backend_err)?;
         sqlx::query("UPDATE users SET admin_locked_until = $1, updated_at = $2 WHERE id = $3")
             .bind(until)

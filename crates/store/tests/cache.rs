@@ -26,6 +26,8 @@ async fn fixture() -> Fixture {
     sql.migrate().await.expect("migrate");
     let sql = Arc::new(sql);
     let cache = CachedStore::new(sql.clone());
+    let watching = cache.clone();
+    assert!(eventually(|| std::future::ready(watching.watching())).await, "the watcher starts");
     Fixture { sql, cache, url, _dir: dir }
 }
 
@@ -63,27 +65,75 @@ async fn alice_cached(f: &Fixture) -> User {
     let alice = user(f.cache.as_ref(), "alice").await;
     f.cache.insert_session(&session("s1", &alice)).await.expect("session");
     f.cache.insert_post(alice.id, "t", "c", T0).await.expect("post");
-    // The watcher sees those commits as changes; let it see them before reading.
-    tokio::time::sleep(WATCH_INTERVAL * 5).await;
     assert!(f.cache.session_with_user("s1").await.expect("read").is_some());
     assert_eq!(f.cache.list_posts(Some(alice.id), None, 10).await.expect("list").len(), 1);
     alice
+}
+
+/// Changes Alice behind the cache's back: written by this process on its
+/// writing connection, but not through the cache, so neither the cache nor
+/// its watcher hears of it. What the cache then answers came from memory.
+async fn change_alice_unseen(f: &Fixture, alice: &User) {
+    assert!(f.sql.set_admin(alice.id, true, "unseen-stamp", T0, None).await.expect("grant"));
+    f.sql.insert_post(alice.id, "unseen", "post", T0).await.expect("post");
+    // Long enough for the watcher to have looked several times.
+    tokio::time::sleep(WATCH_INTERVAL * 5).await;
+}
+
+async fn alice_from_memory(f: &Fixture, alice: &User) -> bool {
+    let found = f.cache.session_with_user("s1").await.expect("read").expect("live");
+    let posts = f.cache.list_posts(Some(alice.id), None, 10).await.expect("list");
+    !found.user.is_admin && posts.len() == 1
 }
 
 #[tokio::test]
 async fn sessions_and_post_lists_are_served_from_memory() {
     let f = fixture().await;
     let alice = alice_cached(&f).await;
+    change_alice_unseen(&f, &alice).await;
 
-    // With the database gone, what was read is still answered from memory…
-    f.sql.close().await;
+    // What was read is answered from memory…
     let found = f.cache.session_with_user("s1").await.expect("from memory").expect("cached");
     let (s, u) = (&found.session, &found.user);
     assert_eq!((s.id.as_str(), u.id), ("s1", alice.id));
-    assert_eq!(f.cache.list_posts(Some(alice.id), None, 10).await.expect("from memory").len(), 1);
+    assert!(alice_from_memory(&f, &alice).await, "the session and the list as they were read");
     // …and nothing else is.
-    assert!(f.cache.session_with_user("s2").await.is_err(), "a miss goes to the database");
-    assert!(f.cache.list_posts(None, None, 10).await.is_err(), "another list is another key");
+    f.sql.insert_session(&session("s2", &alice)).await.expect("session");
+    let s2 = f.cache.session_with_user("s2").await.expect("read").expect("a miss goes to the database");
+    assert!(s2.user.is_admin, "and finds what is stored");
+    assert_eq!(f.cache.list_posts(None, None, 10).await.expect("list").len(), 2, "another list is another key");
+}
+
+#[tokio::test]
+async fn another_users_login_leaves_what_is_cached() {
+    let f = fixture().await;
+    let alice = alice_cached(&f).await;
+    let bob = user(f.cache.as_ref(), "bob").await;
+    f.cache.insert_session(&session("b1", &bob)).await.expect("session");
+    assert!(f.cache.session_with_user("b1").await.expect("read").is_some());
+    change_alice_unseen(&f, &alice).await;
+
+    // Bob logs out and in again: his rows change, Alice's do not.
+    assert!(f.cache.delete_session(bob.id, "b1", None).await.expect("logout"));
+    f.cache.record_login(bob.id, T0 + 9, None).await.expect("login");
+    f.cache.insert_session(&session("b2", &bob)).await.expect("session");
+    f.cache.touch_session("s1", T0, T0 + 1).await.expect("touch");
+
+    assert!(alice_from_memory(&f, &alice).await, "Alice's session and posts are still served from memory");
+    assert!(f.cache.session_with_user("b1").await.expect("read").is_none(), "Bob's old session is gone at once");
+    let b2 = f.cache.session_with_user("b2").await.expect("read").expect("live");
+    assert_eq!(b2.user.last_login_at, Some(T0 + 9), "and his new one reads his row as it is now");
+
+    // A change to Alice herself, through the cache, is seen at once.
+    f.cache.set_admin_lock(alice.id, Some(FAR), T0, None).await.expect("lock");
+    let found = f.cache.session_with_user("s1").await.expect("read").expect("live");
+    assert!(found.user.is_admin && found.user.admin_locked_until == Some(FAR), "her row is read again");
+    f.cache.insert_post(bob.id, "bob's", "post", T0).await.expect("post");
+    assert_eq!(
+        f.cache.list_posts(Some(alice.id), None, 10).await.expect("list").len(),
+        2,
+        "a new post re-reads the lists"
+    );
 }
 
 #[tokio::test]
@@ -144,12 +194,10 @@ async fn a_touch_is_written_and_keeps_what_is_cached() {
 
     // Once the watcher has looked, what was read before is still served
     // from memory: the touch did not read as another connection's commit.
-    tokio::time::sleep(WATCH_INTERVAL * 5).await;
-    f.sql.close().await;
+    change_alice_unseen(&f, &alice).await;
+    assert!(alice_from_memory(&f, &alice).await);
     let found = f.cache.session_with_user("s1").await.expect("from memory").expect("cached");
     assert_eq!(found.session.last_seen_at, T0 + 7);
-    let posts = f.cache.list_posts(Some(alice.id), None, 10).await.expect("from memory");
-    assert_eq!(posts.len(), 1, "the post list too");
 }
 
 /// Waits (a bounded number of watcher periods) for `check` to hold.

@@ -48,6 +48,7 @@ use portcullis_app::{
 };
 
 use crate::SqlStore;
+use crate::users::record_login_in;
 
 /// How often the watcher asks SQLite whether another connection committed.
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(20);
@@ -102,8 +103,8 @@ impl Marks {
         &self.users[stripe]
     }
 
-    /// Counts a committed write and marks what it touched.
-    fn changed(&self, touched: Touched) {
+    /// Counts a committed write and marks what it touched; answers the count.
+    fn changed(&self, touched: Touched) -> u64 {
         let count = self.seq.fetch_add(1, Ordering::AcqRel) + 1;
         let mark = |m: &AtomicU64| {
             m.fetch_max(count, Ordering::AcqRel);
@@ -117,6 +118,7 @@ impl Marks {
             }
             Touched::Everything => mark(&self.everything),
         }
+        count
     }
 
     /// No change to anything, nor to `mark`, since `since`.
@@ -199,6 +201,8 @@ pub struct CachedStore {
     marks: Marks,
     sessions: Map<String, Arc<SignedIn>>,
     posts: Map<PostKey, Arc<[Post]>>,
+    /// Users as their last login left them, for the session that follows.
+    logins: Map<i64, User>,
     /// The watcher has taken its first reading.
     watching: std::sync::atomic::AtomicBool,
 }
@@ -212,6 +216,7 @@ impl CachedStore {
             marks: Marks::new(),
             sessions: Map::new(),
             posts: Map::new(),
+            logins: Map::new(),
             watching: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(watch(Arc::downgrade(&store)));
@@ -278,7 +283,19 @@ async fn watch(store: Weak<CachedStore>) {
 impl SessionStore for CachedStore {
     async fn insert_session(&self, session: &Session) -> StoreResult<()> {
         // A new id: nothing cached can name it.
-        self.sql.insert_session(session).await
+        self.sql.insert_session(session).await?;
+        // After a login, the session is cached as it was written, with the
+        // user as the login left them, if nothing has changed them since:
+        // the first page after a login is then served from memory.
+        let mut since = 0;
+        let user = self.logins.get(&session.user_id, |user, at| {
+            since = at;
+            self.marks.unchanged(self.marks.user(user.id), at)
+        });
+        if let Some(user) = user {
+            self.sessions.put(session.id.clone(), since, Arc::new(SignedIn { session: session.clone(), user }));
+        }
+        Ok(())
     }
 
     async fn session_with_user(&self, id: &str) -> StoreResult<Option<Arc<SignedIn>>> {
@@ -425,7 +442,17 @@ impl UserStore for CachedStore {
     }
 
     async fn record_login(&self, id: i64, now: i64, audit: Option<&AuditEvent>) -> StoreResult<()> {
-        self.write(Touched::User(id), self.sql.record_login(id, now, audit)).await
+        let mut conn = self.sql.wconn().await?;
+        let recorded = record_login_in(&mut conn, id, now, audit).await;
+        // Counted while the writing connection is still held: any later
+        // change of this process to the user counts higher, so the row read
+        // back is good until the user's mark moves.
+        let count = self.marks.changed(Touched::User(id));
+        drop(conn);
+        if let Some(user) = recorded? {
+            self.logins.put(id, count, user);
+        }
+        Ok(())
     }
 
     async fn delete_user(&self, id: i64, audit: Option<&AuditEvent>) -> StoreResult<bool> {

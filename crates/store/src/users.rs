@@ -9,7 +9,7 @@ use portcullis_app::ports::StoreResult;
 use portcullis_app::{NewUser, StoreError, User, UserStore, UserSummary};
 
 use crate::audit::record_in;
-use crate::{Backend, SqlStore, backend_err, flag};
+use crate::{Backend, SqlStore, WriteConn, backend_err, flag};
 
 pub(crate) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.password_hash, u.is_admin, u.email_verified, \
      u.security_stamp, u.created_at, u.updated_at, u.last_login_at, u.admin_locked_until";
@@ -81,6 +81,23 @@ pub(crate) async fn insert_user_in(conn: &mut sqlx::AnyConnection, u: &NewUser) 
         .fetch_one(&mut *conn)
         .await?;
     user_from_row(&row)
+}
+
+/// `UserStore::record_login` on the writing connection, answering the
+/// user's row as the change left it (`None`: no such user).
+pub(crate) async fn record_login_in(
+    conn: &mut WriteConn<'_>,
+    id: i64,
+    now: i64,
+    audit: Option<&AuditEvent>,
+) -> StoreResult<Option<User>> {
+    let sql = format!("UPDATE users SET last_login_at = $1 WHERE id = $2 RETURNING {}", USER_COLUMNS.replace("u.", ""));
+    let mut tx = conn.begin().await.map_err(backend_err)?;
+    let row = sqlx::query(&sql).bind(now).bind(id).fetch_optional(&mut *tx).await.map_err(backend_err)?;
+    let user = row.as_ref().map(user_from_row).transpose().map_err(backend_err)?;
+    record_in(&mut tx, audit, None).await.map_err(backend_err)?;
+    tx.commit().await.map_err(backend_err)?;
+    Ok(user)
 }
 
 /// Key of the PostgreSQL advisory lock that changes able to remove an admin
@@ -252,16 +269,7 @@ impl UserStore for SqlStore {
     }
 
     async fn record_login(&self, id: i64, now: i64, audit: Option<&AuditEvent>) -> StoreResult<()> {
-        let mut conn = self.wconn().await?;
-        let mut tx = conn.begin().await.map_err(backend_err)?;
-        sqlx::query("UPDATE users SET last_login_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend_err)?;
-        record_in(&mut tx, audit, None).await.map_err(backend_err)?;
-        tx.commit().await.map_err(backend_err)
+        record_login_in(&mut self.wconn().await?, id, now, audit).await.map(drop)
     }
 
     async fn delete_user(&self, id: i64, audit: Option<&AuditEvent>) -> StoreResult<bool> {

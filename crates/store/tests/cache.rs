@@ -137,6 +137,27 @@ async fn another_users_login_leaves_what_is_cached() {
 }
 
 #[tokio::test]
+async fn the_session_a_login_opens_is_served_from_memory() {
+    let f = fixture().await;
+    let alice = user(f.cache.as_ref(), "alice").await;
+    f.cache.record_login(alice.id, T0 + 3, None).await.expect("login");
+    f.cache.insert_session(&session("s1", &alice)).await.expect("session");
+    change_alice_unseen(&f, &alice).await;
+    let found = f.cache.session_with_user("s1").await.expect("read").expect("live");
+    assert_eq!(found.user.last_login_at, Some(T0 + 3), "the user as the login left them");
+    assert!(!found.user.is_admin, "from memory: the change behind the cache's back does not show");
+    assert_eq!(found.session.id, "s1");
+
+    // A change to the user between the login and the session is not missed.
+    f.cache.record_login(alice.id, T0 + 4, None).await.expect("login");
+    f.cache.set_admin_lock(alice.id, Some(FAR), T0, None).await.expect("lock");
+    f.cache.insert_session(&session("s2", &alice)).await.expect("session");
+    let found = f.cache.session_with_user("s2").await.expect("read").expect("live");
+    assert_eq!(found.user.admin_locked_until, Some(FAR), "read from the file");
+    assert_eq!(found.user.last_login_at, Some(T0 + 4));
+}
+
+#[tokio::test]
 async fn a_change_made_through_the_store_is_seen_at_once() {
     let f = fixture().await;
     let alice = user(f.cache.as_ref(), "alice").await;

@@ -290,8 +290,8 @@ impl SqlStore {
             .map_err(backend_err)
     }
 
-    /// Closes the writing connection after a failure that may have broken
-    /// it; the next write opens another.
+    /// Closes the writing connection (at shutdown, or after a failure that
+    /// may have broken it); a later write opens another.
     pub(crate) async fn close_writer(&self) {
         if let Some(writer) = &self.writer {
             let old = writer.conn.lock().await.take();

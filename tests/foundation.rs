@@ -288,3 +288,41 @@ async fn large_responses_are_gzipped_and_small_pages_are_not() {
     assert_eq!((page.status, page.header("content-encoding")), (200, None));
     assert!(page.body.len() < usize::from(portcullis_web::site::COMPRESS_ABOVE) && page.csrf_token().is_some());
 }
+
+#[tokio::test]
+async fn a_handler_that_panics_gets_the_error_page_and_the_site_goes_on() {
+    use axum::body::{Body, to_bytes};
+    use axum::http::{Request, StatusCode};
+    use axum::routing::get;
+
+    let app = TestApp::spawn().await;
+    let state = portcullis::server::web_state(&app.config, &app.services).expect("web state");
+    let routes = axum::Router::new().route(
+        "/boom",
+        get(|| async {
+            if std::hint::black_box(true) {
+                panic!("secret detail of the failure");
+            }
+            "unreachable"
+        }),
+    );
+    let call = |path: &str| Request::get(path).body(Body::empty()).expect("request");
+    let peer = Some(std::net::IpAddr::from([127, 0, 0, 1]));
+    let res = portcullis_web::context::request_context(state.clone(), peer, call("/boom"), routes.clone())
+        .await
+        .expect("always an answer");
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let h = res.headers();
+    assert!(h.get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"text/html")), "{h:?}");
+    assert!(h.get("content-security-policy").is_some() && h.get("x-request-id").is_some(), "{h:?}");
+    let body = to_bytes(res.into_body(), 1 << 20).await.expect("body");
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("Something went wrong"), "{body}");
+    assert!(!body.contains("secret detail"), "the panic's message stays in the log: {body}");
+
+    // The same routes answer the next request as usual.
+    let res = portcullis_web::context::request_context(state, peer, call("/nothing-here"), routes)
+        .await
+        .expect("always an answer");
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}

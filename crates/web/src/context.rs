@@ -5,16 +5,18 @@
 
 use std::convert::Infallible;
 use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{Body, to_bytes};
 use axum::extract::Request;
 use axum::http::header::{
-    CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, SET_COOKIE, USER_AGENT,
+    ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, SET_COOKIE, USER_AGENT,
 };
-use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt as _;
 use portcullis_app::SignedIn;
 use portcullis_app::accounts::ClientInfo;
 use serde::{Deserialize, Serialize};
@@ -333,9 +335,22 @@ where
         path_and_query: req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into()),
     });
     req.extensions_mut().insert(Arc::clone(&ctx));
+    let accept_encoding = req.headers().get(ACCEPT_ENCODING).cloned();
     let handler = std::pin::pin!(async move {
-        let Ok(res) = routes.oneshot(req).await;
-        res
+        match AssertUnwindSafe(routes.oneshot(req)).catch_unwind().await {
+            Ok(Ok(res)) => res,
+            Err(panic) => {
+                // The panic hook has written the message and where; the
+                // visitor gets the error page.
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("a panic");
+                tracing::error!(panic = what, "the handler panicked");
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            }
+        }
     });
     let mut res = trace::bounded(started, state.config.request_timeout, handler).await;
 
@@ -344,6 +359,9 @@ where
         && res.extensions().get::<Rendered>().is_none()
     {
         res = render_error_response(state, res, &ctx);
+    }
+    if crate::site::worth_compressing(&res) {
+        res = crate::site::compress(res, accept_encoding).await;
     }
 
     let mut set: Vec<String> = Vec::new();
@@ -423,10 +441,8 @@ fn render_error_response(state: &AppState, res: Response, ctx: &RequestCtx) -> R
     let (mut parts, _) = res.into_parts();
     let page = state.templates.error_page(ctx, status, info.as_ref().map(|i| i.message.as_str()));
     let (page_parts, body) = page.into_parts();
-    // The new body is neither the old one's length nor, if the routes
-    // compressed the old one, gzip.
+    // The new body is not the old one's length.
     parts.headers.remove(CONTENT_LENGTH);
-    parts.headers.remove(CONTENT_ENCODING);
     for (k, v) in page_parts.headers.iter() {
         parts.headers.insert(k, v.clone());
     }

@@ -13,13 +13,14 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody as _};
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::response::Response;
+use axum::http::header::ACCEPT_ENCODING;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse as _, Response};
 use axum::serve::IncomingStream;
 use tokio::net::TcpListener;
-use tower::{Service, ServiceBuilder};
-use tower_http::catch_panic::CatchPanicLayer;
+use tower::{Layer as _, Service, ServiceBuilder, ServiceExt as _, service_fn};
 use tower_http::compression::predicate::{NotForContentType, Predicate as _, SizeAbove};
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 
@@ -31,21 +32,40 @@ use crate::state::AppState;
 /// setting up a compressor costs many times what rendering the page does.
 pub const COMPRESS_ABOVE: u16 = 12 * 1024;
 
-/// The routes behind the request context: compression, a 500 for a handler
-/// that panics, and the body limit for the extractors.
+/// Whether `res` is large enough to be worth compressing (a body of unknown
+/// length may be).
+pub fn worth_compressing(res: &Response) -> bool {
+    res.body().size_hint().exact().is_none_or(|n| n >= u64::from(COMPRESS_ABOVE))
+}
+
+/// `res` gzipped if the client accepts it (`accept` is the request's
+/// `Accept-Encoding`), with `Vary` set. Called only for the few responses
+/// [`worth_compressing`]: a compression layer around every route would wrap
+/// and box every response's body, the small pages' too.
+pub async fn compress(res: Response, accept: Option<HeaderValue>) -> Response {
+    let mut req = Request::new(());
+    if let Some(v) = accept {
+        req.headers_mut().insert(ACCEPT_ENCODING, v);
+    }
+    let mut made = Some(res);
+    let answer = service_fn(move |_: Request<()>| {
+        ready(Ok::<_, Infallible>(made.take().unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response())))
+    });
+    let gzip = CompressionLayer::new()
+        .quality(CompressionLevel::Fastest)
+        .compress_when(SizeAbove::new(COMPRESS_ABOVE).and(NotForContentType::IMAGES))
+        .layer(answer);
+    let Ok(res) = gzip.oneshot(req).await;
+    res.map(Body::new)
+}
+
+/// The routes behind the request context, with the body limit for the
+/// extractors. Compression and the answer to a handler that panics are the
+/// request context's (`crate::context`).
 fn routes(
     state: AppState,
 ) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send> + Clone + Send + 'static {
-    ServiceBuilder::new()
-        .map_response(|res: axum::http::Response<_>| res.map(Body::new))
-        .layer(
-            CompressionLayer::new()
-                .quality(CompressionLevel::Fastest)
-                .compress_when(SizeAbove::new(COMPRESS_ABOVE).and(NotForContentType::IMAGES)),
-        )
-        .layer(CatchPanicLayer::new())
-        .layer(DefaultBodyLimit::max(state.config.body_limit))
-        .service(crate::routes::router(state))
+    ServiceBuilder::new().layer(DefaultBodyLimit::max(state.config.body_limit)).service(crate::routes::router(state))
 }
 
 /// Every page and form of the site, for `axum::serve`.

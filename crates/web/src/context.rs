@@ -234,7 +234,7 @@ where
     .await;
     let h = res.headers_mut();
     h.insert(trace::REQUEST_ID, id);
-    crate::headers::add_security_headers(h, state.config.is_https());
+    crate::headers::complete(h, state.config.is_https());
     Ok(res)
 }
 
@@ -441,10 +441,13 @@ fn render_error_response(state: &AppState, res: Response, ctx: &RequestCtx) -> R
     let (mut parts, _) = res.into_parts();
     let page = state.templates.error_page(ctx, status, info.as_ref().map(|i| i.message.as_str()));
     let (page_parts, body) = page.into_parts();
-    // The new body is not the old one's length.
+    // The new body is not the old one's length or type. The page's other
+    // headers are the security headers, which the response leaves with
+    // anyway (`headers::complete`), without replacing a stricter
+    // `Referrer-Policy` of the old one's.
     parts.headers.remove(CONTENT_LENGTH);
-    for (k, v) in page_parts.headers.iter() {
-        parts.headers.insert(k, v.clone());
+    if let Some(ct) = page_parts.headers.get(CONTENT_TYPE) {
+        parts.headers.insert(CONTENT_TYPE, ct.clone());
     }
     parts.status = status;
     parts.extensions.insert(Rendered);

@@ -3,26 +3,26 @@
 
 use askama::Template;
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header::CONTENT_TYPE};
+use axum::http::{HeaderValue, StatusCode, header::CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 
 use crate::context::RequestCtx;
 use crate::pages::ErrorPage;
 
-/// Headers a response has room for from the start: every one it will
-/// carry (the security headers, cookies, length, date…), so that none of
-/// them makes the map grow.
-const RESPONSE_HEADERS: usize = 16;
-
-/// A response with `status` and `body` whose header map has that room.
+/// A response with `status` and `body` that starts with the security
+/// headers and has room for the rest.
 pub fn response(status: StatusCode, body: Body) -> Response {
     let mut r = Response::new(body);
     *r.status_mut() = status;
-    *r.headers_mut() = HeaderMap::with_capacity(RESPONSE_HEADERS);
+    *r.headers_mut() = crate::headers::response_headers();
     r
 }
 
 const HTML: &str = "text/html; charset=utf-8";
+
+/// What a page is written into at first: the larger pages (the dashboard,
+/// the login form) fit.
+const PAGE_ROOM: usize = 4 * 1024;
 
 /// Marks an error response whose body is already a page of ours.
 #[derive(Clone, Copy, Debug)]
@@ -39,9 +39,13 @@ impl Templates {
     }
 
     /// `page` as a response with `status`.
-    pub fn render_status(&self, status: StatusCode, page: &impl Template) -> Response {
-        match page.render() {
-            Ok(html) => {
+    pub fn render_status<T: Template>(&self, status: StatusCode, page: &T) -> Response {
+        // Room for the whole page at once: askama's own estimate counts the
+        // template's text, not what the values and the base layout add, and
+        // the page would grow, and be copied, while it is written.
+        let mut html = String::with_capacity(PAGE_ROOM.max(T::SIZE_HINT));
+        match page.render_into(&mut html) {
+            Ok(()) => {
                 let mut r = response(status, Body::from(html));
                 r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(HTML));
                 // Only error responses are looked at for the mark.

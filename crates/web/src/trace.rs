@@ -6,7 +6,6 @@
 //! adds a future to poll, which on a page served from the cache costs more
 //! than the work itself.
 
-use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,7 +40,13 @@ impl RequestIds {
         }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let mut id = String::with_capacity(self.prefix.len() + 17);
-        let _ = write!(id, "{}-{n:x}", self.prefix);
+        id.push_str(&self.prefix);
+        id.push('-');
+        // The counter in lower-case hex, without the formatting machinery.
+        let digits = (16 - n.leading_zeros() / 4).max(1);
+        for i in (0..digits).rev() {
+            id.push(char::from(b"0123456789abcdef"[((n >> (4 * i)) & 0xf) as usize]));
+        }
         // Base64url and hex digits: always a valid header value.
         HeaderValue::try_from(id).unwrap_or(HeaderValue::from_static("-"))
     }
@@ -129,6 +134,11 @@ mod tests {
         assert_eq!(a.split('-').next(), b.split('-').next(), "one prefix per process");
         let other = RequestIds::default().for_request(None);
         assert_ne!(other.to_str().expect("ascii").split('-').next(), a.split('-').next(), "prefixes differ");
+        for (n, hex) in [(0x10, "-10"), (0xa0f, "-a0f"), (u64::MAX, "-ffffffffffffffff")] {
+            ids.next.store(n, Ordering::Relaxed);
+            let id = ids.for_request(None);
+            assert!(id.to_str().expect("ascii").ends_with(hex), "{id:?} for {n:x}");
+        }
         let proxy = HeaderValue::from_static("nginx-abc123");
         assert_eq!(ids.for_request(Some(&proxy)), proxy);
     }

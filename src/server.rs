@@ -193,7 +193,6 @@ pub async fn open(config: &Config) -> Result<Services, StartError> {
         sessions,
         throttle: shared.clone(),
         tokens: shared.clone(),
-        outbox: shared.clone(),
         audit: shared.clone(),
     };
     let mut post_store: Arc<dyn PostStore> = shared.clone();

@@ -10,10 +10,10 @@ use tokio::sync::Notify;
 use crate::audit::{AuditEvent, Origin};
 use crate::clock::{ms, now_ms};
 use crate::error::{AppError, FieldErrors, StoreError, TokenProblem};
-use crate::hashing::HashPool;
+use crate::hashing::{Admission, HashPool};
 use crate::mail::{MailKind, MailRenderer, MailVars, OutgoingMail, Sealer};
 use crate::model::{NewToken, NewUser, Session, SignedIn, TokenPurpose, TokenRecord, User, UserSummary};
-use crate::ports::{AuditStore, LoginThrottle, NewCredentials, OutboxStore, SessionStore, TokenStore, UserStore};
+use crate::ports::{AuditStore, LoginThrottle, NewCredentials, SessionStore, SignIn, TokenStore, UserStore};
 use crate::settings::AuthSettings;
 use crate::tokens;
 
@@ -61,8 +61,6 @@ pub struct AccountPorts {
     pub throttle: Arc<dyn LoginThrottle>,
     /// One-shot tokens and the changes they make.
     pub tokens: Arc<dyn TokenStore>,
-    /// Mails that go with no other change.
-    pub outbox: Arc<dyn OutboxStore>,
     /// Audit events that go with no other change (failed logins).
     pub audit: Arc<dyn AuditStore>,
 }
@@ -76,13 +74,18 @@ pub struct DeviceCookie {
     pub nonce: String,
 }
 
-/// A successful login.
-#[derive(Clone, Debug)]
+/// A checked login, to be opened with [`Accounts::sign_in`]. It holds its
+/// place in the hashing pool until then, so that the attempt it counted is
+/// forgotten before the place goes to another login.
+#[derive(Debug)]
 pub struct Login {
     /// Who.
     pub user: User,
     /// The browser showed a device cookie for this account.
     pub known_device: bool,
+    /// The failed-login counter the attempt was counted under.
+    attempt_key: String,
+    _place: Admission,
 }
 
 /// Writes mails for the outbox: renders, seals, and wakes the worker.
@@ -131,7 +134,6 @@ pub struct Accounts {
     sessions: Arc<dyn SessionStore>,
     throttle: Arc<dyn LoginThrottle>,
     tokens: Arc<dyn TokenStore>,
-    outbox: Arc<dyn OutboxStore>,
     audit: Arc<dyn AuditStore>,
     mailer: Mailer,
     hasher: Arc<HashPool>,
@@ -159,7 +161,6 @@ impl Accounts {
             sessions: ports.sessions,
             throttle: ports.throttle,
             tokens: ports.tokens,
-            outbox: ports.outbox,
             audit: ports.audit,
             mailer,
             hasher,
@@ -396,6 +397,7 @@ impl Accounts {
     /// and locked names cost the same and answer alike; at most
     /// `lockout_threshold` guesses per name are ever verified, however many
     /// arrive at once, because each attempt is counted before it is checked.
+    /// A success is recorded only when [`Accounts::sign_in`] opens its session.
     pub async fn authenticate(
         &self,
         identifier: &str,
@@ -454,7 +456,6 @@ impl Accounts {
             self.audit.insert_audit(&failed("login.failure", Some(&user))).await?;
             return Err(AppError::InvalidCredentials);
         }
-        self.throttle.clear_attempts(&[key]).await?;
         if verified.needs_rehash {
             // Quietly move old (Werkzeug, cheaper Argon2) hashes to the current cost.
             match self.hasher.hash_admitted(&place, password).await {
@@ -464,28 +465,54 @@ impl Accounts {
                 }
             }
         }
-        let event = origin.event("login.success", Some(user.id), Some(&user.username), None);
-        self.users.record_login(user.id, now_ms(), Some(&event)).await?;
-        Ok(Login { user, known_device: known_device.is_some() })
+        Ok(Login { user, known_device: known_device.is_some(), attempt_key: key, _place: place })
     }
 
-    /// Mails the user that their account was signed in to from a browser it
-    /// had not seen, if the settings ask for it.
-    pub async fn notify_new_device(&self, user: &User, client: &ClientInfo, device: &str) -> Result<(), AppError> {
-        if !self.settings.new_device_mail {
-            return Ok(());
+    /// Opens the session of a checked login, in one write with the rest of
+    /// what a login changes: the attempt is forgotten, the login noted on
+    /// the user and in the audit log, and, if the settings ask for it, a
+    /// browser the account had not seen (`device` names it) gets the owner
+    /// a notice. Any session the browser had is replaced by the caller.
+    pub async fn sign_in(
+        &self,
+        login: Login,
+        remember: bool,
+        client: ClientInfo,
+        device: &str,
+        origin: &Origin,
+    ) -> Result<NewSession, AppError> {
+        let user = &login.user;
+        let mail = if login.known_device || !self.settings.new_device_mail {
+            None
+        } else {
+            let mut vars = self.vars(user, None, None);
+            vars.ip = client.ip.map(|ip| ip.to_string());
+            vars.device = Some(device.to_owned());
+            // The notice is not worth refusing the login for.
+            self.mailer
+                .compose(MailKind::NewDevice, &user.email, &vars)
+                .inspect_err(|e| tracing::warn!(error = %e, "new sign-in notice not written"))
+                .ok()
+        };
+        let new = self.new_session(user, remember, client);
+        let event = origin.event("login.success", Some(user.id), Some(&user.username), None);
+        let writes = SignIn { attempt_key: &login.attempt_key, audit: &event, mail: mail.as_ref() };
+        self.sessions.open_session(&new.session, &writes).await?;
+        if mail.is_some() {
+            self.mailer.queued();
         }
-        let mut vars = self.vars(user, None, None);
-        vars.ip = client.ip.map(|ip| ip.to_string());
-        vars.device = Some(device.to_owned());
-        let mail = self.mailer.compose(MailKind::NewDevice, &user.email, &vars)?;
-        self.outbox.enqueue_mail(&mail, now_ms()).await?;
-        self.mailer.queued();
-        Ok(())
+        Ok(new)
     }
 
     /// Opens a new session for `user`. Any session the browser had is replaced by the caller.
     pub async fn start_session(&self, user: &User, remember: bool, client: ClientInfo) -> Result<NewSession, AppError> {
+        let new = self.new_session(user, remember, client);
+        self.sessions.insert_session(&new.session).await?;
+        Ok(new)
+    }
+
+    /// A session for `user`, not yet stored.
+    fn new_session(&self, user: &User, remember: bool, client: ClientInfo) -> NewSession {
         let token = tokens::mint();
         let now = now_ms();
         let life = if remember { self.settings.remember_duration } else { self.settings.session_absolute_timeout };
@@ -501,8 +528,7 @@ impl Accounts {
             ip: client.ip.map(|ip| ip.to_string()),
             user_agent: client.user_agent.map(|ua| ua.chars().take(512).collect()),
         };
-        self.sessions.insert_session(&session).await?;
-        Ok(NewSession { cookie: token.value(), session })
+        NewSession { cookie: token.value(), session }
     }
 
     /// The live session and user behind a cookie value, if any. Enforces the

@@ -51,8 +51,6 @@ pub trait UserStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// Number of admins.
     async fn count_admins(&self) -> StoreResult<i64>;
-    /// Notes a successful login and records `audit`.
-    async fn record_login(&self, id: i64, now: i64, audit: Option<&AuditEvent>) -> StoreResult<()>;
     /// Deletes a user with their posts and sessions and records `audit`,
     /// unless they are the last admin (`false`, nothing recorded).
     async fn delete_user(&self, id: i64, audit: Option<&AuditEvent>) -> StoreResult<bool>;
@@ -73,6 +71,10 @@ pub trait UserStore: Send + Sync {
 pub trait SessionStore: Send + Sync {
     /// Stores a new session.
     async fn insert_session(&self, session: &Session) -> StoreResult<()>;
+    /// Stores the session a successful login opens, with what the login
+    /// changes besides (see [`SignIn`]): in one transaction, or, where the
+    /// session lives apart from the SQL database, the rest first in one.
+    async fn open_session(&self, session: &Session, login: &SignIn<'_>) -> StoreResult<()>;
     /// The session and its user, in one read.
     async fn session_with_user(&self, id: &str) -> StoreResult<Option<Arc<SignedIn>>>;
     /// Moves `last_seen_at` on to `now` from `seen`, the value the caller
@@ -193,6 +195,18 @@ pub trait TokenStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// Applies `change` (new password and stamp, and its mails), atomically.
     async fn change_password_with_mail(&self, change: &NewCredentials<'_>) -> StoreResult<()>;
+}
+
+/// What a successful login writes besides its session: the user's
+/// `last_login_at` becomes the session's `created_at`.
+#[derive(Clone, Copy, Debug)]
+pub struct SignIn<'a> {
+    /// The failed-login counter the attempt was counted under: forgotten.
+    pub attempt_key: &'a str,
+    /// Recorded (`login.success`).
+    pub audit: &'a AuditEvent,
+    /// Queued with it, if any (the notice of a sign-in from a new browser).
+    pub mail: Option<&'a OutgoingMail>,
 }
 
 /// A new password for a user, with the mails that announce it.

@@ -6,7 +6,32 @@ use sqlx::Row as _;
 use portcullis_app::audit::{AuditEvent, AuditFilter};
 use portcullis_app::ports::{AuditStore, StoreResult};
 
+use crate::script::{Arg, bind_all};
 use crate::{SqlStore, backend_err};
+
+/// Appends an audit event.
+pub(crate) const INSERT_EVENT: &str = "INSERT INTO audit_events (at, kind, user_id, actor_id, subject, ip, user_agent, detail) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// [`INSERT_EVENT`] if the statement before it changed a row (SQLite only:
+/// `changes()` is SQLite's).
+pub(crate) const INSERT_EVENT_IF_CHANGED: &str = "INSERT INTO audit_events \
+     (at, kind, user_id, actor_id, subject, ip, user_agent, detail) \
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE changes() > 0";
+
+/// [`INSERT_EVENT`]'s parameters for `e`, `user_id` standing in for its own if given.
+pub(crate) fn event_args(e: &AuditEvent, user_id: Option<i64>) -> [Arg<'_>; 8] {
+    [
+        Arg::Int(e.at),
+        Arg::Text(&e.kind),
+        Arg::MaybeInt(user_id.or(e.user_id)),
+        Arg::MaybeInt(e.actor_id),
+        Arg::MaybeText(e.subject.as_deref()),
+        Arg::MaybeText(e.ip.as_deref()),
+        Arg::MaybeText(e.user_agent.as_deref()),
+        Arg::MaybeText(e.detail.as_deref()),
+    ]
+}
 
 /// Appends `event`, if any, on an open transaction: the change it records
 /// commits with it or not at all. `user_id` stands in for the event's own
@@ -17,20 +42,7 @@ pub(crate) async fn record_in(
     user_id: Option<i64>,
 ) -> Result<(), sqlx::Error> {
     let Some(e) = event else { return Ok(()) };
-    sqlx::query(
-        "INSERT INTO audit_events (at, kind, user_id, actor_id, subject, ip, user_agent, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(e.at)
-    .bind(&e.kind)
-    .bind(user_id.or(e.user_id))
-    .bind(e.actor_id)
-    .bind(e.subject.as_deref())
-    .bind(e.ip.as_deref())
-    .bind(e.user_agent.as_deref())
-    .bind(e.detail.as_deref())
-    .execute(&mut *conn)
-    .await?;
+    bind_all(sqlx::query(INSERT_EVENT), &event_args(e, user_id)).execute(&mut *conn).await?;
     Ok(())
 }
 

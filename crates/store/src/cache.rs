@@ -41,14 +41,14 @@ use async_trait::async_trait;
 
 use portcullis_app::audit::AuditEvent;
 use portcullis_app::mail::OutgoingMail;
-use portcullis_app::ports::{NewCredentials, StoreResult};
+use portcullis_app::ports::{NewCredentials, SignIn, StoreResult};
 use portcullis_app::{
     NewToken, NewUser, Post, PostStore, Session, SessionStore, SignedIn, TokenRecord, TokenStore, User, UserStore,
     UserSummary,
 };
 
 use crate::SqlStore;
-use crate::users::record_login_in;
+use crate::users::sign_in_in;
 
 /// How often the watcher asks SQLite whether another connection committed.
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(20);
@@ -201,8 +201,6 @@ pub struct CachedStore {
     marks: Marks,
     sessions: Map<String, Arc<SignedIn>>,
     posts: Map<PostKey, Arc<[Post]>>,
-    /// Users as their last login left them, for the session that follows.
-    logins: Map<i64, User>,
     /// The watcher has taken its first reading.
     watching: std::sync::atomic::AtomicBool,
 }
@@ -216,7 +214,6 @@ impl CachedStore {
             marks: Marks::new(),
             sessions: Map::new(),
             posts: Map::new(),
-            logins: Map::new(),
             watching: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(watch(Arc::downgrade(&store)));
@@ -283,17 +280,21 @@ async fn watch(store: Weak<CachedStore>) {
 impl SessionStore for CachedStore {
     async fn insert_session(&self, session: &Session) -> StoreResult<()> {
         // A new id: nothing cached can name it.
-        self.sql.insert_session(session).await?;
-        // After a login, the session is cached as it was written, with the
-        // user as the login left them, if nothing has changed them since:
-        // the first page after a login is then served from memory.
-        let mut since = 0;
-        let user = self.logins.get(&session.user_id, |user, at| {
-            since = at;
-            self.marks.unchanged(self.marks.user(user.id), at)
-        });
-        if let Some(user) = user {
-            self.sessions.put(session.id.clone(), since, Arc::new(SignedIn { session: session.clone(), user }));
+        self.sql.insert_session(session).await
+    }
+
+    async fn open_session(&self, session: &Session, login: &SignIn<'_>) -> StoreResult<()> {
+        let mut conn = self.sql.wconn().await?;
+        let opened = sign_in_in(&mut conn, session.user_id, session.created_at, Some(session), login).await;
+        // Counted while the writing connection is still held: any later
+        // change of this process to the user counts higher, so the row read
+        // back is good until the user's mark moves. The session is cached
+        // as it was written, with the user as the login left them: the
+        // first page after a login is served from memory.
+        let count = self.marks.changed(Touched::User(session.user_id));
+        drop(conn);
+        if let Some(user) = opened? {
+            self.sessions.put(session.id.clone(), count, Arc::new(SignedIn { session: session.clone(), user }));
         }
         Ok(())
     }
@@ -439,20 +440,6 @@ impl UserStore for CachedStore {
 
     async fn count_admins(&self) -> StoreResult<i64> {
         self.sql.count_admins().await
-    }
-
-    async fn record_login(&self, id: i64, now: i64, audit: Option<&AuditEvent>) -> StoreResult<()> {
-        let mut conn = self.sql.wconn().await?;
-        let recorded = record_login_in(&mut conn, id, now, audit).await;
-        // Counted while the writing connection is still held: any later
-        // change of this process to the user counts higher, so the row read
-        // back is good until the user's mark moves.
-        let count = self.marks.changed(Touched::User(id));
-        drop(conn);
-        if let Some(user) = recorded? {
-            self.logins.put(id, count, user);
-        }
-        Ok(())
     }
 
     async fn delete_user(&self, id: i64, audit: Option<&AuditEvent>) -> StoreResult<bool> {

@@ -9,6 +9,7 @@ mod limits;
 mod outbox;
 mod posts;
 pub mod redis;
+mod script;
 mod sessions;
 mod throttle;
 mod tokens;
@@ -96,12 +97,16 @@ pub struct SqlStore {
 struct Writer {
     /// Opened from the pool on first use, then detached from it.
     conn: tokio::sync::Mutex<Option<AnyConnection>>,
+    /// A script (see `script`) was sent and its caller stopped waiting
+    /// before the answer: the transaction it opened may still be open.
+    /// Only read and written under `conn`'s lock.
+    unfinished: AtomicBool,
 }
 
 /// The connection a change is written on: the writer (SQLite) or one of
 /// the pool (PostgreSQL). Held, it keeps other writers of this process waiting.
 pub(crate) enum WriteConn<'a> {
-    Writer(tokio::sync::MappedMutexGuard<'a, AnyConnection>),
+    Writer(tokio::sync::MappedMutexGuard<'a, AnyConnection>, &'a AtomicBool),
     Pooled(Conn<'a>),
 }
 
@@ -116,7 +121,7 @@ impl Deref for WriteConn<'_> {
     type Target = AnyConnection;
     fn deref(&self) -> &AnyConnection {
         match self {
-            Self::Writer(c) => c,
+            Self::Writer(c, _) => c,
             Self::Pooled(c) => c,
         }
     }
@@ -125,7 +130,7 @@ impl Deref for WriteConn<'_> {
 impl DerefMut for WriteConn<'_> {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         match self {
-            Self::Writer(c) => c,
+            Self::Writer(c, _) => c,
             Self::Pooled(c) => c,
         }
     }
@@ -276,9 +281,12 @@ impl SqlStore {
         if slot.is_none() {
             *slot = Some(self.pool.acquire().await.map_err(backend_err)?.detach());
         }
-        tokio::sync::MutexGuard::try_map(slot, Option::as_mut)
-            .map(WriteConn::Writer)
-            .map_err(|_| StoreError::Backend("the writing connection is missing".into()))
+        let mut conn = tokio::sync::MutexGuard::try_map(slot, Option::as_mut)
+            .map_err(|_| StoreError::Backend("the writing connection is missing".into()))?;
+        if writer.unfinished.swap(false, Ordering::Relaxed) {
+            script::roll_back(&mut conn).await;
+        }
+        Ok(WriteConn::Writer(conn, &writer.unfinished))
     }
 
     /// SQLite's `PRAGMA data_version` on the writing connection: it moves
@@ -448,6 +456,60 @@ mod tests {
             .await
             .expect("insert");
         assert_eq!(rows(&store).await, vec![2], "read on another connection");
+        store.close().await;
+    }
+
+    /// Two inserts into `t` with a slow count between them.
+    fn slow_script() -> script::Script {
+        script::Script::new(vec![
+            "INSERT INTO t (x) VALUES ($1)".into(),
+            "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < $1) SELECT count(*) AS n FROM c"
+                .into(),
+            "INSERT INTO t (x) VALUES ($1)".into(),
+        ])
+    }
+
+    #[tokio::test]
+    async fn a_script_is_one_transaction_and_answers_its_rows() {
+        use script::Arg;
+        let (store, _dir) = sqlite(4).await;
+        let script = slow_script();
+        let mut conn = store.wconn().await.expect("writer");
+        let answer = script.run(&mut conn, &[&[Arg::Int(1)], &[Arg::Int(10)], &[Arg::Int(2)]]).await.expect("run");
+        assert_eq!(answer.len(), 1);
+        assert_eq!(sqlx::Row::try_get::<i64, _>(&answer[0], "n").expect("n"), 10);
+        // One that fails half-way leaves nothing, and the writer goes on.
+        let failed = script.run(&mut conn, &[&[Arg::Int(3)], &[Arg::Int(1)], &[Arg::MaybeInt(None)]]).await;
+        assert!(failed.is_err(), "x is NOT NULL");
+        let wrong = script.run(&mut conn, &[&[Arg::Int(3)]]).await;
+        assert!(wrong.is_err(), "a script refuses the wrong number of parameters");
+        drop(conn);
+        sqlx::query("INSERT INTO t (x) VALUES (4)")
+            .execute(&mut *store.wconn().await.expect("writer"))
+            .await
+            .expect("insert");
+        assert_eq!(rows(&store).await, vec![1, 2, 4], "read on another connection");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_script_abandoned_half_way_is_undone_before_the_next_write() {
+        use script::Arg;
+        let (store, _dir) = sqlite(4).await;
+        let script = slow_script();
+        {
+            let mut conn = store.wconn().await.expect("writer");
+            // The count takes seconds: the caller stops waiting after the
+            // first insert and before the second, as a request dropped on a
+            // time limit would.
+            let run = script.run(&mut conn, &[&[Arg::Int(1)], &[Arg::Int(20_000_000)], &[Arg::Int(2)]]);
+            assert!(tokio::time::timeout(Duration::from_millis(200), run).await.is_err(), "still counting");
+        }
+        sqlx::query("INSERT INTO t (x) VALUES (3)")
+            .execute(&mut *store.wconn().await.expect("writer"))
+            .await
+            .expect("insert");
+        assert_eq!(rows(&store).await, vec![3], "read on another connection");
         store.close().await;
     }
 

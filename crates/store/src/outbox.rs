@@ -9,7 +9,17 @@ use portcullis_app::OutboxStore;
 use portcullis_app::mail::{ClaimedMail, OutgoingMail};
 use portcullis_app::ports::StoreResult;
 
+use crate::script::{Arg, bind_all};
 use crate::{Backend, SqlStore, backend_err};
+
+/// Queues a mail.
+pub(crate) const INSERT_MAIL: &str = "INSERT INTO outbox (recipient, subject, sealed_body, created_at, attempts, next_attempt_at) \
+     VALUES ($1, $2, $3, $4, 0, $4)";
+
+/// [`INSERT_MAIL`]'s parameters for `m`, queued at `now`.
+pub(crate) fn mail_args(m: &OutgoingMail, now: i64) -> [Arg<'_>; 4] {
+    [Arg::Text(&m.recipient), Arg::Text(&m.subject), Arg::Text(&m.sealed), Arg::Int(now)]
+}
 
 /// Queues mails on an open transaction or connection.
 pub(crate) async fn enqueue_in(
@@ -18,16 +28,7 @@ pub(crate) async fn enqueue_in(
     now: i64,
 ) -> Result<(), sqlx::Error> {
     for m in mails {
-        sqlx::query(
-            "INSERT INTO outbox (recipient, subject, sealed_body, created_at, attempts, next_attempt_at) \
-             VALUES ($1, $2, $3, $4, 0, $4)",
-        )
-        .bind(&m.recipient)
-        .bind(&m.subject)
-        .bind(&m.sealed)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
+        bind_all(sqlx::query(INSERT_MAIL), &mail_args(m, now)).execute(&mut *conn).await?;
     }
     Ok(())
 }

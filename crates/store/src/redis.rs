@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 
 use portcullis_app::audit::AuditEvent;
-use portcullis_app::ports::{AuditStore, RateLimitStore, StoreResult};
+use portcullis_app::ports::{AuditStore, RateLimitStore, SignIn, StoreResult};
 use portcullis_app::{Session, SessionStore, SignedIn, StoreError, UserStore};
 
 use crate::SqlStore;
@@ -100,6 +100,13 @@ impl RedisStore {
 
 #[async_trait]
 impl SessionStore for RedisStore {
+    async fn open_session(&self, session: &Session, login: &SignIn<'_>) -> StoreResult<()> {
+        // No transaction spans Redis and SQL: the login is recorded first,
+        // as a login with no session to show for it harms no one.
+        self.sql.record_sign_in(session.user_id, session.created_at, login).await?;
+        self.insert_session(session).await
+    }
+
     async fn insert_session(&self, s: &Session) -> StoreResult<()> {
         let mut conn = self.conn.clone();
         let key = self.session_key(&s.id);

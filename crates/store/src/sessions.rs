@@ -1,18 +1,48 @@
 //! `SessionStore` on SQL.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
 use portcullis_app::audit::AuditEvent;
-use portcullis_app::ports::StoreResult;
+use portcullis_app::ports::{SignIn, StoreResult};
 use portcullis_app::{Session, SessionStore, SignedIn};
 
-use crate::audit::record_in;
-use crate::users::{USER_COLUMNS, user_from_row};
-use crate::{SqlStore, backend_err, flag};
+use crate::audit::{INSERT_EVENT_IF_CHANGED, event_args, record_in};
+use crate::script::{Arg, Script, bind_all};
+use crate::users::{USER_COLUMNS, sign_in_in, user_from_row};
+use crate::{SqlStore, WriteConn, backend_err, flag};
+
+/// Stores a new session.
+pub(crate) const INSERT_SESSION: &str = "INSERT INTO sessions (id, secret_hash, user_id, security_stamp, created_at, \
+     last_seen_at, expires_at, remember, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+/// A session ended and, if it was there, its event recorded: SQLite only
+/// (see [`INSERT_EVENT_IF_CHANGED`]), where it is one trip.
+static END_SESSION: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(vec![
+        "DELETE FROM sessions WHERE id = $1 AND user_id = $2 RETURNING id".into(),
+        INSERT_EVENT_IF_CHANGED.into(),
+    ])
+});
+
+/// [`INSERT_SESSION`]'s parameters for `s`.
+pub(crate) fn session_args(s: &Session) -> [Arg<'_>; 10] {
+    [
+        Arg::Text(&s.id),
+        Arg::Text(&s.secret_hash),
+        Arg::Int(s.user_id),
+        Arg::Text(&s.security_stamp),
+        Arg::Int(s.created_at),
+        Arg::Int(s.last_seen_at),
+        Arg::Int(s.expires_at),
+        Arg::Int(flag(s.remember)),
+        Arg::MaybeText(s.ip.as_deref()),
+        Arg::MaybeText(s.user_agent.as_deref()),
+    ]
+}
 
 const SESSION_COLUMNS: &str = "s.id AS s_id, s.secret_hash, s.user_id, s.security_stamp AS s_stamp, s.created_at AS s_created_at, \
      s.last_seen_at, s.expires_at, s.remember, s.ip, s.user_agent";
@@ -35,24 +65,15 @@ fn session_from_row(row: &AnyRow) -> Result<Session, sqlx::Error> {
 #[async_trait]
 impl SessionStore for SqlStore {
     async fn insert_session(&self, s: &Session) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO sessions (id, secret_hash, user_id, security_stamp, created_at, last_seen_at, expires_at, remember, ip, user_agent) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(&s.id)
-        .bind(&s.secret_hash)
-        .bind(s.user_id)
-        .bind(&s.security_stamp)
-        .bind(s.created_at)
-        .bind(s.last_seen_at)
-        .bind(s.expires_at)
-        .bind(flag(s.remember))
-        .bind(s.ip.as_deref())
-        .bind(s.user_agent.as_deref())
-        .execute(&mut *self.wconn().await?)
-        .await
-        .map_err(backend_err)?;
+        bind_all(sqlx::query(INSERT_SESSION), &session_args(s))
+            .execute(&mut *self.wconn().await?)
+            .await
+            .map_err(backend_err)?;
         Ok(())
+    }
+
+    async fn open_session(&self, session: &Session, login: &SignIn<'_>) -> StoreResult<()> {
+        sign_in_in(&mut self.wconn().await?, session.user_id, session.created_at, Some(session), login).await.map(drop)
     }
 
     async fn session_with_user(&self, id: &str) -> StoreResult<Option<Arc<SignedIn>>> {
@@ -78,6 +99,11 @@ impl SessionStore for SqlStore {
 
     async fn delete_session(&self, user_id: i64, id: &str, audit: Option<&AuditEvent>) -> StoreResult<bool> {
         let mut conn = self.wconn().await?;
+        if let (WriteConn::Writer(..), Some(e)) = (&conn, audit) {
+            let args: [&[Arg<'_>]; 2] = [&[Arg::Text(id), Arg::Int(user_id)], &event_args(e, None)];
+            let rows = END_SESSION.run(&mut conn, &args).await.map_err(backend_err)?;
+            return Ok(!rows.is_empty());
+        }
         let mut tx = conn.begin().await.map_err(backend_err)?;
         let done = sqlx::query("DELETE FROM sessions WHERE id = $1 AND user_id = $2")
             .bind(id)

@@ -1,14 +1,19 @@
 //! `UserStore` on SQL.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _, Transaction};
 
 use portcullis_app::audit::AuditEvent;
-use portcullis_app::ports::StoreResult;
-use portcullis_app::{NewUser, StoreError, User, UserStore, UserSummary};
+use portcullis_app::ports::{SignIn, StoreResult};
+use portcullis_app::{NewUser, Session, StoreError, User, UserStore, UserSummary};
 
-use crate::audit::record_in;
+use crate::audit::{INSERT_EVENT, event_args, record_in};
+use crate::outbox::{INSERT_MAIL, mail_args};
+use crate::script::{Arg, Script};
+use crate::sessions::{INSERT_SESSION, session_args};
 use crate::{Backend, SqlStore, WriteConn, backend_err, flag};
 
 pub(crate) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.password_hash, u.is_admin, u.email_verified, \
@@ -83,21 +88,62 @@ pub(crate) async fn insert_user_in(conn: &mut sqlx::AnyConnection, u: &NewUser) 
     user_from_row(&row)
 }
 
-/// `UserStore::record_login` on the writing connection, answering the
-/// user's row as the change left it (`None`: no such user).
-pub(crate) async fn record_login_in(
+/// Sets a user's `last_login_at` ($1) by id ($2), answering the row.
+fn note_login() -> String {
+    format!("UPDATE users SET last_login_at = $1 WHERE id = $2 RETURNING {}", USER_COLUMNS.replace("u.", ""))
+}
+
+/// Forgets one failed-login counter.
+const FORGET_ATTEMPT: &str = "DELETE FROM login_attempts WHERE key = $1";
+
+/// A successful login's writes (see `SignIn`), indexed by whether they
+/// take the session and a mail: `2 * session + mail`.
+static SIGN_IN: [LazyLock<Script>; 4] = [
+    LazyLock::new(|| sign_in_script(false, false)),
+    LazyLock::new(|| sign_in_script(false, true)),
+    LazyLock::new(|| sign_in_script(true, false)),
+    LazyLock::new(|| sign_in_script(true, true)),
+];
+
+fn sign_in_script(session: bool, mail: bool) -> Script {
+    let mut statements = vec![FORGET_ATTEMPT.to_owned(), note_login()];
+    if session {
+        statements.push(INSERT_SESSION.into());
+    }
+    statements.push(INSERT_EVENT.into());
+    if mail {
+        statements.push(INSERT_MAIL.into());
+    }
+    Script::new(statements)
+}
+
+/// The user's row a script's `note_login` answered (`None`: no such user).
+fn noted(rows: &[AnyRow]) -> StoreResult<Option<User>> {
+    rows.first().map(user_from_row).transpose().map_err(backend_err)
+}
+
+/// A successful login of user `user_id` at `now` on the writing connection,
+/// in one transaction: its attempt forgotten, the login noted, `session`
+/// stored (unless it lives elsewhere), the event recorded and the mail
+/// queued. Answers the user's row as the login left it.
+pub(crate) async fn sign_in_in(
     conn: &mut WriteConn<'_>,
-    id: i64,
+    user_id: i64,
     now: i64,
-    audit: Option<&AuditEvent>,
+    session: Option<&Session>,
+    login: &SignIn<'_>,
 ) -> StoreResult<Option<User>> {
-    let sql = format!("UPDATE users SET last_login_at = $1 WHERE id = $2 RETURNING {}", USER_COLUMNS.replace("u.", ""));
-    let mut tx = conn.begin().await.map_err(backend_err)?;
-    let row = sqlx::query(&sql).bind(now).bind(id).fetch_optional(&mut *tx).await.map_err(backend_err)?;
-    let user = row.as_ref().map(user_from_row).transpose().map_err(backend_err)?;
-    record_in(&mut tx, audit, None).await.map_err(backend_err)?;
-    tx.commit().await.map_err(backend_err)?;
-    Ok(user)
+    let forget = [Arg::Text(login.attempt_key)];
+    let note = [Arg::Int(now), Arg::Int(user_id)];
+    let event = event_args(login.audit, None);
+    let session_args = session.map(session_args);
+    let mail = login.mail.map(|m| mail_args(m, now));
+    let mut args: Vec<&[Arg<'_>]> = vec![&forget, &note];
+    args.extend(session_args.as_ref().map(|a| &a[..]));
+    args.push(&event);
+    args.extend(mail.as_ref().map(|a| &a[..]));
+    let script = &SIGN_IN[2 * usize::from(session.is_some()) + usize::from(mail.is_some())];
+    noted(&script.run(conn, &args).await.map_err(backend_err)?)
 }
 
 /// Key of the PostgreSQL advisory lock that changes able to remove an admin
@@ -105,6 +151,12 @@ pub(crate) async fn record_login_in(
 const ADMINS_LOCK_KEY: i64 = 0x0070_6361_646d_696e;
 
 impl SqlStore {
+    /// What a successful login of user `user_id` at `now` writes besides a
+    /// session kept elsewhere (Redis), in one transaction.
+    pub async fn record_sign_in(&self, user_id: i64, now: i64, login: &SignIn<'_>) -> StoreResult<()> {
+        sign_in_in(&mut self.wconn().await?, user_id, now, None, login).await.map(drop)
+    }
+
     /// Makes changes that could remove the last admin (a demotion, a deletion)
     /// wait for each other, so that each counts the admins the one before left.
     /// SQLite needs nothing: it runs one writer at a time, and the guarded
@@ -266,10 +318,6 @@ impl UserStore for SqlStore {
             .await
             .map_err(backend_err)?;
         row.try_get("n").map_err(backend_err)
-    }
-
-    async fn record_login(&self, id: i64, now: i64, audit: Option<&AuditEvent>) -> StoreResult<()> {
-        record_login_in(&mut self.wconn().await?, id, now, audit).await.map(drop)
     }
 
     async fn delete_user(&self, id: i64, audit: Option<&AuditEvent>) -> StoreResult<bool> {

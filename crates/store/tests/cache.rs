@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use portcullis_app::audit::AuditEvent;
+use portcullis_app::ports::SignIn;
 use portcullis_app::{NewUser, PostStore, Session, SessionStore, User, UserStore};
 use portcullis_domain::{Email, Username};
 use portcullis_store::SqlStore;
@@ -57,6 +59,13 @@ fn session(id: &str, user: &User) -> Session {
         ip: None,
         user_agent: None,
     }
+}
+
+/// `user` logs in at `at`, opening session `id`, through `store`.
+async fn log_in(store: &dyn SessionStore, id: &str, user: &User, at: i64) {
+    let s = Session { created_at: at, last_seen_at: at, ..session(id, user) };
+    let event = AuditEvent { at, kind: "login.success".into(), user_id: Some(user.id), ..Default::default() };
+    store.open_session(&s, &SignIn { attempt_key: "k", audit: &event, mail: None }).await.expect("login");
 }
 
 /// Alice with session `s1` and one post, her session and her post list read
@@ -115,8 +124,7 @@ async fn another_users_login_leaves_what_is_cached() {
 
     // Bob logs out and in again: his rows change, Alice's do not.
     assert!(f.cache.delete_session(bob.id, "b1", None).await.expect("logout"));
-    f.cache.record_login(bob.id, T0 + 9, None).await.expect("login");
-    f.cache.insert_session(&session("b2", &bob)).await.expect("session");
+    log_in(f.cache.as_ref(), "b2", &bob, T0 + 9).await;
     f.cache.touch_session("s1", T0, T0 + 1).await.expect("touch");
 
     assert!(alice_from_memory(&f, &alice).await, "Alice's session and posts are still served from memory");
@@ -140,18 +148,16 @@ async fn another_users_login_leaves_what_is_cached() {
 async fn the_session_a_login_opens_is_served_from_memory() {
     let f = fixture().await;
     let alice = user(f.cache.as_ref(), "alice").await;
-    f.cache.record_login(alice.id, T0 + 3, None).await.expect("login");
-    f.cache.insert_session(&session("s1", &alice)).await.expect("session");
+    log_in(f.cache.as_ref(), "s1", &alice, T0 + 3).await;
     change_alice_unseen(&f, &alice).await;
     let found = f.cache.session_with_user("s1").await.expect("read").expect("live");
     assert_eq!(found.user.last_login_at, Some(T0 + 3), "the user as the login left them");
     assert!(!found.user.is_admin, "from memory: the change behind the cache's back does not show");
     assert_eq!(found.session.id, "s1");
 
-    // A change to the user between the login and the session is not missed.
-    f.cache.record_login(alice.id, T0 + 4, None).await.expect("login");
+    // A change to the user after the login, through the cache, is not missed.
+    log_in(f.cache.as_ref(), "s2", &alice, T0 + 4).await;
     f.cache.set_admin_lock(alice.id, Some(FAR), T0, None).await.expect("lock");
-    f.cache.insert_session(&session("s2", &alice)).await.expect("session");
     let found = f.cache.session_with_user("s2").await.expect("read").expect("live");
     assert_eq!(found.user.admin_locked_until, Some(FAR), "read from the file");
     assert_eq!(found.user.last_login_at, Some(T0 + 4));

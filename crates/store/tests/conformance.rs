@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use portcullis_app::audit::{AuditEvent, AuditFilter};
 use portcullis_app::mail::OutgoingMail;
-use portcullis_app::ports::{AuditStore, NewCredentials, OutboxStore};
+use portcullis_app::ports::{AuditStore, NewCredentials, OutboxStore, SignIn};
 use portcullis_app::{
     LoginThrottle, NewToken, NewUser, PostStore, Session, SessionStore, StoreError, TokenPurpose, TokenStore, User,
     UserStore,
@@ -53,7 +53,6 @@ conformance! {
     list_users_search_matches_metacharacters_literally,
     list_users_search_pages_by_id,
     password_updates_keep_or_change_the_stamp,
-    record_login_sets_last_login,
     set_admin_grants_and_revokes,
     set_admin_refuses_to_demote_the_last_admin,
     set_admin_revokes_a_non_admin_when_there_is_no_admin,
@@ -85,6 +84,8 @@ conformance! {
     refused_changes_record_nothing,
     a_change_whose_event_cannot_be_written_is_undone,
     outbox_claims_each_mail_once_and_marks_a_batch_sent,
+    open_session_writes_the_whole_login,
+    a_login_whose_event_cannot_be_written_opens_nothing,
 }
 
 mod harness {
@@ -526,18 +527,6 @@ async fn password_updates_keep_or_change_the_stamp(store: SqlStore) {
     // Unknown ids are no error.
     store.update_password_hash(bob.id + 100, "x", T0).await.expect("update hash");
     store.set_password(bob.id + 100, "x", "y", T0).await.expect("set password");
-}
-
-async fn record_login_sets_last_login(store: SqlStore) {
-    let alice = add_user(&store, "alice", false).await;
-    let bob = add_user(&store, "bob", false).await;
-    store.record_login(alice.id, T0 + MINUTE, None).await.expect("record login");
-    let a = store.user_by_id(alice.id).await.expect("get").expect("found");
-    assert_eq!(a.last_login_at, Some(T0 + MINUTE));
-    let b = store.user_by_id(bob.id).await.expect("get").expect("found");
-    assert_eq!(b.last_login_at, None);
-    let listed = store.list_users(Some("alice"), None, 10, T0).await.expect("list users");
-    assert_eq!(listed[0].user.last_login_at, Some(T0 + MINUTE));
 }
 
 async fn set_admin_grants_and_revokes(store: SqlStore) {
@@ -1170,8 +1159,9 @@ async fn audited_changes_record_their_event(store: SqlStore) {
         )
         .await
         .expect("insert with token");
-    store.record_login(alice.id, T0 + 1, Some(&event("login.success", Some(alice.id)))).await.expect("login");
-    add_session(&store, &session("s1", &alice, T0, T0 + MINUTE, false)).await;
+    let success = event("login.success", Some(alice.id));
+    let login = SignIn { attempt_key: "user:alice", audit: &success, mail: None };
+    store.open_session(&session("s1", &alice, T0, T0 + MINUTE, false), &login).await.expect("login");
     add_session(&store, &session("s2", &alice, T0, T0 + MINUTE, false)).await;
     assert!(store.delete_session(alice.id, "s1", Some(&event("logout", Some(alice.id)))).await.expect("logout"));
     assert_eq!(
@@ -1308,7 +1298,9 @@ async fn a_change_whose_event_cannot_be_written_is_undone(store: SqlStore) {
     assert!(store.user_by_login("dave").await.expect("lookup").is_none(), "no user without its event");
     assert!(store.token("t3").await.expect("token").is_none());
 
-    assert!(store.record_login(alice.id, T0 + 5, Some(&ev("login.success"))).await.is_err());
+    let success = ev("login.success");
+    let login = SignIn { attempt_key: "user:alice", audit: &success, mail: None };
+    assert!(store.open_session(&session("s9", &alice, T0 + 5, T0 + MINUTE, false), &login).await.is_err());
     assert!(store.delete_session(alice.id, "s1", Some(&ev("logout"))).await.is_err());
     assert!(store.delete_user_sessions(alice.id, None, Some(&ev("session.revoked"))).await.is_err());
     assert!(store.set_admin(alice.id, true, "new", T0, Some(&ev("admin.grant"))).await.is_err());
@@ -1376,4 +1368,77 @@ async fn outbox_claims_each_mail_once_and_marks_a_batch_sent(store: SqlStore) {
     let bodies: Vec<String> =
         sqlx::query_scalar("SELECT sealed_body FROM outbox ORDER BY id").fetch_all(store.pool()).await.expect("bodies");
     assert_eq!(bodies, ["", "sealed-1", ""], "a sent mail's body is forgotten");
+}
+
+// ---------------------------------------------------------------- logins
+
+fn notice(to: &str) -> OutgoingMail {
+    OutgoingMail { recipient: to.to_owned(), subject: "New sign-in".to_owned(), sealed: "sealed".to_owned() }
+}
+
+async fn open_session_writes_the_whole_login(store: SqlStore) {
+    let alice = add_user(&store, "alice", false).await;
+    let bob = add_user(&store, "bob", false).await;
+    for key in ["user:alice", "name:other"] {
+        assert_eq!(reserve(&store, key, T0, 5).await, 1);
+    }
+    let first = session("s1", &alice, T0 + MINUTE, T0 + 9 * MINUTE, true);
+    let success = event("login.success", Some(alice.id));
+    let mail = notice("alice@example.com");
+    let login = SignIn { attempt_key: "user:alice", audit: &success, mail: Some(&mail) };
+    store.open_session(&first, &login).await.expect("open");
+
+    let found = store.session_with_user("s1").await.expect("lookup").expect("the session is stored");
+    let s = &found.session;
+    assert_eq!(
+        (s.id.as_str(), s.created_at, s.expires_at, s.remember),
+        ("s1", first.created_at, first.expires_at, true)
+    );
+    assert_eq!((s.ip.as_deref(), s.user_agent.as_deref()), (Some("192.0.2.7"), Some("conformance/1.0")));
+    assert_eq!(found.user.id, alice.id);
+    assert_eq!(found.user.last_login_at, Some(T0 + MINUTE), "the login is noted at the session's start");
+    assert_eq!(store.user_by_id(bob.id).await.expect("get").expect("bob").last_login_at, None);
+    let listed = store.list_users(Some("alice"), None, 10, T0).await.expect("list users");
+    assert_eq!(listed[0].user.last_login_at, Some(T0 + MINUTE));
+    assert_eq!(reserve(&store, "user:alice", T0, 5).await, 1, "the attempt is forgotten");
+    assert_eq!(reserve(&store, "name:other", T0, 5).await, 2, "other counters stay");
+    assert_eq!(recorded(&store).await, [("login.success".to_owned(), Some(alice.id))]);
+    let claimed = store.claim_mail(T0 + MINUTE, T0 + 2 * MINUTE, 10).await.expect("claim");
+    assert_eq!(claimed.len(), 1, "the notice is queued with the login");
+
+    // Without a mail, and again for the same user: a second session.
+    let second = session("s2", &alice, T0 + 2 * MINUTE, T0 + 9 * MINUTE, false);
+    let login = SignIn { attempt_key: "user:alice", audit: &success, mail: None };
+    store.open_session(&second, &login).await.expect("open");
+    assert_eq!(session_ids(&store, alice.id, T0).await, ["s2", "s1"]);
+    assert_eq!(store.user_by_id(alice.id).await.expect("get").expect("alice").last_login_at, Some(T0 + 2 * MINUTE));
+    assert_eq!(store.pending_mail_count().await.expect("count"), 1, "no second mail");
+    assert_eq!(recorded(&store).await.len(), 2);
+
+    // A session id already taken opens nothing.
+    assert!(store.open_session(&second, &login).await.is_err());
+    assert_eq!(recorded(&store).await.len(), 2, "nothing recorded for it");
+}
+
+async fn a_login_whose_event_cannot_be_written_opens_nothing(store: SqlStore) {
+    let alice = add_user(&store, "alice", false).await;
+    assert_eq!(reserve(&store, "user:alice", T0, 5).await, 1);
+    refuse_audit_inserts(&store).await;
+    let success = event("login.success", Some(alice.id));
+    let mail = notice("alice@example.com");
+    let s1 = session("s1", &alice, T0 + MINUTE, T0 + 9 * MINUTE, false);
+    let login = SignIn { attempt_key: "user:alice", audit: &success, mail: Some(&mail) };
+    assert!(store.open_session(&s1, &login).await.is_err());
+    assert!(store.session_with_user("s1").await.expect("lookup").is_none(), "no session");
+    assert_eq!(store.user_by_id(alice.id).await.expect("get").expect("alice").last_login_at, None, "not noted");
+    assert_eq!(store.pending_mail_count().await.expect("count"), 0, "no mail");
+    assert_eq!(reserve(&store, "user:alice", T0, 5).await, 2, "the attempt still counts");
+    // The writer goes on: the next login, with the log writable again, opens.
+    let drop_trigger = match store.backend() {
+        portcullis_store::Backend::Sqlite => "DROP TRIGGER audit_refused",
+        portcullis_store::Backend::Postgres => "DROP TRIGGER audit_refused ON audit_events",
+    };
+    sqlx::raw_sql(drop_trigger).execute(store.pool()).await.expect("drop trigger");
+    store.open_session(&s1, &login).await.expect("open");
+    assert_eq!(session_ids(&store, alice.id, T0).await, ["s1"]);
 }

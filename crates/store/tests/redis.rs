@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use portcullis_app::audit::{AuditEvent, AuditFilter};
-use portcullis_app::ports::{AuditStore, RateLimitStore};
-use portcullis_app::{Session, SessionStore, UserStore};
+use portcullis_app::mail::OutgoingMail;
+use portcullis_app::ports::{AuditStore, OutboxStore, RateLimitStore, SignIn};
+use portcullis_app::{LoginThrottle, Session, SessionStore, UserStore};
 use portcullis_store::SqlStore;
 use portcullis_store::redis::RedisStore;
 
@@ -162,5 +163,26 @@ async fn rate_limit_counters_count_per_window_and_race_free() {
     }
     counts.sort_unstable();
     assert_eq!(counts, (1..=50).collect::<Vec<i64>>());
+    f.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_login_opens_its_session_in_redis_and_records_the_rest_in_sql() {
+    let Some(f) = fixture().await else { return };
+    let alice = f.user("alice").await;
+    let key = "user:alice";
+    assert_eq!(f.sql.reserve_attempt(key, 10, 5, 99, 0).await.expect("count"), 1);
+    let event = AuditEvent { at: 20, kind: "login.success".into(), user_id: Some(alice.id), ..Default::default() };
+    let mail =
+        OutgoingMail { recipient: "alice@example.com".into(), subject: "New sign-in".into(), sealed: "x".into() };
+    let s = session("s1", alice.id, 20, far(), false);
+    f.redis.open_session(&s, &SignIn { attempt_key: key, audit: &event, mail: Some(&mail) }).await.expect("open");
+    let found = f.redis.session_with_user("s1").await.expect("read").expect("the session is in Redis");
+    assert_eq!(found.user.last_login_at, Some(20), "the login is noted in SQL");
+    assert_eq!(f.sql.reserve_attempt(key, 30, 5, 99, 0).await.expect("count"), 1, "the attempt is forgotten");
+    assert_eq!(f.sql.pending_mail_count().await.expect("mails"), 1);
+    let kinds: Vec<String> =
+        f.sql.list_audit(&AuditFilter::default(), 10).await.expect("audit").into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, ["login.success"]);
     f.cleanup().await;
 }

@@ -164,21 +164,20 @@ async fn post_login(
         });
     match state.accounts.authenticate(&form.username, &form.password, device.as_ref(), &ctx.origin()).await {
         Ok(login) => {
-            let user = login.user;
+            let user_id = login.user.id;
             let remember =
                 form.remember_me.as_deref().is_some_and(|v| !v.is_empty() && v != "0" && v != "off" && v != "false");
-            let new = state.accounts.start_session(&user, remember, ctx.client.clone()).await?;
-            if !login.known_device {
-                let agent = describe_agent(ctx.client.user_agent.as_deref().unwrap_or(""));
-                if let Err(e) = state.accounts.notify_new_device(&user, &ctx.client, &agent).await {
-                    tracing::warn!(error = %e, "new sign-in notice not queued");
-                }
-            }
+            let agent = if login.known_device {
+                String::new()
+            } else {
+                describe_agent(ctx.client.user_agent.as_deref().unwrap_or(""))
+            };
+            let new = state.accounts.sign_in(login, remember, ctx.client.clone(), &agent, &ctx.origin()).await?;
             let mut r = see_other(&landing(next.as_deref()));
             r.extensions_mut().insert(SessionChange::Start { cookie: new.cookie, remember });
             // A fresh device cookie each time (OWASP's device-cookie pattern).
             let nonce = portcullis_app::tokens::random_b64(16);
-            let value = state.signer.sign(DEVICE_PURPOSE, format!("{}.{nonce}", user.id).as_bytes());
+            let value = state.signer.sign(DEVICE_PURPOSE, format!("{user_id}.{nonce}").as_bytes());
             let cookie = cookies::build(cookies::DEVICE, value, https, Some(DEVICE_LIFETIME));
             if let Ok(v) = HeaderValue::from_str(&cookie) {
                 r.headers_mut().append(SET_COOKIE, v);

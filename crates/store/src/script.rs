@@ -83,8 +83,8 @@ impl Script {
         conn: &mut WriteConn<'_>,
         args: &[&[Arg<'a>]],
     ) -> Result<Vec<AnyRow>, sqlx::Error> {
-        let given: Vec<usize> = args.iter().map(|a| a.len()).collect();
-        if given != self.arity {
+        if !args.iter().map(|a| a.len()).eq(self.arity.iter().copied()) {
+            let given: Vec<usize> = args.iter().map(|a| a.len()).collect();
             return Err(sqlx::Error::Protocol(format!("script takes {:?} parameters, given {given:?}", self.arity)));
         }
         match conn {

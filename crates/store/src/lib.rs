@@ -283,8 +283,10 @@ impl SqlStore {
         }
         let mut conn = tokio::sync::MutexGuard::try_map(slot, Option::as_mut)
             .map_err(|_| StoreError::Backend("the writing connection is missing".into()))?;
-        if writer.unfinished.swap(false, Ordering::Relaxed) {
+        if writer.unfinished.load(Ordering::Relaxed) {
             script::roll_back(&mut conn).await;
+            // Cleared only once done: a holder dropped on the way leaves it for the next.
+            writer.unfinished.store(false, Ordering::Relaxed);
         }
         Ok(WriteConn::Writer(conn, &writer.unfinished))
     }

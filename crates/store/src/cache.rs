@@ -13,15 +13,20 @@
 //! leaves every other user's entries and the post lists alone.
 //!
 //! Changes made by another process on the same file (the command line, a
-//! second server) are noticed by a watcher polling SQLite's
-//! `PRAGMA data_version` on the connection this process writes on (see
-//! `SqlStore`): SQLite moves that value whenever another connection
-//! commits, and never for the connection's own commits, so it moves only
-//! for changes made elsewhere. They set the mark of everything within
-//! [`WATCH_INTERVAL`]. Entries also age out after [`MAX_AGE`]; past
-//! [`REFRESH_AFTER`] one reader reloads an entry while the others go on
-//! using it, so that the readers of a busy session do not all miss at the
-//! same moment.
+//! second server) are noticed by reading SQLite's `PRAGMA data_version` on
+//! the connection this process writes on (see `SqlStore`): SQLite moves
+//! that value whenever another connection commits, and never for the
+//! connection's own commits, so it moves only for changes made elsewhere,
+//! and a reading that moved sets the mark of everything. An entry is used
+//! only after a reading no older than [`READING_MAX_AGE`]: writes of several
+//! statements take one on their way, and a reader that finds the last one
+//! older takes one itself first. So every read that starts that long after
+//! a change made elsewhere sees it, a busy server seldom needs a trip of
+//! its own for that, and an idle one makes none.
+//!
+//! Entries also age out after [`MAX_AGE`]; past [`REFRESH_AFTER`] one
+//! reader reloads an entry while the others go on using it, so that the
+//! readers of a busy session do not all miss at the same moment.
 //!
 //! A session's `last_seen_at` (the one write a page view makes, once a
 //! minute at most) is updated in place: it marks nothing.
@@ -34,7 +39,7 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -50,9 +55,9 @@ use portcullis_app::{
 use crate::SqlStore;
 use crate::users::sign_in_in;
 
-/// How often the watcher asks SQLite whether another connection committed.
-pub const WATCH_INTERVAL: Duration = Duration::from_millis(20);
-/// The longest an entry is used, whatever the watcher says.
+/// The oldest reading of SQLite's data version that an entry is used on.
+pub const READING_MAX_AGE: Duration = Duration::from_millis(20);
+/// The longest an entry is used, whatever the readings say.
 pub const MAX_AGE: Duration = Duration::from_secs(30);
 /// From this age on, the first reader of an entry reloads it.
 pub const REFRESH_AFTER: Duration = Duration::from_secs(15);
@@ -201,23 +206,49 @@ pub struct CachedStore {
     marks: Marks,
     sessions: Map<String, Arc<SignedIn>>,
     posts: Map<PostKey, Arc<[Post]>>,
-    /// The watcher has taken its first reading.
-    watching: std::sync::atomic::AtomicBool,
+    /// Held while a reader takes a reading for the others.
+    reading: tokio::sync::Mutex<()>,
 }
 
 impl CachedStore {
-    /// A cache in front of `sql`, with its watcher running on the current
-    /// Tokio runtime; the watcher stops when the store is dropped.
+    /// A cache in front of `sql`.
     pub fn new(sql: Arc<SqlStore>) -> Arc<Self> {
         let store = Arc::new(Self {
             sql,
             marks: Marks::new(),
             sessions: Map::new(),
             posts: Map::new(),
-            watching: std::sync::atomic::AtomicBool::new(false),
+            reading: tokio::sync::Mutex::new(()),
         });
-        tokio::spawn(watch(Arc::downgrade(&store)));
+        // A connection's first reading cannot tell what changed before it:
+        // it moves too, and what was read before it is read again once.
+        let weak = Arc::downgrade(&store);
+        store.sql.on_foreign_commit(move || {
+            if let Some(store) = weak.upgrade() {
+                store.marks.changed(Touched::Everything);
+            }
+        });
         store
+    }
+
+    /// Makes sure the last reading of the data version is no older than
+    /// [`READING_MAX_AGE`], taking one if need be (one reader takes it for
+    /// all who find it old at once), before an entry is used.
+    async fn current(&self) {
+        let recent = || self.sql.version_read_at().is_some_and(|at| at.elapsed() < READING_MAX_AGE);
+        if recent() {
+            return;
+        }
+        let _turn = self.reading.lock().await;
+        if recent() {
+            return;
+        }
+        if let Err(e) = self.sql.data_version().await {
+            tracing::warn!(error = %e, "data version unreadable; the cache is cleared");
+            self.marks.changed(Touched::Everything);
+            // The next connection's first reading marks everything again.
+            self.sql.close_writer().await;
+        }
     }
 
     /// Runs a write and, whatever its outcome, marks what it may have touched.
@@ -231,48 +262,8 @@ impl CachedStore {
         result
     }
 
-    /// Whether the watcher has taken its first reading. That reading marks
-    /// everything changed (it cannot tell what changed before it), so an
-    /// entry read before it is read again once.
-    pub fn watching(&self) -> bool {
-        self.watching.load(Ordering::Acquire)
-    }
-
     fn session_fresh(&self) -> impl FnOnce(&Arc<SignedIn>, u64) -> bool + '_ {
         |found, since| self.marks.unchanged(self.marks.user(found.user.id), since)
-    }
-}
-
-/// Polls `PRAGMA data_version` on the connection this process writes on,
-/// and marks everything changed when another connection (in this process
-/// or another) has committed.
-async fn watch(store: Weak<CachedStore>) {
-    let mut last: Option<i64> = None;
-    let mut tick = tokio::time::interval(WATCH_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(store) = store.upgrade() else { return };
-        if store.sql.is_closed() {
-            return;
-        }
-        match store.sql.data_version().await {
-            Ok(version) => {
-                // A first reading, on a connection newly opened, cannot tell
-                // what changed before it: it counts as a change.
-                if last != Some(version) {
-                    store.marks.changed(Touched::Everything);
-                }
-                last = Some(version);
-                store.watching.store(true, Ordering::Release);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cache watcher failed; the cache is cleared");
-                store.marks.changed(Touched::Everything);
-                store.sql.close_writer().await;
-                last = None;
-            }
-        }
     }
 }
 
@@ -300,6 +291,7 @@ impl SessionStore for CachedStore {
     }
 
     async fn session_with_user(&self, id: &str) -> StoreResult<Option<Arc<SignedIn>>> {
+        self.current().await;
         let since = self.marks.now();
         if let Some(hit) = self.sessions.get(id, self.session_fresh()) {
             return Ok(Some(hit));
@@ -376,6 +368,7 @@ impl PostStore for CachedStore {
     }
 
     async fn list_posts(&self, author_id: Option<i64>, before_id: Option<i64>, limit: i64) -> StoreResult<Arc<[Post]>> {
+        self.current().await;
         let since = self.marks.now();
         let key = (author_id, before_id, limit);
         if let Some(hit) = self.posts.get(&key, |_, since| self.marks.unchanged(&self.marks.posts, since)) {
@@ -516,6 +509,50 @@ impl TokenStore for CachedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn readers_take_a_reading_only_when_no_write_took_one_lately() {
+        use crate::script::{Arg, Script};
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("readings.db").display());
+        let sql = Arc::new(SqlStore::connect(&url, 4).await.expect("connect"));
+        sql.migrate().await.expect("migrate");
+        let cache = CachedStore::new(sql.clone());
+        let script = Script::new(vec!["DELETE FROM login_attempts WHERE key = $1".into()]);
+        let write = || async {
+            let mut conn = sql.wconn().await.expect("writer");
+            script.run(&mut conn, &[&[Arg::Text("k")]]).await.expect("write");
+        };
+        let read = || async { cache.list_posts(None, None, 10).await.expect("list") };
+        // Reads and writes every few milliseconds for fifteen periods:
+        // the writes' readings serve the readers.
+        write().await;
+        let until = Instant::now() + READING_MAX_AGE * 15;
+        while Instant::now() < until {
+            write().await;
+            read().await;
+            tokio::time::sleep(READING_MAX_AGE / 5).await;
+        }
+        let polls = sql.version_polls();
+        assert!(polls <= 3, "readers took {polls} readings between writes");
+        // Idle, nothing is read.
+        tokio::time::sleep(READING_MAX_AGE * 10).await;
+        assert_eq!(sql.version_polls(), polls, "no reading while nobody reads");
+        // The first read after that takes one, for the reads that follow too.
+        read().await;
+        read().await;
+        assert_eq!(sql.version_polls(), polls + 1);
+        // A commit on another connection is seen by the next write's reading.
+        let seen = cache.marks.now();
+        sqlx::query("INSERT INTO login_attempts (key, attempts, updated_at) VALUES ('o', 1, 0)")
+            .execute(sql.pool())
+            .await
+            .expect("elsewhere");
+        write().await;
+        assert!(!cache.marks.unchanged(&cache.marks.posts, seen), "the write found the other commit");
+        drop(cache);
+        sql.close().await;
+    }
 
     #[test]
     fn an_old_entry_sends_one_reader_to_reload_it_and_serves_the_rest() {

@@ -17,7 +17,7 @@ mod users;
 
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -101,12 +101,56 @@ struct Writer {
     /// before the answer: the transaction it opened may still be open.
     /// Only read and written under `conn`'s lock.
     unfinished: AtomicBool,
+    /// The connection's last reading of `PRAGMA data_version`, by the
+    /// read cache or by a script on its way (see `script`);
+    /// `None` until the connection's first. Written under `conn`'s lock.
+    read: Mutex<Option<Reading>>,
+    /// Called when a reading differs from the one before it, and for a
+    /// connection's first (see [`SqlStore::on_foreign_commit`]).
+    on_change: Mutex<Vec<ChangeHook>>,
+    /// Readings taken by [`SqlStore::data_version`] rather than by a script.
+    polls: AtomicU64,
+}
+
+/// A reading of `PRAGMA data_version`.
+#[derive(Clone, Copy, Debug)]
+struct Reading {
+    version: i64,
+    at: Instant,
+}
+
+/// What to call when another connection has committed.
+struct ChangeHook(Box<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for ChangeHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChangeHook")
+    }
+}
+
+/// Locks a mutex under which nothing is left half-done.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Writer {
+    /// Notes a reading of `PRAGMA data_version` on the writing connection,
+    /// and tells the hooks if it moved.
+    fn observe(&self, version: i64) {
+        let moved =
+            lock(&self.read).replace(Reading { version, at: Instant::now() }).map(|r| r.version) != Some(version);
+        if moved {
+            for hook in lock(&self.on_change).iter() {
+                (hook.0)();
+            }
+        }
+    }
 }
 
 /// The connection a change is written on: the writer (SQLite) or one of
 /// the pool (PostgreSQL). Held, it keeps other writers of this process waiting.
 pub(crate) enum WriteConn<'a> {
-    Writer(tokio::sync::MappedMutexGuard<'a, AnyConnection>, &'a AtomicBool),
+    Writer(tokio::sync::MappedMutexGuard<'a, AnyConnection>, &'a Writer),
     Pooled(Conn<'a>),
 }
 
@@ -288,23 +332,54 @@ impl SqlStore {
             // Cleared only once done: a holder dropped on the way leaves it for the next.
             writer.unfinished.store(false, Ordering::Relaxed);
         }
-        Ok(WriteConn::Writer(conn, &writer.unfinished))
+        Ok(WriteConn::Writer(conn, writer))
     }
 
     /// SQLite's `PRAGMA data_version` on the writing connection: it moves
     /// when another connection commits, never for this one's own commits.
+    /// The reading goes to the hooks of [`SqlStore::on_foreign_commit`].
     pub(crate) async fn data_version(&self) -> Result<i64, StoreError> {
-        sqlx::query_scalar::<_, i64>("PRAGMA data_version")
-            .fetch_one(&mut *self.wconn().await?)
-            .await
-            .map_err(backend_err)
+        let mut conn = self.wconn().await?;
+        let version =
+            sqlx::query_scalar::<_, i64>("PRAGMA data_version").fetch_one(&mut *conn).await.map_err(backend_err)?;
+        if let WriteConn::Writer(_, writer) = &conn {
+            writer.polls.fetch_add(1, Ordering::Relaxed);
+            writer.observe(version);
+        }
+        Ok(version)
+    }
+
+    /// Calls `hook` whenever the writing connection finds that another
+    /// connection has committed since its last reading of
+    /// `PRAGMA data_version`, and at the first reading of each connection
+    /// it opens (which cannot tell what came before). Readings are taken
+    /// by [`SqlStore::data_version`] and by every script on the way. SQLite only.
+    pub(crate) fn on_foreign_commit(&self, hook: impl Fn() + Send + Sync + 'static) {
+        if let Some(writer) = &self.writer {
+            lock(&writer.on_change).push(ChangeHook(Box::new(hook)));
+        }
+    }
+
+    /// When the writing connection last read `PRAGMA data_version`, if it has.
+    pub(crate) fn version_read_at(&self) -> Option<Instant> {
+        self.writer.as_ref().and_then(|w| *lock(&w.read)).map(|r| r.at)
+    }
+
+    /// How many readings [`SqlStore::data_version`] has taken.
+    #[cfg(test)]
+    pub(crate) fn version_polls(&self) -> u64 {
+        self.writer.as_ref().map_or(0, |w| w.polls.load(Ordering::Relaxed))
     }
 
     /// Closes the writing connection (at shutdown, or after a failure that
     /// may have broken it); a later write opens another.
     pub(crate) async fn close_writer(&self) {
         if let Some(writer) = &self.writer {
-            let old = writer.conn.lock().await.take();
+            let mut slot = writer.conn.lock().await;
+            // Another connection's readings do not compare with this one's.
+            *lock(&writer.read) = None;
+            let old = slot.take();
+            drop(slot);
             if let Some(conn) = old {
                 let _ = conn.close().await;
             }
@@ -491,6 +566,46 @@ mod tests {
             .await
             .expect("insert");
         assert_eq!(rows(&store).await, vec![1, 2, 4], "read on another connection");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_script_reads_the_data_version_on_its_way() {
+        use script::Arg;
+        use std::sync::atomic::AtomicUsize;
+        let (store, _dir) = sqlite(4).await;
+        let moves = Arc::new(AtomicUsize::new(0));
+        store.on_foreign_commit({
+            let moves = moves.clone();
+            move || {
+                moves.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let script = script::Script::new(vec!["INSERT INTO t (x) VALUES ($1)".into()]);
+        let run = |x: i64| {
+            let (store, script) = (&store, &script);
+            async move {
+                let mut conn = store.wconn().await.expect("writer");
+                script.run(&mut conn, &[&[Arg::Int(x)]]).await.expect("run")
+            }
+        };
+        let moved = || moves.load(Ordering::SeqCst);
+        assert!(store.version_read_at().is_none(), "nothing read yet");
+        assert!(run(1).await.is_empty(), "the reading is not among the script's rows");
+        assert_eq!(moved(), 1, "a connection's first reading counts as a move");
+        let first = store.version_read_at().expect("a reading");
+        run(2).await;
+        assert_eq!(moved(), 1, "its own commits do not move it");
+        assert!(store.version_read_at().expect("a reading") > first, "each script reads again");
+        sqlx::query("INSERT INTO t (x) VALUES (3)").execute(store.pool()).await.expect("insert elsewhere");
+        run(4).await;
+        assert_eq!(moved(), 2, "the next script finds another connection's commit");
+        store.close_writer().await;
+        assert!(store.version_read_at().is_none(), "a closed connection's readings are forgotten");
+        run(5).await;
+        assert_eq!(moved(), 3, "a new connection's first reading counts as a move");
+        assert_eq!(store.version_polls(), 0, "scripts are not polls");
+        assert_eq!(rows(&store).await, vec![1, 2, 3, 4, 5]);
         store.close().await;
     }
 

@@ -8,6 +8,11 @@
 //! holds one statement: there the statements go one by one inside a
 //! transaction, as any other change does.
 //!
+//! On SQLite a script also reads `PRAGMA data_version` on its way, first
+//! thing, for the read cache (see `SqlStore::on_foreign_commit`): while
+//! writes come often, its readers need no trips of their own to know
+//! whether another process has changed the file.
+//!
 //! A script whose caller stops waiting (a client gone, a time limit) may
 //! leave its transaction open on the writing connection; the writer
 //! remembers that and rolls it back before its next holder writes (see
@@ -55,15 +60,15 @@ pub(crate) struct Script {
     statements: Vec<String>,
     /// How many parameters each statement takes (its highest `$n`).
     arity: Vec<usize>,
-    /// `BEGIN; …; COMMIT`, the parameters numbered on from one statement
-    /// to the next, for SQLite.
+    /// The data version's reading, then `BEGIN; …; COMMIT`, the parameters
+    /// numbered on from one statement to the next, for SQLite.
     joined: String,
 }
 
 impl Script {
     /// A script of these statements, in this order.
     pub(crate) fn new(statements: Vec<String>) -> Self {
-        let mut joined = String::from("BEGIN; ");
+        let mut joined = format!("{READ_VERSION}; BEGIN; ");
         let mut arity = Vec::with_capacity(statements.len());
         for s in &statements {
             let (text, n) = renumber(s, arity.iter().sum());
@@ -88,18 +93,30 @@ impl Script {
             return Err(sqlx::Error::Protocol(format!("script takes {:?} parameters, given {given:?}", self.arity)));
         }
         match conn {
-            WriteConn::Writer(conn, unfinished) => {
+            WriteConn::Writer(conn, writer) => {
                 let q = args.iter().fold(sqlx::query(&self.joined), |q, a| bind_all(q, a));
                 // Cleared only if this future is not dropped on the way.
-                unfinished.store(true, Ordering::Relaxed);
+                writer.unfinished.store(true, Ordering::Relaxed);
                 let rows = q.fetch_all(&mut **conn).await;
-                unfinished.store(false, Ordering::Relaxed);
-                if rows.is_err() {
-                    // A statement failed and the ones after it, `COMMIT`
-                    // among them, did not run.
-                    roll_back(conn).await;
+                writer.unfinished.store(false, Ordering::Relaxed);
+                let mut rows = match rows {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        // A statement failed and the ones after it, `COMMIT`
+                        // among them, did not run.
+                        roll_back(conn).await;
+                        return Err(e);
+                    }
+                };
+                // The first row is the reading (its statement always
+                // answers one); the change stands whatever becomes of it.
+                if !rows.is_empty() {
+                    match sqlx::Row::try_get::<i64, _>(&rows.remove(0), 0) {
+                        Ok(version) => writer.observe(version),
+                        Err(e) => tracing::warn!(error = %e, "data version unreadable"),
+                    }
                 }
-                rows
+                Ok(rows)
             }
             WriteConn::Pooled(conn) => {
                 let mut tx = sqlx::Connection::begin(&mut **conn).await?;
@@ -113,6 +130,9 @@ impl Script {
         }
     }
 }
+
+/// The first statement of a script on SQLite: one row, one number.
+const READ_VERSION: &str = "SELECT data_version FROM pragma_data_version";
 
 /// Rolls back whatever transaction a script left open on `conn`. When none
 /// is open SQLite answers with an error, which is expected and dropped.
@@ -157,7 +177,11 @@ mod tests {
         assert_eq!(renumber("SELECT 1", 5), ("SELECT 1".to_owned(), 0));
         assert_eq!(renumber("SELECT $10, '$'", 0), ("SELECT $10, '$'".to_owned(), 10));
         let s = Script::new(vec!["DELETE FROM a WHERE k = $1".into(), "INSERT INTO b VALUES ($1, $2)".into()]);
-        assert_eq!(s.joined, "BEGIN; DELETE FROM a WHERE k = $1; INSERT INTO b VALUES ($2, $3); COMMIT");
+        assert_eq!(
+            s.joined,
+            "SELECT data_version FROM pragma_data_version; BEGIN; DELETE FROM a WHERE k = $1; \
+             INSERT INTO b VALUES ($2, $3); COMMIT"
+        );
         assert_eq!(s.arity, [1, 2]);
     }
 }

@@ -2,14 +2,13 @@
 //! memory, and that no change, made here or by another process, is missed.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use portcullis_app::audit::AuditEvent;
 use portcullis_app::ports::SignIn;
 use portcullis_app::{NewUser, PostStore, Session, SessionStore, User, UserStore};
 use portcullis_domain::{Email, Username};
 use portcullis_store::SqlStore;
-use portcullis_store::cache::{CachedStore, WATCH_INTERVAL};
+use portcullis_store::cache::{CachedStore, READING_MAX_AGE};
 
 const T0: i64 = 1_700_000_000_000;
 const FAR: i64 = T0 + 1_000_000_000_000;
@@ -28,8 +27,6 @@ async fn fixture() -> Fixture {
     sql.migrate().await.expect("migrate");
     let sql = Arc::new(sql);
     let cache = CachedStore::new(sql.clone());
-    let watching = cache.clone();
-    assert!(eventually(|| std::future::ready(watching.watching())).await, "the watcher starts");
     Fixture { sql, cache, url, _dir: dir }
 }
 
@@ -81,12 +78,13 @@ async fn alice_cached(f: &Fixture) -> User {
 
 /// Changes Alice behind the cache's back: written by this process on its
 /// writing connection, but not through the cache, so neither the cache nor
-/// its watcher hears of it. What the cache then answers came from memory.
+/// its readings of the data version hear of it. What the cache then answers
+/// came from memory.
 async fn change_alice_unseen(f: &Fixture, alice: &User) {
     assert!(f.sql.set_admin(alice.id, true, "unseen-stamp", T0, None).await.expect("grant"));
     f.sql.insert_post(alice.id, "unseen", "post", T0).await.expect("post");
-    // Long enough for the watcher to have looked several times.
-    tokio::time::sleep(WATCH_INTERVAL * 5).await;
+    // Long enough for the next read to take a reading first.
+    tokio::time::sleep(READING_MAX_AGE * 5).await;
 }
 
 async fn alice_from_memory(f: &Fixture, alice: &User) -> bool {
@@ -219,28 +217,12 @@ async fn a_touch_is_written_and_keeps_what_is_cached() {
     let stored = f.sql.session_with_user("s1").await.expect("read the file").expect("stored");
     assert_eq!(stored.session.last_seen_at, T0 + 7, "and not to the file");
 
-    // Once the watcher has looked, what was read before is still served
+    // After a new reading, what was read before is still served
     // from memory: the touch did not read as another connection's commit.
     change_alice_unseen(&f, &alice).await;
     assert!(alice_from_memory(&f, &alice).await);
     let found = f.cache.session_with_user("s1").await.expect("from memory").expect("cached");
     assert_eq!(found.session.last_seen_at, T0 + 7);
-}
-
-/// Waits (a bounded number of watcher periods) for `check` to hold.
-async fn eventually<F, Fut>(mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + WATCH_INTERVAL * 100;
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(WATCH_INTERVAL / 2).await;
-    }
-    false
 }
 
 #[tokio::test]
@@ -257,12 +239,9 @@ async fn a_change_made_by_another_process_is_noticed() {
     other.insert_post(alice.id, "from", "elsewhere", T0).await.expect("post");
     other.close().await;
 
-    let cache = f.cache.clone();
-    let seen = eventually(|| {
-        let c = cache.clone();
-        async move { c.session_with_user("s1").await.ok().flatten().is_some_and(|found| found.user.is_admin) }
-    })
-    .await;
-    assert!(seen, "the outside grant was noticed");
+    // The first read that starts the reading's age after the change sees it.
+    tokio::time::sleep(READING_MAX_AGE).await;
+    let found = f.cache.session_with_user("s1").await.expect("read").expect("live");
+    assert!(found.user.is_admin, "the outside grant was noticed");
     assert_eq!(f.cache.list_posts(None, None, 10).await.expect("list").len(), 1, "and the outside post");
 }

@@ -20,9 +20,10 @@
 //! and a reading that moved sets the mark of everything. An entry is used
 //! only after a reading no older than [`READING_MAX_AGE`]: writes of several
 //! statements take one on their way, and a reader that finds the last one
-//! older takes one itself first. So every read that starts that long after
-//! a change made elsewhere sees it, a busy server seldom needs a trip of
-//! its own for that, and an idle one makes none.
+//! older takes one itself first, unless another reader is taking one or
+//! this process is writing (see `CachedStore::current`). So a read that
+//! starts that long after a change made elsewhere sees it, a busy server
+//! seldom needs a trip of its own for that, and an idle one makes none.
 //!
 //! Entries also age out after [`MAX_AGE`]; past [`REFRESH_AFTER`] one
 //! reader reloads an entry while the others go on using it, so that the
@@ -231,19 +232,21 @@ impl CachedStore {
         store
     }
 
-    /// Makes sure the last reading of the data version is no older than
-    /// [`READING_MAX_AGE`], taking one if need be (one reader takes it for
-    /// all who find it old at once), before an entry is used.
+    /// Before an entry is used: takes a reading of the data version if the
+    /// last one is older than [`READING_MAX_AGE`]. A reader never waits for
+    /// it: while another reader takes one, or while the writing connection
+    /// is busy with a write of this process, it goes on with what the last
+    /// reading left, as it would have a moment before.
     async fn current(&self) {
         let recent = || self.sql.version_read_at().is_some_and(|at| at.elapsed() < READING_MAX_AGE);
         if recent() {
             return;
         }
-        let _turn = self.reading.lock().await;
+        let Ok(_turn) = self.reading.try_lock() else { return };
         if recent() {
             return;
         }
-        if let Err(e) = self.sql.data_version().await {
+        if let Some(Err(e)) = self.sql.try_data_version().await {
             tracing::warn!(error = %e, "data version unreadable; the cache is cleared");
             self.marks.changed(Touched::Everything);
             // The next connection's first reading marks everything again.
@@ -510,14 +513,36 @@ impl TokenStore for CachedStore {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn readers_take_a_reading_only_when_no_write_took_one_lately() {
-        use crate::script::{Arg, Script};
+    async fn cached_sqlite() -> (Arc<SqlStore>, Arc<CachedStore>, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("temporary directory");
         let url = format!("sqlite://{}", dir.path().join("readings.db").display());
         let sql = Arc::new(SqlStore::connect(&url, 4).await.expect("connect"));
         sql.migrate().await.expect("migrate");
         let cache = CachedStore::new(sql.clone());
+        (sql, cache, dir)
+    }
+
+    #[tokio::test]
+    async fn a_reader_does_not_wait_for_a_busy_writer() {
+        let (sql, cache, _dir) = cached_sqlite().await;
+        cache.list_posts(None, None, 10).await.expect("list");
+        let polls = sql.version_polls();
+        let writing = sql.wconn().await.expect("writer");
+        tokio::time::sleep(READING_MAX_AGE * 2).await;
+        let read = tokio::time::timeout(Duration::from_secs(2), cache.list_posts(None, None, 10)).await;
+        assert!(read.is_ok(), "the read did not wait for the writer");
+        assert_eq!(sql.version_polls(), polls, "and took no reading");
+        drop(writing);
+        cache.list_posts(None, None, 10).await.expect("list");
+        assert_eq!(sql.version_polls(), polls + 1, "the next read, the writer free, takes one");
+        drop(cache);
+        sql.close().await;
+    }
+
+    #[tokio::test]
+    async fn readers_take_a_reading_only_when_no_write_took_one_lately() {
+        use crate::script::{Arg, Script};
+        let (sql, cache, _dir) = cached_sqlite().await;
         let script = Script::new(vec!["DELETE FROM login_attempts WHERE key = $1".into()]);
         let write = || async {
             let mut conn = sql.wconn().await.expect("writer");

@@ -108,7 +108,7 @@ struct Writer {
     /// Called when a reading differs from the one before it, and for a
     /// connection's first (see [`SqlStore::on_foreign_commit`]).
     on_change: Mutex<Vec<ChangeHook>>,
-    /// Readings taken by [`SqlStore::data_version`] rather than by a script.
+    /// Readings taken on their own rather than by a script.
     polls: AtomicU64,
 }
 
@@ -321,7 +321,24 @@ impl SqlStore {
         let Some(writer) = &self.writer else {
             return Ok(WriteConn::Pooled(self.conn().await?));
         };
-        let mut slot = writer.conn.lock().await;
+        let slot = writer.conn.lock().await;
+        self.writing(writer, slot).await
+    }
+
+    /// The writing connection if no one holds it at this moment (SQLite only).
+    pub(crate) async fn try_wconn(&self) -> Option<Result<WriteConn<'_>, StoreError>> {
+        let writer = self.writer.as_deref()?;
+        let slot = writer.conn.try_lock().ok()?;
+        Some(self.writing(writer, slot).await)
+    }
+
+    /// The writing connection behind `slot`, opened if need be, with what
+    /// an abandoned script left rolled back.
+    async fn writing<'a>(
+        &'a self,
+        writer: &'a Writer,
+        mut slot: tokio::sync::MutexGuard<'a, Option<AnyConnection>>,
+    ) -> Result<WriteConn<'a>, StoreError> {
         if slot.is_none() {
             *slot = Some(self.pool.acquire().await.map_err(backend_err)?.detach());
         }
@@ -338,22 +355,27 @@ impl SqlStore {
     /// SQLite's `PRAGMA data_version` on the writing connection: it moves
     /// when another connection commits, never for this one's own commits.
     /// The reading goes to the hooks of [`SqlStore::on_foreign_commit`].
+    #[cfg(test)]
     pub(crate) async fn data_version(&self) -> Result<i64, StoreError> {
-        let mut conn = self.wconn().await?;
-        let version =
-            sqlx::query_scalar::<_, i64>("PRAGMA data_version").fetch_one(&mut *conn).await.map_err(backend_err)?;
-        if let WriteConn::Writer(_, writer) = &conn {
-            writer.polls.fetch_add(1, Ordering::Relaxed);
-            writer.observe(version);
-        }
-        Ok(version)
+        read_version(&mut self.wconn().await?).await
+    }
+
+    /// SQLite's `PRAGMA data_version` on the writing connection, if that is
+    /// free at this moment; `None` if it is busy (or this is not SQLite).
+    /// It moves when another connection commits, never for this one's own
+    /// commits; the reading goes to the hooks of [`SqlStore::on_foreign_commit`].
+    pub(crate) async fn try_data_version(&self) -> Option<Result<i64, StoreError>> {
+        Some(match self.try_wconn().await? {
+            Ok(mut conn) => read_version(&mut conn).await,
+            Err(e) => Err(e),
+        })
     }
 
     /// Calls `hook` whenever the writing connection finds that another
     /// connection has committed since its last reading of
     /// `PRAGMA data_version`, and at the first reading of each connection
     /// it opens (which cannot tell what came before). Readings are taken
-    /// by [`SqlStore::data_version`] and by every script on the way. SQLite only.
+    /// by [`SqlStore::try_data_version`] and by every script on the way. SQLite only.
     pub(crate) fn on_foreign_commit(&self, hook: impl Fn() + Send + Sync + 'static) {
         if let Some(writer) = &self.writer {
             lock(&writer.on_change).push(ChangeHook(Box::new(hook)));
@@ -365,7 +387,7 @@ impl SqlStore {
         self.writer.as_ref().and_then(|w| *lock(&w.read)).map(|r| r.at)
     }
 
-    /// How many readings [`SqlStore::data_version`] has taken.
+    /// How many readings have been taken on their own rather than by a script.
     #[cfg(test)]
     pub(crate) fn version_polls(&self) -> u64 {
         self.writer.as_ref().map_or(0, |w| w.polls.load(Ordering::Relaxed))
@@ -421,6 +443,18 @@ impl SqlStore {
         self.close_writer().await;
         self.pool.close().await;
     }
+}
+
+/// Reads `PRAGMA data_version` on `conn` and, on the writing connection,
+/// hands the reading to its hooks.
+async fn read_version(conn: &mut WriteConn<'_>) -> Result<i64, StoreError> {
+    let version =
+        sqlx::query_scalar::<_, i64>("PRAGMA data_version").fetch_one(&mut **conn).await.map_err(backend_err)?;
+    if let WriteConn::Writer(_, writer) = conn {
+        writer.polls.fetch_add(1, Ordering::Relaxed);
+        writer.observe(version);
+    }
+    Ok(version)
 }
 
 fn flag(b: bool) -> i64 {

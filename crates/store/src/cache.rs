@@ -239,7 +239,8 @@ impl CachedStore {
     /// reading left, as it would have a moment before.
     async fn current(&self) {
         let recent = || self.sql.version_read_at().is_some_and(|at| at.elapsed() < READING_MAX_AGE);
-        if recent() {
+        // Closed (shutting down), the store answers errors of its own.
+        if recent() || self.sql.is_closed() {
             return;
         }
         let Ok(_turn) = self.reading.try_lock() else { return };

@@ -135,10 +135,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Writer {
     /// Notes a reading of `PRAGMA data_version` on the writing connection,
-    /// and tells the hooks if it moved.
-    fn observe(&self, version: i64) {
-        let moved =
-            lock(&self.read).replace(Reading { version, at: Instant::now() }).map(|r| r.version) != Some(version);
+    /// asked for `at`, and tells the hooks if it moved. The time is when the
+    /// question was sent, not when the answer came: a commit made elsewhere
+    /// while the answer was on its way (a script waiting for another
+    /// process's lock, say) is not in it, and the reading must not look
+    /// younger than that commit.
+    fn observe(&self, version: i64, at: Instant) {
+        let moved = lock(&self.read).replace(Reading { version, at }).map(|r| r.version) != Some(version);
         if moved {
             for hook in lock(&self.on_change).iter() {
                 (hook.0)();
@@ -448,11 +451,12 @@ impl SqlStore {
 /// Reads `PRAGMA data_version` on `conn` and, on the writing connection,
 /// hands the reading to its hooks.
 async fn read_version(conn: &mut WriteConn<'_>) -> Result<i64, StoreError> {
+    let asked = Instant::now();
     let version =
-        sqlx::query_scalar::<_, i64>("PRAGMA data_version").fetch_one(&mut **conn).await.map_err(backend_err)?;
+        sqlx::query_scalar::<_, i64>(script::READ_VERSION).fetch_one(&mut **conn).await.map_err(backend_err)?;
     if let WriteConn::Writer(_, writer) = conn {
         writer.polls.fetch_add(1, Ordering::Relaxed);
-        writer.observe(version);
+        writer.observe(version, asked);
     }
     Ok(version)
 }
@@ -640,6 +644,37 @@ mod tests {
         assert_eq!(moved(), 3, "a new connection's first reading counts as a move");
         assert_eq!(store.version_polls(), 0, "scripts are not polls");
         assert_eq!(rows(&store).await, vec![1, 2, 3, 4, 5]);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_reading_is_dated_from_before_a_commit_it_may_not_have_seen() {
+        use script::Arg;
+        let (store, _dir) = sqlite(4).await;
+        let script = script::Script::new(vec!["INSERT INTO t (x) VALUES ($1)".into()]);
+        let run = |x: i64| {
+            let (store, script) = (&store, &script);
+            async move {
+                let mut conn = store.wconn().await.expect("writer");
+                script.run(&mut conn, &[&[Arg::Int(x)]]).await.expect("run")
+            }
+        };
+        run(1).await;
+        // Another connection holds SQLite's write lock: the script reads the
+        // data version, then waits for the lock until that one commits.
+        let mut other = store.pool().acquire().await.expect("another connection");
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *other).await.expect("lock");
+        sqlx::query("INSERT INTO t (x) VALUES (2)").execute(&mut *other).await.expect("insert elsewhere");
+        let (_, committed) = tokio::join!(run(3), async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let at = Instant::now();
+            sqlx::query("COMMIT").execute(&mut *other).await.expect("commit elsewhere");
+            at
+        });
+        let read_at = store.version_read_at().expect("a reading");
+        assert!(read_at < committed, "the reading does not look younger than the commit it missed");
+        assert_eq!(rows(&store).await, vec![1, 2, 3]);
+        drop(other);
         store.close().await;
     }
 

@@ -97,6 +97,7 @@ impl Script {
                 let q = args.iter().fold(sqlx::query(&self.joined), |q, a| bind_all(q, a));
                 // Cleared only if this future is not dropped on the way.
                 writer.unfinished.store(true, Ordering::Relaxed);
+                let asked = std::time::Instant::now();
                 let rows = q.fetch_all(&mut **conn).await;
                 writer.unfinished.store(false, Ordering::Relaxed);
                 let mut rows = match rows {
@@ -112,7 +113,7 @@ impl Script {
                 // answers one); the change stands whatever becomes of it.
                 if !rows.is_empty() {
                     match sqlx::Row::try_get::<i64, _>(&rows.remove(0), 0) {
-                        Ok(version) => writer.observe(version),
+                        Ok(version) => writer.observe(version, asked),
                         Err(e) => tracing::warn!(error = %e, "data version unreadable"),
                     }
                 }
@@ -132,7 +133,7 @@ impl Script {
 }
 
 /// The first statement of a script on SQLite: one row, one number.
-const READ_VERSION: &str = "SELECT data_version FROM pragma_data_version";
+pub(crate) const READ_VERSION: &str = "SELECT data_version FROM pragma_data_version";
 
 /// Rolls back whatever transaction a script left open on `conn`. When none
 /// is open SQLite answers with an error, which is expected and dropped.

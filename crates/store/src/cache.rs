@@ -19,11 +19,13 @@
 //! connection's own commits, so it moves only for changes made elsewhere,
 //! and a reading that moved sets the mark of everything. An entry is used
 //! only after a reading no older than [`READING_MAX_AGE`]: writes of several
-//! statements take one on their way, and a reader that finds the last one
-//! older takes one itself first, unless another reader is taking one or
-//! this process is writing (see `CachedStore::current`). So a read that
-//! starts that long after a change made elsewhere sees it, a busy server
-//! seldom needs a trip of its own for that, and an idle one makes none.
+//! statements take one on their way (dated from when they asked), and a
+//! reader that finds the last one older takes one itself first. While
+//! another reader is taking one, or this process is writing, a reader does
+//! not wait: it reads the file as on a miss (see `CachedStore::current`).
+//! So a read that starts that long after a change made elsewhere sees it,
+//! a busy server seldom needs a trip of its own for that, and an idle one
+//! makes none.
 //!
 //! Entries also age out after [`MAX_AGE`]; past [`REFRESH_AFTER`] one
 //! reader reloads an entry while the others go on using it, so that the
@@ -232,26 +234,34 @@ impl CachedStore {
         store
     }
 
-    /// Before an entry is used: takes a reading of the data version if the
-    /// last one is older than [`READING_MAX_AGE`]. A reader never waits for
-    /// it: while another reader takes one, or while the writing connection
-    /// is busy with a write of this process, it goes on with what the last
-    /// reading left, as it would have a moment before.
-    async fn current(&self) {
+    /// Whether entries may be used now: there is a reading of the data
+    /// version no older than [`READING_MAX_AGE`], taken here if need be.
+    /// A reader never waits for one: while another reader takes it, or
+    /// while the writing connection is busy with a write of this process,
+    /// the answer is no, and the reader reads the file as on a miss.
+    async fn current(&self) -> bool {
         let recent = || self.sql.version_read_at().is_some_and(|at| at.elapsed() < READING_MAX_AGE);
-        // Closed (shutting down), the store answers errors of its own.
-        if recent() || self.sql.is_closed() {
-            return;
-        }
-        let Ok(_turn) = self.reading.try_lock() else { return };
         if recent() {
-            return;
+            return true;
         }
-        if let Some(Err(e)) = self.sql.try_data_version().await {
-            tracing::warn!(error = %e, "data version unreadable; the cache is cleared");
-            self.marks.changed(Touched::Everything);
-            // The next connection's first reading marks everything again.
-            self.sql.close_writer().await;
+        // Closed (shutting down), the store answers errors of its own.
+        if self.sql.is_closed() {
+            return false;
+        }
+        let Ok(_turn) = self.reading.try_lock() else { return false };
+        if recent() {
+            return true;
+        }
+        match self.sql.try_data_version().await {
+            Some(Ok(_)) => true,
+            None => false,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "data version unreadable; the cache is cleared");
+                self.marks.changed(Touched::Everything);
+                // The next connection's first reading marks everything again.
+                self.sql.close_writer().await;
+                false
+            }
         }
     }
 
@@ -295,9 +305,9 @@ impl SessionStore for CachedStore {
     }
 
     async fn session_with_user(&self, id: &str) -> StoreResult<Option<Arc<SignedIn>>> {
-        self.current().await;
+        let current = self.current().await;
         let since = self.marks.now();
-        if let Some(hit) = self.sessions.get(id, self.session_fresh()) {
+        if current && let Some(hit) = self.sessions.get(id, self.session_fresh()) {
             return Ok(Some(hit));
         }
         let found = self.sql.session_with_user(id).await?;
@@ -372,10 +382,10 @@ impl PostStore for CachedStore {
     }
 
     async fn list_posts(&self, author_id: Option<i64>, before_id: Option<i64>, limit: i64) -> StoreResult<Arc<[Post]>> {
-        self.current().await;
+        let current = self.current().await;
         let since = self.marks.now();
         let key = (author_id, before_id, limit);
-        if let Some(hit) = self.posts.get(&key, |_, since| self.marks.unchanged(&self.marks.posts, since)) {
+        if current && let Some(hit) = self.posts.get(&key, |_, since| self.marks.unchanged(&self.marks.posts, since)) {
             return Ok(hit);
         }
         let posts = self.sql.list_posts(author_id, before_id, limit).await?;
@@ -524,14 +534,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_reader_does_not_wait_for_a_busy_writer() {
+    async fn a_reader_does_not_wait_for_a_busy_writer_nor_trust_an_old_reading() {
         let (sql, cache, _dir) = cached_sqlite().await;
-        cache.list_posts(None, None, 10).await.expect("list");
+        assert!(cache.list_posts(None, None, 10).await.expect("list").is_empty());
         let polls = sql.version_polls();
         let writing = sql.wconn().await.expect("writer");
+        // Another process writes a post while this one's writer is busy.
+        sqlx::query(
+            "INSERT INTO users (username, username_normalized, email, email_normalized, password_hash, security_stamp, \
+             created_at, updated_at) VALUES ('o', 'o', 'o@example.com', 'o@example.com', 'x', 's', 0, 0)",
+        )
+        .execute(sql.pool())
+        .await
+        .expect("user elsewhere");
+        sqlx::query(
+            "INSERT INTO posts (author_id, title, content, created_at, updated_at) \
+             SELECT id, 'elsewhere', 'body', 0, 0 FROM users",
+        )
+        .execute(sql.pool())
+        .await
+        .expect("post elsewhere");
         tokio::time::sleep(READING_MAX_AGE * 2).await;
         let read = tokio::time::timeout(Duration::from_secs(2), cache.list_posts(None, None, 10)).await;
-        assert!(read.is_ok(), "the read did not wait for the writer");
+        let posts = read.expect("the read did not wait for the writer").expect("list");
+        assert_eq!(posts.len(), 1, "nor served what memory held from before the other's commit");
         assert_eq!(sql.version_polls(), polls, "and took no reading");
         drop(writing);
         cache.list_posts(None, None, 10).await.expect("list");

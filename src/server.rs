@@ -201,7 +201,7 @@ pub async fn open(config: &Config) -> Result<Services, StartError> {
     // cache's back, so PostgreSQL and Redis deployments read the database.
     if store.backend() == Backend::Sqlite && config.redis_url.is_none() {
         let cached = CachedStore::new(shared.clone());
-        (ports.users, ports.sessions, ports.tokens) = (cached.clone(), cached.clone(), cached.clone());
+        ports.sessions = cached.clone();
         post_store = cached;
     }
     let accounts = Accounts::new(ports, mailer, hasher, config.auth.clone());

@@ -7,7 +7,7 @@ use portcullis_app::audit::{AuditEvent, AuditFilter};
 use portcullis_app::ports::{AuditStore, StoreResult};
 
 use crate::script::{Arg, bind_all};
-use crate::{SqlStore, backend_err};
+use crate::{Reach, SqlStore, backend_err};
 
 /// Appends an audit event.
 pub(crate) const INSERT_EVENT: &str = "INSERT INTO audit_events (at, kind, user_id, actor_id, subject, ip, user_agent, detail) \
@@ -49,7 +49,7 @@ pub(crate) async fn record_in(
 #[async_trait]
 impl AuditStore for SqlStore {
     async fn insert_audit(&self, e: &AuditEvent) -> StoreResult<()> {
-        let mut conn = self.wconn().await?;
+        let mut conn = self.write(Reach::Uncached).await?;
         record_in(&mut conn, Some(e), None).await.map_err(backend_err)
     }
 
@@ -62,7 +62,7 @@ impl AuditStore for SqlStore {
         .bind(f.user_id.unwrap_or(0))
         .bind(f.kind.as_deref().unwrap_or(""))
         .bind(limit)
-        .fetch_all(&mut *self.conn().await?)
+        .fetch_all(&mut *self.read().await?)
         .await
         .map_err(backend_err)?;
         rows.iter()
@@ -86,7 +86,7 @@ impl AuditStore for SqlStore {
     async fn purge_audit(&self, before: i64) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM audit_events WHERE at < $1")
             .bind(before)
-            .execute(&mut *self.wconn().await?)
+            .execute(&mut *self.write(Reach::Uncached).await?)
             .await
             .map_err(backend_err)?;
         Ok(done.rows_affected())

@@ -2,19 +2,18 @@
 //! user, and post lists, served from memory so that a page view needs no
 //! database round trip.
 //!
-//! Correctness rests on marks. Every write this process makes goes through
-//! this store, and once it has committed it counts itself (`seq`) and sets
-//! the marks of what it may have changed to that count: the mark of the
-//! user's stripe for a change to a user or their sessions, the posts' mark
-//! for a change to a post, the mark of everything for a change of unknown
-//! reach. An entry remembers the count from before its rows were read, and
-//! is used only while no mark that concerns it is newer: no entry outlives a
-//! change made in this process, and a login, which writes one user's rows,
-//! leaves every other user's entries and the post lists alone.
+//! Correctness rests on marks (see `marks`). Every write this process
+//! makes goes through the store's one way to write (`SqlStore::write`),
+//! which names what the write may reach and marks it once the write is
+//! over, however it ends; this cache only reads. An entry remembers the
+//! write count from before its rows were read, and is used only while no
+//! mark that concerns it is newer: no entry outlives a change made in this
+//! process, and a login, which writes one user's rows, leaves every other
+//! user's entries and the post lists alone.
 //!
 //! Changes made by another process on the same file (the command line, a
 //! second server) are noticed by reading SQLite's `PRAGMA data_version` on
-//! the connection this process writes on (see `SqlStore`): SQLite moves
+//! the connection this process writes on (see `writer`): SQLite moves
 //! that value whenever another connection commits, and never for the
 //! connection's own commits, so it moves only for changes made elsewhere,
 //! and a reading that moved sets the mark of everything. An entry is used
@@ -32,7 +31,8 @@
 //! readers of a busy session do not all miss at the same moment.
 //!
 //! A session's `last_seen_at` (the one write a page view makes, once a
-//! minute at most) is updated in place: it marks nothing.
+//! minute at most) is updated in place, and its write marks nothing
+//! (`Reach::LastSeen`).
 //!
 //! Not for PostgreSQL or Redis: other nodes change those behind this
 //! process's back, with no cheap way to know. `server::open` installs the
@@ -41,22 +41,17 @@
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
 use portcullis_app::audit::AuditEvent;
-use portcullis_app::mail::OutgoingMail;
-use portcullis_app::ports::{NewCredentials, SignIn, StoreResult};
-use portcullis_app::{
-    NewToken, NewUser, Post, PostStore, Session, SessionStore, SignedIn, TokenRecord, TokenStore, User, UserStore,
-    UserSummary,
-};
+use portcullis_app::ports::{SignIn, StoreResult};
+use portcullis_app::{Post, PostStore, Session, SessionStore, SignedIn};
 
-use crate::SqlStore;
-use crate::users::sign_in_in;
+use crate::marks::Marks;
+use crate::{Reach, SqlStore};
 
 /// The oldest reading of SQLite's data version that an entry is used on.
 pub const READING_MAX_AGE: Duration = Duration::from_millis(20);
@@ -66,75 +61,6 @@ pub const MAX_AGE: Duration = Duration::from_secs(30);
 pub const REFRESH_AFTER: Duration = Duration::from_secs(15);
 /// Entries per map; a full map starts again empty.
 const CAPACITY: usize = 10_000;
-/// Users share marks by their id modulo this: a change to one user sends
-/// the sessions of the few others on the same stripe to reload too.
-const STRIPES: usize = 1024;
-
-/// What a write may have changed.
-#[derive(Clone, Copy, Debug)]
-enum Touched {
-    /// A user's row, or their sessions.
-    User(i64),
-    /// Posts.
-    Posts,
-    /// A user with everything that goes with them, posts included.
-    UserAndPosts(i64),
-    /// Anything.
-    Everything,
-}
-
-/// The write counter and the marks (see the module's documentation).
-struct Marks {
-    seq: AtomicU64,
-    everything: AtomicU64,
-    posts: AtomicU64,
-    users: Box<[AtomicU64]>,
-}
-
-impl Marks {
-    fn new() -> Self {
-        Self {
-            seq: AtomicU64::new(0),
-            everything: AtomicU64::new(0),
-            posts: AtomicU64::new(0),
-            users: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
-        }
-    }
-
-    /// The count to remember for a row about to be read.
-    fn now(&self) -> u64 {
-        self.seq.load(Ordering::Acquire)
-    }
-
-    fn user(&self, id: i64) -> &AtomicU64 {
-        let stripe = usize::try_from(id.rem_euclid(STRIPES as i64)).unwrap_or(0);
-        &self.users[stripe]
-    }
-
-    /// Counts a committed write and marks what it touched; answers the count.
-    fn changed(&self, touched: Touched) -> u64 {
-        let count = self.seq.fetch_add(1, Ordering::AcqRel) + 1;
-        let mark = |m: &AtomicU64| {
-            m.fetch_max(count, Ordering::AcqRel);
-        };
-        match touched {
-            Touched::User(id) => mark(self.user(id)),
-            Touched::Posts => mark(&self.posts),
-            Touched::UserAndPosts(id) => {
-                mark(self.user(id));
-                mark(&self.posts);
-            }
-            Touched::Everything => mark(&self.everything),
-        }
-        count
-    }
-
-    /// No change to anything, nor to `mark`, since `since`.
-    fn unchanged(&self, mark: &AtomicU64, since: u64) -> bool {
-        self.everything.load(Ordering::Acquire) <= since && mark.load(Ordering::Acquire) <= since
-    }
-}
-
 struct Entry<V> {
     /// The write count from before the value was read.
     since: u64,
@@ -202,11 +128,11 @@ impl<K: Eq + Hash, V: Clone> Map<K, V> {
 
 type PostKey = (Option<i64>, Option<i64>, i64);
 
-/// The cached store: reads of sessions and post lists from memory, everything
-/// else straight to [`SqlStore`].
+/// The cached store: reads of sessions and post lists from memory, every
+/// write straight to [`SqlStore`], which marks what it reaches. The other
+/// ports are the [`SqlStore`]'s own: nothing of theirs is kept.
 pub struct CachedStore {
     sql: Arc<SqlStore>,
-    marks: Marks,
     sessions: Map<String, Arc<SignedIn>>,
     posts: Map<PostKey, Arc<[Post]>>,
     /// Held while a reader takes a reading for the others.
@@ -216,22 +142,12 @@ pub struct CachedStore {
 impl CachedStore {
     /// A cache in front of `sql`.
     pub fn new(sql: Arc<SqlStore>) -> Arc<Self> {
-        let store = Arc::new(Self {
-            sql,
-            marks: Marks::new(),
-            sessions: Map::new(),
-            posts: Map::new(),
-            reading: tokio::sync::Mutex::new(()),
-        });
-        // A connection's first reading cannot tell what changed before it:
-        // it moves too, and what was read before it is read again once.
-        let weak = Arc::downgrade(&store);
-        store.sql.on_foreign_commit(move || {
-            if let Some(store) = weak.upgrade() {
-                store.marks.changed(Touched::Everything);
-            }
-        });
-        store
+        Arc::new(Self { sql, sessions: Map::new(), posts: Map::new(), reading: tokio::sync::Mutex::new(()) })
+    }
+
+    /// The store's marks, which its writes set.
+    fn marks(&self) -> &Marks {
+        &self.sql.marks
     }
 
     /// Whether entries may be used now: there is a reading of the data
@@ -257,7 +173,7 @@ impl CachedStore {
             None => false,
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "data version unreadable; the cache is cleared");
-                self.marks.changed(Touched::Everything);
+                self.marks().changed(Reach::Everything);
                 // The next connection's first reading marks everything again.
                 self.sql.close_writer().await;
                 false
@@ -265,19 +181,8 @@ impl CachedStore {
         }
     }
 
-    /// Runs a write and, whatever its outcome, marks what it may have touched.
-    async fn write<T>(
-        &self,
-        touched: Touched,
-        done: impl std::future::Future<Output = StoreResult<T>>,
-    ) -> StoreResult<T> {
-        let result = done.await;
-        self.marks.changed(touched);
-        result
-    }
-
     fn session_fresh(&self) -> impl FnOnce(&Arc<SignedIn>, u64) -> bool + '_ {
-        |found, since| self.marks.unchanged(self.marks.user(found.user.id), since)
+        |found, since| self.marks().unchanged(self.marks().user(found.user.id), since)
     }
 }
 
@@ -289,16 +194,13 @@ impl SessionStore for CachedStore {
     }
 
     async fn open_session(&self, session: &Session, login: &SignIn<'_>) -> StoreResult<()> {
-        let mut conn = self.sql.wconn().await?;
-        let opened = sign_in_in(&mut conn, session.user_id, session.created_at, Some(session), login).await;
         // Counted while the writing connection is still held: any later
         // change of this process to the user counts higher, so the row read
         // back is good until the user's mark moves. The session is cached
         // as it was written, with the user as the login left them: the
         // first page after a login is served from memory.
-        let count = self.marks.changed(Touched::User(session.user_id));
-        drop(conn);
-        if let Some(user) = opened? {
+        let (opened, count) = self.sql.open_session_counted(session, login).await?;
+        if let Some(user) = opened {
             self.sessions.put(session.id.clone(), count, Arc::new(SignedIn { session: session.clone(), user }));
         }
         Ok(())
@@ -306,7 +208,7 @@ impl SessionStore for CachedStore {
 
     async fn session_with_user(&self, id: &str) -> StoreResult<Option<Arc<SignedIn>>> {
         let current = self.current().await;
-        let since = self.marks.now();
+        let since = self.marks().now();
         if current && let Some(hit) = self.sessions.get(id, self.session_fresh()) {
             return Ok(Some(hit));
         }
@@ -331,13 +233,13 @@ impl SessionStore for CachedStore {
         let written = self.sql.touch_session(id, seen, now).await;
         if written.is_err() {
             // The entry no longer says what is stored.
-            self.marks.changed(Touched::Everything);
+            self.marks().changed(Reach::Everything);
         }
         written
     }
 
     async fn delete_session(&self, user_id: i64, id: &str, audit: Option<&AuditEvent>) -> StoreResult<bool> {
-        self.write(Touched::User(user_id), self.sql.delete_session(user_id, id, audit)).await
+        self.sql.delete_session(user_id, id, audit).await
     }
 
     async fn delete_user_sessions(
@@ -346,7 +248,7 @@ impl SessionStore for CachedStore {
         except: Option<&str>,
         audit: Option<&AuditEvent>,
     ) -> StoreResult<u64> {
-        self.write(Touched::User(user_id), self.sql.delete_user_sessions(user_id, except, audit)).await
+        self.sql.delete_user_sessions(user_id, except, audit).await
     }
 
     async fn user_sessions(&self, user_id: i64, now: i64) -> StoreResult<Vec<Session>> {
@@ -354,19 +256,14 @@ impl SessionStore for CachedStore {
     }
 
     async fn purge_sessions(&self, now: i64, idle_cutoff: i64) -> StoreResult<u64> {
-        // Whose sessions went is not known; when none did, nothing changed.
-        let purged = self.sql.purge_sessions(now, idle_cutoff).await;
-        if !matches!(purged, Ok(0)) {
-            self.marks.changed(Touched::Everything);
-        }
-        purged
+        self.sql.purge_sessions(now, idle_cutoff).await
     }
 }
 
 #[async_trait]
 impl PostStore for CachedStore {
     async fn insert_post(&self, author_id: i64, title: &str, content: &str, now: i64) -> StoreResult<i64> {
-        self.write(Touched::Posts, self.sql.insert_post(author_id, title, content, now)).await
+        self.sql.insert_post(author_id, title, content, now).await
     }
 
     async fn post_by_id(&self, id: i64) -> StoreResult<Option<Post>> {
@@ -374,149 +271,25 @@ impl PostStore for CachedStore {
     }
 
     async fn update_post(&self, id: i64, title: &str, content: &str, now: i64) -> StoreResult<()> {
-        self.write(Touched::Posts, self.sql.update_post(id, title, content, now)).await
+        self.sql.update_post(id, title, content, now).await
     }
 
     async fn delete_post(&self, id: i64) -> StoreResult<()> {
-        self.write(Touched::Posts, self.sql.delete_post(id)).await
+        self.sql.delete_post(id).await
     }
 
     async fn list_posts(&self, author_id: Option<i64>, before_id: Option<i64>, limit: i64) -> StoreResult<Arc<[Post]>> {
         let current = self.current().await;
-        let since = self.marks.now();
+        let since = self.marks().now();
         let key = (author_id, before_id, limit);
-        if current && let Some(hit) = self.posts.get(&key, |_, since| self.marks.unchanged(&self.marks.posts, since)) {
+        if current
+            && let Some(hit) = self.posts.get(&key, |_, since| self.marks().unchanged(self.marks().posts(), since))
+        {
             return Ok(hit);
         }
         let posts = self.sql.list_posts(author_id, before_id, limit).await?;
         self.posts.put(key, since, Arc::clone(&posts));
         Ok(posts)
-    }
-}
-
-#[async_trait]
-impl UserStore for CachedStore {
-    async fn insert_user(&self, user: &NewUser, audit: Option<&AuditEvent>) -> StoreResult<User> {
-        self.sql.insert_user(user, audit).await
-    }
-
-    async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>> {
-        self.sql.user_by_id(id).await
-    }
-
-    async fn user_by_login(&self, normalized: &str) -> StoreResult<Option<User>> {
-        self.sql.user_by_login(normalized).await
-    }
-
-    async fn username_taken(&self, normalized: &str) -> StoreResult<bool> {
-        self.sql.username_taken(normalized).await
-    }
-
-    async fn email_taken(&self, normalized: &str) -> StoreResult<bool> {
-        self.sql.email_taken(normalized).await
-    }
-
-    async fn list_users(
-        &self,
-        query: Option<&str>,
-        after_id: Option<i64>,
-        limit: i64,
-        now: i64,
-    ) -> StoreResult<Vec<UserSummary>> {
-        self.sql.list_users(query, after_id, limit, now).await
-    }
-
-    async fn update_password_hash(&self, id: i64, hash: &str, now: i64) -> StoreResult<()> {
-        self.write(Touched::User(id), self.sql.update_password_hash(id, hash, now)).await
-    }
-
-    async fn set_password(&self, id: i64, hash: &str, new_stamp: &str, now: i64) -> StoreResult<()> {
-        self.write(Touched::User(id), self.sql.set_password(id, hash, new_stamp, now)).await
-    }
-
-    async fn set_admin(
-        &self,
-        id: i64,
-        is_admin: bool,
-        new_stamp: &str,
-        now: i64,
-        audit: Option<&AuditEvent>,
-    ) -> StoreResult<bool> {
-        self.write(Touched::User(id), self.sql.set_admin(id, is_admin, new_stamp, now, audit)).await
-    }
-
-    async fn count_admins(&self) -> StoreResult<i64> {
-        self.sql.count_admins().await
-    }
-
-    async fn delete_user(&self, id: i64, audit: Option<&AuditEvent>) -> StoreResult<bool> {
-        self.write(Touched::UserAndPosts(id), self.sql.delete_user(id, audit)).await
-    }
-
-    async fn set_admin_lock(
-        &self,
-        id: i64,
-        until: Option<i64>,
-        now: i64,
-        audit: Option<&AuditEvent>,
-    ) -> StoreResult<()> {
-        self.write(Touched::User(id), self.sql.set_admin_lock(id, until, now, audit)).await
-    }
-
-    async fn ping(&self) -> StoreResult<()> {
-        self.sql.ping().await
-    }
-}
-
-#[async_trait]
-impl TokenStore for CachedStore {
-    async fn insert_user_with_token(
-        &self,
-        user: &NewUser,
-        token: &NewToken,
-        mails: &[OutgoingMail],
-        audit: Option<&AuditEvent>,
-    ) -> StoreResult<User> {
-        self.sql.insert_user_with_token(user, token, mails, audit).await
-    }
-
-    async fn issue_token(
-        &self,
-        user_id: i64,
-        token: &NewToken,
-        mails: &[OutgoingMail],
-        audit: Option<&AuditEvent>,
-    ) -> StoreResult<()> {
-        self.sql.issue_token(user_id, token, mails, audit).await
-    }
-
-    async fn token(&self, id: &str) -> StoreResult<Option<TokenRecord>> {
-        self.sql.token(id).await
-    }
-
-    async fn verify_email_with_token(
-        &self,
-        token_id: &str,
-        user_id: i64,
-        email: &str,
-        now: i64,
-        audit: Option<&AuditEvent>,
-    ) -> StoreResult<bool> {
-        self.write(Touched::User(user_id), self.sql.verify_email_with_token(token_id, user_id, email, now, audit)).await
-    }
-
-    async fn reset_password_with_token(
-        &self,
-        token_id: &str,
-        lockout_keys: &[String],
-        change: &NewCredentials<'_>,
-    ) -> StoreResult<bool> {
-        self.write(Touched::User(change.user_id), self.sql.reset_password_with_token(token_id, lockout_keys, change))
-            .await
-    }
-
-    async fn change_password_with_mail(&self, change: &NewCredentials<'_>) -> StoreResult<()> {
-        self.write(Touched::User(change.user_id), self.sql.change_password_with_mail(change)).await
     }
 }
 
@@ -538,7 +311,7 @@ mod tests {
         let (sql, cache, _dir) = cached_sqlite().await;
         assert!(cache.list_posts(None, None, 10).await.expect("list").is_empty());
         let polls = sql.version_polls();
-        let writing = sql.wconn().await.expect("writer");
+        let writing = sql.write(Reach::Uncached).await.expect("writer");
         // Another process writes a post while this one's writer is busy.
         sqlx::query(
             "INSERT INTO users (username, username_normalized, email, email_normalized, password_hash, security_stamp, \
@@ -572,7 +345,7 @@ mod tests {
         let (sql, cache, _dir) = cached_sqlite().await;
         let script = Script::new(vec!["DELETE FROM login_attempts WHERE key = $1".into()]);
         let write = || async {
-            let mut conn = sql.wconn().await.expect("writer");
+            let mut conn = sql.write(Reach::Uncached).await.expect("writer");
             script.run(&mut conn, &[&[Arg::Text("k")]]).await.expect("write");
         };
         let read = || async { cache.list_posts(None, None, 10).await.expect("list") };
@@ -595,13 +368,13 @@ mod tests {
         read().await;
         assert_eq!(sql.version_polls(), polls + 1);
         // A commit on another connection is seen by the next write's reading.
-        let seen = cache.marks.now();
+        let seen = cache.marks().now();
         sqlx::query("INSERT INTO login_attempts (key, attempts, updated_at) VALUES ('o', 1, 0)")
             .execute(sql.pool())
             .await
             .expect("elsewhere");
         write().await;
-        assert!(!cache.marks.unchanged(&cache.marks.posts, seen), "the write found the other commit");
+        assert!(!cache.marks().unchanged(cache.marks().posts(), seen), "the write found the other commit");
         drop(cache);
         sql.close().await;
     }
@@ -624,27 +397,5 @@ mod tests {
         assert_eq!(map.get("k", fresh), Some(2), "the reloaded value replaces it");
         let loaded = map.lock().get("k").map(|e| e.loaded).expect("stored");
         assert_eq!(map.get_at("k", fresh, loaded + REFRESH_AFTER), None, "and is renewed in its turn");
-    }
-
-    #[test]
-    fn a_mark_stales_only_what_was_read_before_it() {
-        let marks = Marks::new();
-        let before = marks.now();
-        marks.changed(Touched::User(5));
-        assert!(!marks.unchanged(marks.user(5), before), "user 5 changed after the read");
-        assert!(!marks.unchanged(marks.user(5 + STRIPES as i64), before), "so did its stripe");
-        assert!(marks.unchanged(marks.user(6), before), "user 6 did not");
-        assert!(marks.unchanged(&marks.posts, before), "nor did the posts");
-        let after = marks.now();
-        assert!(marks.unchanged(marks.user(5), after), "a read after the change is good");
-        marks.changed(Touched::Posts);
-        assert!(!marks.unchanged(&marks.posts, after));
-        assert!(marks.unchanged(marks.user(5), after));
-        marks.changed(Touched::UserAndPosts(-3));
-        assert!(!marks.unchanged(marks.user(-3), after), "any id has a stripe");
-        let later = marks.now();
-        marks.changed(Touched::Everything);
-        assert!(!marks.unchanged(marks.user(6), later), "everything stales every entry");
-        assert!(!marks.unchanged(&marks.posts, later));
     }
 }

@@ -6,7 +6,7 @@ use sqlx::Row as _;
 
 use portcullis_app::ports::{RateLimitStore, StoreResult};
 
-use crate::{SqlStore, backend_err};
+use crate::{Reach, SqlStore, backend_err};
 
 #[async_trait]
 impl RateLimitStore for SqlStore {
@@ -20,7 +20,7 @@ impl RateLimitStore for SqlStore {
         )
         .bind(key)
         .bind(window_start)
-        .fetch_one(&mut *self.wconn().await?)
+        .fetch_one(&mut *self.write(Reach::Uncached).await?)
         .await
         .map_err(backend_err)?;
         row.try_get("count").map_err(backend_err)
@@ -29,7 +29,7 @@ impl RateLimitStore for SqlStore {
     async fn purge_rate_limits(&self, before: i64) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM rate_limits WHERE window_start < $1")
             .bind(before)
-            .execute(&mut *self.wconn().await?)
+            .execute(&mut *self.write(Reach::Uncached).await?)
             .await
             .map_err(backend_err)?;
         Ok(done.rows_affected())

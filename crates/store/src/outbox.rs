@@ -10,7 +10,7 @@ use portcullis_app::mail::{ClaimedMail, OutgoingMail};
 use portcullis_app::ports::StoreResult;
 
 use crate::script::{Arg, bind_all};
-use crate::{Backend, SqlStore, backend_err};
+use crate::{Backend, Reach, SqlStore, backend_err};
 
 /// Queues a mail.
 pub(crate) const INSERT_MAIL: &str = "INSERT INTO outbox (recipient, subject, sealed_body, created_at, attempts, next_attempt_at) \
@@ -36,7 +36,7 @@ pub(crate) async fn enqueue_in(
 #[async_trait]
 impl OutboxStore for SqlStore {
     async fn enqueue_mail(&self, mail: &OutgoingMail, now: i64) -> StoreResult<()> {
-        let mut conn = self.wconn().await?;
+        let mut conn = self.write(Reach::Uncached).await?;
         enqueue_in(&mut conn, std::slice::from_ref(mail), now).await.map_err(backend_err)
     }
 
@@ -55,7 +55,7 @@ impl OutboxStore for SqlStore {
             .bind(now)
             .bind(lease_until)
             .bind(limit)
-            .fetch_all(&mut *self.wconn().await?)
+            .fetch_all(&mut *self.write(Reach::Uncached).await?)
             .await
             .map_err(backend_err)?;
         rows.iter()
@@ -80,7 +80,7 @@ impl OutboxStore for SqlStore {
             "UPDATE outbox SET sent_at = $1, sealed_body = '', locked_until = NULL, last_error = NULL WHERE id IN ({list})"
         );
         let query = ids.iter().fold(sqlx::query(&sql).bind(now), |q, id| q.bind(*id));
-        query.execute(&mut *self.wconn().await?).await.map_err(backend_err)?;
+        query.execute(&mut *self.write(Reach::Uncached).await?).await.map_err(backend_err)?;
         Ok(())
     }
 
@@ -93,7 +93,7 @@ impl OutboxStore for SqlStore {
         .bind(next_attempt_at)
         .bind(error)
         .bind(id)
-        .execute(&mut *self.wconn().await?)
+        .execute(&mut *self.write(Reach::Uncached).await?)
         .await
         .map_err(backend_err)?;
         Ok(())
@@ -101,7 +101,7 @@ impl OutboxStore for SqlStore {
 
     async fn pending_mail_count(&self) -> StoreResult<i64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL")
-            .fetch_one(&mut *self.conn().await?)
+            .fetch_one(&mut *self.read().await?)
             .await
             .map_err(backend_err)?;
         row.try_get("n").map_err(backend_err)

@@ -9,7 +9,7 @@ use sqlx::any::AnyRow;
 use portcullis_app::ports::StoreResult;
 use portcullis_app::{Post, PostStore};
 
-use crate::{SqlStore, backend_err};
+use crate::{Reach, SqlStore, backend_err};
 
 const POST_COLUMNS: &str = "p.id, p.author_id, u.username AS author, p.title, p.content, p.created_at, p.updated_at";
 
@@ -33,7 +33,7 @@ impl PostStore for SqlStore {
             .bind(title)
             .bind(content)
             .bind(now)
-            .fetch_one(&mut *self.wconn().await?)
+            .fetch_one(&mut *self.write(Reach::Posts).await?)
             .await
             .map_err(backend_err)?;
         row.try_get("id").map_err(backend_err)
@@ -41,7 +41,7 @@ impl PostStore for SqlStore {
 
     async fn post_by_id(&self, id: i64) -> StoreResult<Option<Post>> {
         let sql = format!("SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id WHERE p.id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *self.conn().await?).await.map_err(backend_err)?;
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *self.read().await?).await.map_err(backend_err)?;
         row.as_ref().map(post_from_row).transpose().map_err(backend_err)
     }
 
@@ -51,7 +51,7 @@ impl PostStore for SqlStore {
             .bind(content)
             .bind(now)
             .bind(id)
-            .execute(&mut *self.wconn().await?)
+            .execute(&mut *self.write(Reach::Posts).await?)
             .await
             .map_err(backend_err)?;
         Ok(())
@@ -60,7 +60,7 @@ impl PostStore for SqlStore {
     async fn delete_post(&self, id: i64) -> StoreResult<()> {
         sqlx::query("DELETE FROM posts WHERE id = $1")
             .bind(id)
-            .execute(&mut *self.wconn().await?)
+            .execute(&mut *self.write(Reach::Posts).await?)
             .await
             .map_err(backend_err)?;
         Ok(())
@@ -76,14 +76,14 @@ impl PostStore for SqlStore {
                     "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id \
                      WHERE p.author_id = $1 AND p.id < $2 ORDER BY p.id DESC LIMIT $3"
                 );
-                sqlx::query(&sql).bind(author).bind(before).bind(limit).fetch_all(&mut *self.conn().await?).await
+                sqlx::query(&sql).bind(author).bind(before).bind(limit).fetch_all(&mut *self.read().await?).await
             }
             None => {
                 let sql = format!(
                     "SELECT {POST_COLUMNS} FROM posts p JOIN users u ON u.id = p.author_id \
                      WHERE p.id < $1 ORDER BY p.id DESC LIMIT $2"
                 );
-                sqlx::query(&sql).bind(before).bind(limit).fetch_all(&mut *self.conn().await?).await
+                sqlx::query(&sql).bind(before).bind(limit).fetch_all(&mut *self.read().await?).await
             }
         }
         .map_err(backend_err)?;

@@ -9,14 +9,14 @@
 //! transaction, as any other change does.
 //!
 //! On SQLite a script also reads `PRAGMA data_version` on its way, first
-//! thing, for the read cache (see `SqlStore::on_foreign_commit`): while
+//! thing, for the read cache (see `writer`): while
 //! writes come often, its readers need no trips of their own to know
 //! whether another process has changed the file.
 //!
 //! A script whose caller stops waiting (a client gone, a time limit) may
 //! leave its transaction open on the writing connection; the writer
 //! remembers that and rolls it back before its next holder writes (see
-//! `SqlStore::wconn`).
+//! `SqlStore::write`).
 
 use std::sync::atomic::Ordering;
 
@@ -25,6 +25,7 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyConnection};
 
 use crate::WriteConn;
+use crate::writer::Held;
 
 /// A query on the `Any` driver.
 pub(crate) type AnyQuery<'a> = Query<'a, Any, AnyArguments<'a>>;
@@ -92,8 +93,9 @@ impl Script {
             let given: Vec<usize> = args.iter().map(|a| a.len()).collect();
             return Err(sqlx::Error::Protocol(format!("script takes {:?} parameters, given {given:?}", self.arity)));
         }
-        match conn {
-            WriteConn::Writer(conn, writer) => {
+        let marks = conn.marks();
+        match &mut conn.held {
+            Held::Writer(conn, writer) => {
                 let q = args.iter().fold(sqlx::query(&self.joined), |q, a| bind_all(q, a));
                 // Cleared only if this future is not dropped on the way.
                 writer.unfinished.store(true, Ordering::Relaxed);
@@ -113,13 +115,13 @@ impl Script {
                 // answers one); the change stands whatever becomes of it.
                 if !rows.is_empty() {
                     match sqlx::Row::try_get::<i64, _>(&rows.remove(0), 0) {
-                        Ok(version) => writer.observe(version, asked),
+                        Ok(version) => writer.observe(version, asked, marks),
                         Err(e) => tracing::warn!(error = %e, "data version unreadable"),
                     }
                 }
                 Ok(rows)
             }
-            WriteConn::Pooled(conn) => {
+            Held::Pooled(conn) => {
                 let mut tx = sqlx::Connection::begin(&mut **conn).await?;
                 let mut rows = Vec::new();
                 for (sql, a) in self.statements.iter().zip(args) {

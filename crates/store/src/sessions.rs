@@ -8,12 +8,12 @@ use sqlx::any::AnyRow;
 
 use portcullis_app::audit::AuditEvent;
 use portcullis_app::ports::{SignIn, StoreResult};
-use portcullis_app::{Session, SessionStore, SignedIn};
+use portcullis_app::{Session, SessionStore, SignedIn, User};
 
 use crate::audit::{INSERT_EVENT_IF_CHANGED, event_args, record_in};
 use crate::script::{Arg, Script, bind_all};
 use crate::users::{USER_COLUMNS, sign_in_in, user_from_row};
-use crate::{SqlStore, WriteConn, backend_err, flag};
+use crate::{Reach, SqlStore, backend_err, flag};
 
 /// Stores a new session.
 pub(crate) const INSERT_SESSION: &str = "INSERT INTO sessions (id, secret_hash, user_id, security_stamp, created_at, \
@@ -62,25 +62,41 @@ fn session_from_row(row: &AnyRow) -> Result<Session, sqlx::Error> {
     })
 }
 
+impl SqlStore {
+    /// Stores the session a login opens (see `SessionStore::open_session`)
+    /// and answers the user's row as the login left it, with the count its
+    /// write was marked with (see `WriteConn::finish`).
+    pub(crate) async fn open_session_counted(
+        &self,
+        session: &Session,
+        login: &SignIn<'_>,
+    ) -> StoreResult<(Option<User>, u64)> {
+        let mut conn = self.write(Reach::User(session.user_id)).await?;
+        let opened = sign_in_in(&mut conn, session.user_id, session.created_at, Some(session), login).await;
+        let count = conn.finish();
+        Ok((opened?, count))
+    }
+}
+
 #[async_trait]
 impl SessionStore for SqlStore {
     async fn insert_session(&self, s: &Session) -> StoreResult<()> {
         bind_all(sqlx::query(INSERT_SESSION), &session_args(s))
-            .execute(&mut *self.wconn().await?)
+            .execute(&mut *self.write(Reach::Uncached).await?)
             .await
             .map_err(backend_err)?;
         Ok(())
     }
 
     async fn open_session(&self, session: &Session, login: &SignIn<'_>) -> StoreResult<()> {
-        sign_in_in(&mut self.wconn().await?, session.user_id, session.created_at, Some(session), login).await.map(drop)
+        self.open_session_counted(session, login).await.map(drop)
     }
 
     async fn session_with_user(&self, id: &str) -> StoreResult<Option<Arc<SignedIn>>> {
         let sql = format!(
             "SELECT {SESSION_COLUMNS}, {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1"
         );
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *self.conn().await?).await.map_err(backend_err)?;
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *self.read().await?).await.map_err(backend_err)?;
         row.map(|r| Ok(Arc::new(SignedIn { session: session_from_row(&r)?, user: user_from_row(&r)? })))
             .transpose()
             .map_err(backend_err)
@@ -91,15 +107,15 @@ impl SessionStore for SqlStore {
             .bind(now)
             .bind(id)
             .bind(seen)
-            .execute(&mut *self.wconn().await?)
+            .execute(&mut *self.write(Reach::LastSeen).await?)
             .await
             .map_err(backend_err)?;
         Ok(())
     }
 
     async fn delete_session(&self, user_id: i64, id: &str, audit: Option<&AuditEvent>) -> StoreResult<bool> {
-        let mut conn = self.wconn().await?;
-        if let (WriteConn::Writer(..), Some(e)) = (&conn, audit) {
+        let mut conn = self.write(Reach::User(user_id)).await?;
+        if let (true, Some(e)) = (conn.is_writer(), audit) {
             let args: [&[Arg<'_>]; 2] = [&[Arg::Text(id), Arg::Int(user_id)], &event_args(e, None)];
             let rows = END_SESSION.run(&mut conn, &args).await.map_err(backend_err)?;
             return Ok(!rows.is_empty());
@@ -125,7 +141,7 @@ impl SessionStore for SqlStore {
         except: Option<&str>,
         audit: Option<&AuditEvent>,
     ) -> StoreResult<u64> {
-        let mut conn = self.wconn().await?;
+        let mut conn = self.write(Reach::User(user_id)).await?;
         let mut tx = conn.begin().await.map_err(backend_err)?;
         let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
             .bind(user_id)
@@ -143,7 +159,7 @@ impl SessionStore for SqlStore {
             "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.user_id = $1 AND s.expires_at > $2 ORDER BY s.created_at DESC"
         );
         let rows =
-            sqlx::query(&sql).bind(user_id).bind(now).fetch_all(&mut *self.conn().await?).await.map_err(backend_err)?;
+            sqlx::query(&sql).bind(user_id).bind(now).fetch_all(&mut *self.read().await?).await.map_err(backend_err)?;
         rows.iter().map(session_from_row).collect::<Result<_, _>>().map_err(backend_err)
     }
 
@@ -151,12 +167,12 @@ impl SessionStore for SqlStore {
         // Two deletes, each on its own index, rather than one `OR` that scans the table.
         let expired = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
             .bind(now)
-            .execute(&mut *self.wconn().await?)
+            .execute(&mut *self.write(Reach::Everything).await?)
             .await
             .map_err(backend_err)?;
         let idle = sqlx::query("DELETE FROM sessions WHERE last_seen_at < $1 AND remember = 0")
             .bind(idle_cutoff)
-            .execute(&mut *self.wconn().await?)
+            .execute(&mut *self.write(Reach::Everything).await?)
             .await
             .map_err(backend_err)?;
         Ok(expired.rows_affected() + idle.rows_affected())

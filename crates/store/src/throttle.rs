@@ -7,7 +7,7 @@ use sqlx::Row as _;
 use portcullis_app::LoginThrottle;
 use portcullis_app::ports::StoreResult;
 
-use crate::{SqlStore, backend_err};
+use crate::{Reach, SqlStore, backend_err};
 
 #[async_trait]
 impl LoginThrottle for SqlStore {
@@ -43,7 +43,7 @@ impl LoginThrottle for SqlStore {
         .bind(threshold)
         .bind(lock_until)
         .bind(window_start)
-        .fetch_one(&mut *self.wconn().await?)
+        .fetch_one(&mut *self.write(Reach::Uncached).await?)
         .await
         .map_err(backend_err)?;
         row.try_get("attempts").map_err(backend_err)
@@ -53,7 +53,7 @@ impl LoginThrottle for SqlStore {
         for key in keys {
             sqlx::query("DELETE FROM login_attempts WHERE key = $1")
                 .bind(key)
-                .execute(&mut *self.wconn().await?)
+                .execute(&mut *self.write(Reach::Uncached).await?)
                 .await
                 .map_err(backend_err)?;
         }
@@ -69,7 +69,7 @@ impl LoginThrottle for SqlStore {
         .bind(threshold + 1)
         .bind(until)
         .bind(now)
-        .execute(&mut *self.wconn().await?)
+        .execute(&mut *self.write(Reach::Uncached).await?)
         .await
         .map_err(backend_err)?;
         Ok(())
@@ -79,7 +79,7 @@ impl LoginThrottle for SqlStore {
         let row = sqlx::query("SELECT locked_until FROM login_attempts WHERE key = $1 AND locked_until > $2")
             .bind(key)
             .bind(now)
-            .fetch_optional(&mut *self.conn().await?)
+            .fetch_optional(&mut *self.read().await?)
             .await
             .map_err(backend_err)?;
         row.map(|r| r.try_get("locked_until")).transpose().map_err(backend_err)

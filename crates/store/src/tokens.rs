@@ -12,7 +12,7 @@ use portcullis_app::{NewToken, NewUser, TokenPurpose, TokenRecord, TokenStore, U
 use crate::audit::record_in;
 use crate::outbox::enqueue_in;
 use crate::users::{insert_user_in, map_insert_error};
-use crate::{SqlStore, backend_err};
+use crate::{Reach, SqlStore, backend_err};
 
 async fn insert_token(conn: &mut sqlx::AnyConnection, user_id: i64, t: &NewToken) -> Result<(), sqlx::Error> {
     // An older link of the same kind stops working when a new one is sent.
@@ -71,7 +71,7 @@ impl TokenStore for SqlStore {
         mails: &[OutgoingMail],
         audit: Option<&AuditEvent>,
     ) -> StoreResult<User> {
-        let mut conn = self.wconn().await?;
+        let mut conn = self.write(Reach::Uncached).await?;
         let mut tx = conn.begin().await.map_err(backend_err)?;
         let created = insert_user_in(&mut tx, user).await.map_err(map_insert_error)?;
         insert_token(&mut tx, created.id, token).await.map_err(backend_err)?;
@@ -88,7 +88,7 @@ impl TokenStore for SqlStore {
         mails: &[OutgoingMail],
         audit: Option<&AuditEvent>,
     ) -> StoreResult<()> {
-        let mut conn = self.wconn().await?;
+        let mut conn = self.write(Reach::Uncached).await?;
         let mut tx = conn.begin().await.map_err(backend_err)?;
         insert_token(&mut tx, user_id, token).await.map_err(backend_err)?;
         enqueue_in(&mut tx, mails, token.created_at).await.map_err(backend_err)?;
@@ -101,7 +101,7 @@ impl TokenStore for SqlStore {
             "SELECT id, secret_hash, purpose, user_id, email, expires_at, used_at FROM tokens WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(&mut *self.conn().await?)
+        .fetch_optional(&mut *self.read().await?)
         .await
         .map_err(backend_err)?;
         row.map(|r| {
@@ -127,7 +127,7 @@ impl TokenStore for SqlStore {
         now: i64,
         audit: Option<&AuditEvent>,
     ) -> StoreResult<bool> {
-        let mut conn = self.wconn().await?;
+        let mut conn = self.write(Reach::User(user_id)).await?;
         let mut tx = conn.begin().await.map_err(backend_err)?;
         if !consume(&mut tx, token_id, user_id, now).await.map_err(backend_err)? {
             return Ok(false);
@@ -155,7 +155,7 @@ impl TokenStore for SqlStore {
         lockout_keys: &[String],
         change: &NewCredentials<'_>,
     ) -> StoreResult<bool> {
-        let mut conn = self.wconn().await?;
+        let mut conn = self.write(Reach::User(change.user_id)).await?;
         let mut tx = conn.begin().await.map_err(backend_err)?;
         if !consume(&mut tx, token_id, change.user_id, change.now).await.map_err(backend_err)? {
             return Ok(false);
@@ -178,7 +178,7 @@ impl TokenStore for SqlStore {
     }
 
     async fn change_password_with_mail(&self, change: &NewCredentials<'_>) -> StoreResult<()> {
-        let mut conn = self.wconn().await?;
+        let mut conn = self.write(Reach::User(change.user_id)).await?;
         let mut tx = conn.begin().await.map_err(backend_err)?;
         set_credentials(&mut tx, change).await.map_err(backend_err)?;
         tx.commit().await.map_err(backend_err)

@@ -14,7 +14,7 @@ use crate::audit::{INSERT_EVENT, event_args, record_in};
 use crate::outbox::{INSERT_MAIL, mail_args};
 use crate::script::{Arg, Script};
 use crate::sessions::{INSERT_SESSION, session_args};
-use crate::{Backend, SqlStore, WriteConn, backend_err, flag};
+use crate::{Backend, Reach, SqlStore, WriteConn, backend_err, flag};
 
 pub(crate) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.password_hash, u.is_admin, u.email_verified, \
      u.security_stamp, u.created_at, u.updated_at, u.last_login_at, u.admin_locked_until";
@@ -154,7 +154,7 @@ impl SqlStore {
     /// What a successful login of user `user_id` at `now` writes besides a
     /// session kept elsewhere (Redis), in one transaction.
     pub async fn record_sign_in(&self, user_id: i64, now: i64, login: &SignIn<'_>) -> StoreResult<()> {
-        sign_in_in(&mut self.wconn().await?, user_id, now, None, login).await.map(drop)
+        sign_in_in(&mut self.write(Reach::User(user_id)).await?, user_id, now, None, login).await.map(drop)
     }
 
     /// Makes changes that could remove the last admin (a demotion, a deletion)
@@ -181,7 +181,7 @@ impl SqlStore {
 #[async_trait]
 impl UserStore for SqlStore {
     async fn insert_user(&self, u: &NewUser, audit: Option<&AuditEvent>) -> StoreResult<User> {
-        let mut conn = self.wconn().await?;
+        let mut conn = self.write(Reach::Uncached).await?;
         let mut tx = conn.begin().await.map_err(backend_err)?;
         let user = insert_user_in(&mut tx, u).await.map_err(map_insert_error)?;
         record_in(&mut tx, audit, Some(user.id)).await.map_err(backend_err)?;
@@ -191,7 +191,7 @@ impl UserStore for SqlStore {
 
     async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *self.conn().await?).await.map_err(backend_err)?;
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *self.read().await?).await.map_err(backend_err)?;
         row.as_ref().map(user_from_row).transpose().map_err(backend_err)
     }
 
@@ -202,14 +202,14 @@ impl UserStore for SqlStore {
              UNION ALL SELECT {USER_COLUMNS} FROM users u WHERE u.email_normalized = $1"
         );
         let row =
-            sqlx::query(&sql).bind(normalized).fetch_optional(&mut *self.conn().await?).await.map_err(backend_err)?;
+            sqlx::query(&sql).bind(normalized).fetch_optional(&mut *self.read().await?).await.map_err(backend_err)?;
         row.as_ref().map(user_from_row).transpose().map_err(backend_err)
     }
 
     async fn username_taken(&self, normalized: &str) -> StoreResult<bool> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE username_normalized = $1")
             .bind(normalized)
-            .fetch_one(&mut *self.conn().await?)
+            .fetch_one(&mut *self.read().await?)
             .await
             .map_err(backend_err)?;
         Ok(row.try_get::<i64, _>("n").map_err(backend_err)? > 0)
@@ -218,7 +218,7 @@ impl UserStore for SqlStore {
     async fn email_taken(&self, normalized: &str) -> StoreResult<bool> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE email_normalized = $1")
             .bind(normalized)
-            .fetch_one(&mut *self.conn().await?)
+            .fetch_one(&mut *self.read().await?)
             .await
             .map_err(backend_err)?;
         Ok(row.try_get::<i64, _>("n").map_err(backend_err)? > 0)
@@ -243,7 +243,7 @@ impl UserStore for SqlStore {
             .bind(like_pattern(query.unwrap_or("")))
             .bind(now)
             .bind(limit)
-            .fetch_all(&mut *self.conn().await?)
+            .fetch_all(&mut *self.read().await?)
             .await
             .map_err(backend_err)?;
         rows.iter()
@@ -262,7 +262,7 @@ impl UserStore for SqlStore {
             .bind(hash)
             .bind(now)
             .bind(id)
-            .execute(&mut *self.wconn().await?)
+            .execute(&mut *self.write(Reach::User(id)).await?)
             .await
             .map_err(backend_err)?;
         Ok(())
@@ -274,7 +274,7 @@ impl UserStore for SqlStore {
             .bind(new_stamp)
             .bind(now)
             .bind(id)
-            .execute(&mut *self.wconn().await?)
+            .execute(&mut *self.write(Reach::User(id)).await?)
             .await
             .map_err(backend_err)?;
         Ok(())
@@ -288,7 +288,7 @@ impl UserStore for SqlStore {
         now: i64,
         audit: Option<&AuditEvent>,
     ) -> StoreResult<bool> {
-        let mut conn = self.wconn().await?;
+        let mut conn = self.write(Reach::User(id)).await?;
         let mut tx = conn.begin().await.map_err(backend_err)?;
         self.lock_admins(&mut tx).await?;
         // Granting, or revoking a non-admin, never removes an admin.
@@ -314,14 +314,14 @@ impl UserStore for SqlStore {
 
     async fn count_admins(&self) -> StoreResult<i64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE is_admin = 1")
-            .fetch_one(&mut *self.conn().await?)
+            .fetch_one(&mut *self.read().await?)
             .await
             .map_err(backend_err)?;
         row.try_get("n").map_err(backend_err)
     }
 
     async fn delete_user(&self, id: i64, audit: Option<&AuditEvent>) -> StoreResult<bool> {
-        let mut conn = self.wconn().await?;
+        let mut conn = self.write(Reach::UserAndPosts(id)).await?;
         let mut tx = conn.begin().await.map_err(backend_err)?;
         self.lock_admins(&mut tx).await?;
         // Posts and sessions go by ON DELETE CASCADE, in the same statement.
@@ -348,7 +348,7 @@ impl UserStore for SqlStore {
         now: i64,
         audit: Option<&AuditEvent>,
     ) -> StoreResult<()> {
-        let mut conn = self.wconn().await?;
+        let mut conn = self.write(Reach::User(id)).await?;
         let mut tx = conn.begin().await.map_err(backend_err)?;
         sqlx::query("UPDATE users SET admin_locked_until = $1, updated_at = $2 WHERE id = $3")
             .bind(until)
@@ -362,7 +362,7 @@ impl UserStore for SqlStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&mut *self.conn().await?).await.map_err(backend_err)?;
+        sqlx::query("SELECT 1").execute(&mut *self.read().await?).await.map_err(backend_err)?;
         Ok(())
     }
 }

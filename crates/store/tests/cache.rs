@@ -7,8 +7,8 @@ use portcullis_app::audit::AuditEvent;
 use portcullis_app::ports::SignIn;
 use portcullis_app::{NewUser, PostStore, Session, SessionStore, User, UserStore};
 use portcullis_domain::{Email, Username};
-use portcullis_store::SqlStore;
 use portcullis_store::cache::{CachedStore, READING_MAX_AGE};
+use portcullis_store::{Reach, SqlStore};
 
 const T0: i64 = 1_700_000_000_000;
 const FAR: i64 = T0 + 1_000_000_000_000;
@@ -68,7 +68,7 @@ async fn log_in(store: &dyn SessionStore, id: &str, user: &User, at: i64) {
 /// Alice with session `s1` and one post, her session and her post list read
 /// into the cache.
 async fn alice_cached(f: &Fixture) -> User {
-    let alice = user(f.cache.as_ref(), "alice").await;
+    let alice = user(f.sql.as_ref(), "alice").await;
     f.cache.insert_session(&session("s1", &alice)).await.expect("session");
     f.cache.insert_post(alice.id, "t", "c", T0).await.expect("post");
     assert!(f.cache.session_with_user("s1").await.expect("read").is_some());
@@ -77,12 +77,24 @@ async fn alice_cached(f: &Fixture) -> User {
 }
 
 /// Changes Alice behind the cache's back: written by this process on its
-/// writing connection, but not through the cache, so neither the cache nor
-/// its readings of the data version hear of it. What the cache then answers
-/// came from memory.
+/// writing connection, declared on purpose as reaching nothing cached, so
+/// neither the marks nor the readings of the data version hear of it. What
+/// the cache then answers came from memory.
 async fn change_alice_unseen(f: &Fixture, alice: &User) {
-    assert!(f.sql.set_admin(alice.id, true, "unseen-stamp", T0, None).await.expect("grant"));
-    f.sql.insert_post(alice.id, "unseen", "post", T0).await.expect("post");
+    let mut conn = f.sql.write(Reach::Uncached).await.expect("writer");
+    sqlx::query("UPDATE users SET is_admin = 1, security_stamp = 'unseen-stamp' WHERE id = $1")
+        .bind(alice.id)
+        .execute(&mut *conn)
+        .await
+        .expect("grant");
+    sqlx::query(
+        "INSERT INTO posts (author_id, title, content, created_at, updated_at) VALUES ($1, 'unseen', 'post', 0, 0)",
+    )
+    .bind(alice.id)
+    .execute(&mut *conn)
+    .await
+    .expect("post");
+    drop(conn);
     // Long enough for the next read to take a reading first.
     tokio::time::sleep(READING_MAX_AGE * 5).await;
 }
@@ -115,7 +127,7 @@ async fn sessions_and_post_lists_are_served_from_memory() {
 async fn another_users_login_leaves_what_is_cached() {
     let f = fixture().await;
     let alice = alice_cached(&f).await;
-    let bob = user(f.cache.as_ref(), "bob").await;
+    let bob = user(f.sql.as_ref(), "bob").await;
     f.cache.insert_session(&session("b1", &bob)).await.expect("session");
     assert!(f.cache.session_with_user("b1").await.expect("read").is_some());
     change_alice_unseen(&f, &alice).await;
@@ -131,7 +143,7 @@ async fn another_users_login_leaves_what_is_cached() {
     assert_eq!(b2.user.last_login_at, Some(T0 + 9), "and his new one reads his row as it is now");
 
     // A change to Alice herself, through the cache, is seen at once.
-    f.cache.set_admin_lock(alice.id, Some(FAR), T0, None).await.expect("lock");
+    f.sql.set_admin_lock(alice.id, Some(FAR), T0, None).await.expect("lock");
     let found = f.cache.session_with_user("s1").await.expect("read").expect("live");
     assert!(found.user.is_admin && found.user.admin_locked_until == Some(FAR), "her row is read again");
     f.cache.insert_post(bob.id, "bob's", "post", T0).await.expect("post");
@@ -145,7 +157,7 @@ async fn another_users_login_leaves_what_is_cached() {
 #[tokio::test]
 async fn the_session_a_login_opens_is_served_from_memory() {
     let f = fixture().await;
-    let alice = user(f.cache.as_ref(), "alice").await;
+    let alice = user(f.sql.as_ref(), "alice").await;
     log_in(f.cache.as_ref(), "s1", &alice, T0 + 3).await;
     change_alice_unseen(&f, &alice).await;
     let found = f.cache.session_with_user("s1").await.expect("read").expect("live");
@@ -155,17 +167,17 @@ async fn the_session_a_login_opens_is_served_from_memory() {
 
     // A change to the user after the login, through the cache, is not missed.
     log_in(f.cache.as_ref(), "s2", &alice, T0 + 4).await;
-    f.cache.set_admin_lock(alice.id, Some(FAR), T0, None).await.expect("lock");
+    f.sql.set_admin_lock(alice.id, Some(FAR), T0, None).await.expect("lock");
     let found = f.cache.session_with_user("s2").await.expect("read").expect("live");
     assert_eq!(found.user.admin_locked_until, Some(FAR), "read from the file");
     assert_eq!(found.user.last_login_at, Some(T0 + 4));
 }
 
 #[tokio::test]
-async fn a_change_made_through_the_store_is_seen_at_once() {
+async fn a_change_made_through_the_store_or_the_cache_is_seen_at_once() {
     let f = fixture().await;
-    let alice = user(f.cache.as_ref(), "alice").await;
-    let bob = user(f.cache.as_ref(), "bob").await;
+    let alice = user(f.sql.as_ref(), "alice").await;
+    let bob = user(f.sql.as_ref(), "bob").await;
     for id in ["s1", "s2", "s3"] {
         f.cache.insert_session(&session(id, &alice)).await.expect("session");
     }
@@ -180,13 +192,13 @@ async fn a_change_made_through_the_store_is_seen_at_once() {
     assert!(read("s1").await.is_none(), "a logout ends the session at once");
 
     assert!(!read("s2").await.expect("live").user.is_admin);
-    assert!(f.cache.set_admin(alice.id, true, "new-stamp", T0, None).await.expect("grant"));
+    assert!(f.sql.set_admin(alice.id, true, "new-stamp", T0, None).await.expect("grant"));
     let found = read("s2").await.expect("still stored");
     let (s2, a2) = (&found.session, &found.user);
     assert!(a2.is_admin, "the user is read again");
     assert_ne!(s2.security_stamp, a2.security_stamp, "and the stamp change shows");
 
-    f.cache.set_admin_lock(bob.id, Some(FAR), T0, None).await.expect("lock");
+    f.sql.set_admin_lock(bob.id, Some(FAR), T0, None).await.expect("lock");
     assert_eq!(read("b1").await.expect("live").user.admin_locked_until, Some(FAR));
 
     f.cache.touch_session("s3", T0, T0 + 5).await.expect("touch");
@@ -199,7 +211,7 @@ async fn a_change_made_through_the_store_is_seen_at_once() {
     assert_eq!(f.cache.list_posts(None, None, 10).await.expect("list").len(), 1, "a new post shows at once");
     f.cache.update_post(id, "renamed", "post", T0 + 1).await.expect("update");
     assert_eq!(f.cache.list_posts(None, None, 10).await.expect("list")[0].title, "renamed");
-    assert!(f.cache.delete_user(bob.id, None).await.expect("delete"));
+    assert!(f.sql.delete_user(bob.id, None).await.expect("delete"));
     assert!(f.cache.list_posts(None, None, 10).await.expect("list").is_empty(), "the author's posts went with them");
     assert!(read("b1").await.is_none());
 }
@@ -228,7 +240,7 @@ async fn a_touch_is_written_and_keeps_what_is_cached() {
 #[tokio::test]
 async fn a_change_made_by_another_process_is_noticed() {
     let f = fixture().await;
-    let alice = user(f.cache.as_ref(), "alice").await;
+    let alice = user(f.sql.as_ref(), "alice").await;
     f.cache.insert_session(&session("s1", &alice)).await.expect("session");
     assert!(f.cache.session_with_user("s1").await.expect("read").is_some());
     assert!(f.cache.list_posts(None, None, 10).await.expect("list").is_empty());

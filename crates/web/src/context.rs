@@ -369,7 +369,7 @@ where
     let signed_in_now = match &change {
         Some(SessionChange::Start { cookie, remember }) => {
             let age = remember.then_some(state.accounts.settings().remember_duration);
-            set.push(cookies::build(SESSION, cookie.clone(), https, age));
+            set.push(cookies::build(SESSION, cookie, https, age));
             true
         }
         Some(SessionChange::End) => {
@@ -384,7 +384,7 @@ where
         }
     };
     if let Some(anon_value) = new_anon {
-        set.push(cookies::build(ANON, anon_value, https, None));
+        set.push(cookies::build(ANON, &anon_value, https, None));
     }
     let out = res.extensions_mut().remove::<FlashOut>().unwrap_or_default();
     if res.status().is_redirection() {
@@ -393,7 +393,7 @@ where
             let mut all = ctx.flashes.clone();
             all.extend(out.0);
             let payload = serde_json::to_vec(&all).unwrap_or_default();
-            set.push(cookies::build(FLASH, state.signer.sign(FLASH_PURPOSE, &payload), https, None));
+            set.push(cookies::build(FLASH, &state.signer.sign(FLASH_PURPOSE, &payload), https, None));
         }
     } else if had_flashes {
         set.push(cookies::clear(FLASH, https));

@@ -178,7 +178,7 @@ async fn post_login(
             // A fresh device cookie each time (OWASP's device-cookie pattern).
             let nonce = portcullis_app::tokens::random_b64(16);
             let value = state.signer.sign(DEVICE_PURPOSE, format!("{user_id}.{nonce}").as_bytes());
-            let cookie = cookies::build(cookies::DEVICE, value, https, Some(DEVICE_LIFETIME));
+            let cookie = cookies::build(cookies::DEVICE, &value, https, Some(DEVICE_LIFETIME));
             if let Ok(v) = HeaderValue::from_str(&cookie) {
                 r.headers_mut().append(SET_COOKIE, v);
             }

@@ -146,10 +146,7 @@ where
         Err(e) => return finish_error(state, e, None, &client, Some(req.uri())),
     };
     if csrf::applies_to(req.method()) {
-        let config = &state.config;
-        req = match csrf::verify(req, &state.signer, visitor.served_binding(), &config.base_url, config.body_limit)
-            .await
-        {
+        req = match verify_csrf(state, req, &visitor).await {
             Ok(req) => req,
             Err(refused) => {
                 let uri = refused.request.as_ref().map(Request::uri);
@@ -266,6 +263,13 @@ async fn visitor(state: &AppState, headers: &HeaderMap) -> Result<Visitor, WebEr
     }
     let secret = AnonSecret::from_cookie(cookies::get(headers, &cookies::name(ANON, https)));
     Ok(Visitor::Anonymous { secret, stale_session_cookie })
+}
+
+/// CSRF verification of a state-changing request, by the rule in
+/// [`csrf::verify`].
+async fn verify_csrf(state: &AppState, req: Request, visitor: &Visitor) -> Result<Request, csrf::Refused> {
+    let config = &state.config;
+    csrf::verify(req, &state.signer, visitor.served_binding(), &config.base_url, config.body_limit).await
 }
 
 /// The flash messages the previous answer left, if their cookie is one

@@ -2,19 +2,19 @@
 //! resolves the session cookie (one indexed read), checks CSRF on every
 //! state-changing request, reads flash messages, and afterwards writes the
 //! cookies the handler asked for and renders error pages.
+//!
+//! [`request_context`] runs the steps in order; each is a function of its
+//! own below, in the same order.
 
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::body::{Body, to_bytes};
 use axum::extract::Request;
-use axum::http::header::{
-    ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, SET_COOKIE, USER_AGENT,
-};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::header::{ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, SET_COOKIE, USER_AGENT};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt as _;
 use portcullis_app::SignedIn;
@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tower::{Service, ServiceExt as _};
 
 use crate::cookies::{self, ANON, FLASH, SESSION};
-use crate::csrf;
+use crate::csrf::{self, AnonSecret, Binding};
 use crate::error::{ErrorInfo, WebError};
 use crate::state::AppState;
 use crate::templates::Rendered;
@@ -96,119 +96,6 @@ pub struct FlashOut(pub Vec<Flash>);
 
 const FLASH_PURPOSE: &str = "flash";
 
-fn is_state_changing(m: &Method) -> bool {
-    !matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
-}
-
-/// Requests that hash or verify a password: under a login flood these are
-/// refused before any other work while the hashing pool is full.
-fn needs_a_hash(method: &Method, path: &str) -> bool {
-    *method == Method::POST
-        && (matches!(path, "/login" | "/register" | "/account/password" | "/account/email" | "/account/delete")
-            || path.starts_with("/reset-password/"))
-}
-
-/// The client's IP: the peer, or, when the peer is a trusted proxy, the
-/// right-most address in `X-Forwarded-For` that is not itself trusted.
-pub fn client_ip(state: &AppState, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
-    let peer = peer?;
-    let trusted = |ip: &IpAddr| state.config.trusted_proxies.iter().any(|n| n.contains(ip));
-    if !trusted(&peer) {
-        return Some(peer);
-    }
-    let forwarded: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    Some(forwarded.into_iter().rev().find(|ip| !trusted(ip)).unwrap_or(peer))
-}
-
-/// Refuses requests a browser marks as coming from another site.
-/// `Sec-Fetch-Site` decides when the browser sends it (pages can't forge
-/// it); it is the only signal on pages with `Referrer-Policy: no-referrer`,
-/// where browsers send `Origin: null` for same-origin forms. Older clients
-/// are judged by `Origin`.
-fn cross_site(state: &AppState, headers: &HeaderMap) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        return !matches!(site, "same-origin" | "none");
-    }
-    let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let base = state.config.base_url.origin().ascii_serialization();
-    if origin == base {
-        return false;
-    }
-    // The origin a browser would send for the Host it talked to.
-    let host = headers.get(HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let same_host = url::Url::parse(origin)
-        .ok()
-        .and_then(|u| {
-            u.host_str().map(|h| match u.port() {
-                Some(p) => format!("{h}:{p}"),
-                None => h.to_owned(),
-            })
-        })
-        .is_some_and(|h| !host.is_empty() && h.eq_ignore_ascii_case(host));
-    !same_host
-}
-
-fn binding<'a>(auth: Option<&'a SignedIn>, anon: &'a str) -> csrf::Binding<'a> {
-    match auth {
-        Some(a) => csrf::Binding::Session(&a.session.id),
-        None => csrf::Binding::Anon(anon),
-    }
-}
-
-/// Reads the CSRF token from the header or the urlencoded body, giving back
-/// a request whose body can be read again.
-async fn take_token(req: Request, limit: usize) -> Result<(Request, Option<String>), WebError> {
-    let header_token = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    if let Some(t) = header_token {
-        return Ok((req, Some(t)));
-    }
-    let is_form = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
-        return Ok((req, None));
-    }
-    let declared =
-        req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(WebError::PayloadTooLarge);
-    }
-    let (parts, body) = req.into_parts();
-    let bytes = to_bytes(body, limit).await.map_err(|_| WebError::PayloadTooLarge)?;
-    let token = form_urlencoded::parse(&bytes).find(|(k, _)| k == "csrf_token").map(|(_, v)| v.into_owned());
-    Ok((Request::from_parts(parts, Body::from(bytes)), token))
-}
-
-/// A new anonymous CSRF secret: 24 bytes from the thread's CSPRNG (seeded
-/// from the OS; visitors without a cookie arrive on every page, so no system
-/// call), in base64url.
-fn anon_secret() -> String {
-    use base64::Engine as _;
-    use rand::RngCore as _;
-    let mut buf = [0u8; ANON_SECRET_BYTES];
-    rand::thread_rng().fill_bytes(&mut buf);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
-}
-
-const ANON_SECRET_BYTES: usize = 24;
-
-/// Whether a cookie value has the shape of an anonymous secret; any other
-/// value is replaced by a new secret.
-fn is_anon_secret(value: &str) -> bool {
-    value.len() == ANON_SECRET_BYTES / 3 * 4
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
 /// The request context around the routes: names the request for its log
 /// lines, builds the context and runs the routes within it, then puts
 /// the request id and the security headers on whatever answer comes back.
@@ -238,6 +125,8 @@ where
     Ok(res)
 }
 
+/// The steps every request goes through, in order. A step that refuses
+/// answers with the error page at once.
 async fn with_context<R>(
     state: &AppState,
     peer: Option<IpAddr>,
@@ -248,94 +137,189 @@ async fn with_context<R>(
 where
     R: Service<Request, Response = Response, Error = Infallible>,
 {
-    let https = state.config.is_https();
-    let headers = req.headers();
-    if needs_a_hash(req.method(), req.uri().path()) && state.accounts.hasher().is_full() {
-        // No session lookup, body, CSRF check or attempt count: a flood of
-        // these costs as little as an answer can. The use case would refuse
-        // the same way; this only refuses sooner.
-        let client = ClientInfo { ip: None, user_agent: None };
-        return finish_error(state, WebError::Busy, None, &client, &req);
+    if let Some(busy) = shed_load(state, &req) {
+        return busy;
     }
-    let client = ClientInfo {
-        ip: client_ip(state, peer, headers),
-        user_agent: headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+    let client = client_info(state, peer, req.headers());
+    let visitor = match visitor(state, req.headers()).await {
+        Ok(visitor) => visitor,
+        Err(e) => return finish_error(state, e, None, &client, Some(req.uri())),
     };
-
-    // The session, if the cookie names a live one.
-    let session_cookie = cookies::get(headers, &cookies::name(SESSION, https));
-    let mut clear_session_cookie = false;
-    let auth = match session_cookie {
-        Some(value) => match state.accounts.resolve_session(value).await {
-            Ok(Some(signed_in)) => Some(signed_in),
-            Ok(None) => {
-                clear_session_cookie = true;
-                None
-            }
-            Err(e) => return finish_error(state, WebError::from(e), None, &client, &req),
-        },
-        None => None,
-    };
-    let headers = req.headers();
-
-    // Anonymous visitors carry a random secret in a cookie, and their forms'
-    // tokens are MACs of it (no database write for them). The cookie needs
-    // no signature of its own: a secret someone chose, or planted in a
-    // browser, gets tokens only from pages served to that cookie. Signed-in
-    // forms are bound to the session instead.
-    let mut new_anon = None;
-    let anon = if auth.is_some() {
-        String::new()
-    } else {
-        match cookies::get(headers, &cookies::name(ANON, https)).filter(|v| is_anon_secret(v)) {
-            Some(secret) => secret.to_owned(),
-            None => {
-                let secret = anon_secret();
-                new_anon = Some(secret.clone());
-                secret
-            }
-        }
-    };
-
-    let flashes: Vec<Flash> = cookies::get(headers, &cookies::name(FLASH, https))
-        .and_then(|v| state.signer.verify(FLASH_PURPOSE, v))
-        .and_then(|p| serde_json::from_slice(&p).ok())
-        .unwrap_or_default();
-
-    let bind = binding(auth.as_deref(), &anon);
-    if is_state_changing(req.method()) {
-        if cross_site(state, req.headers()) {
-            return finish_error(state, WebError::Csrf, auth.as_ref(), &client, &req);
-        }
-        // Boxed: reading the body takes a future of nearly a kilobyte, and
-        // every request, most of which read none, would carry its room.
-        let (r, token) = match Box::pin(take_token(req, state.config.body_limit)).await {
-            Ok(x) => x,
-            Err(e) => {
-                let bare = Request::new(Body::empty());
-                return finish_error(state, e, auth.as_ref(), &client, &bare);
+    if csrf::applies_to(req.method()) {
+        req = match verify_csrf(state, req, &visitor).await {
+            Ok(req) => req,
+            Err(refused) => {
+                let uri = refused.request.as_ref().map(Request::uri);
+                return finish_error(state, refused.error, visitor.auth(), &client, uri);
             }
         };
-        req = r;
-        // No page can have been served to a secret made just now.
-        let ok = new_anon.is_none() && token.as_deref().is_some_and(|t| csrf::check(&state.signer, bind, t));
-        if !ok {
-            return finish_error(state, WebError::Csrf, auth.as_ref(), &client, &req);
+    }
+    let flashes = read_flashes(state, req.headers());
+    let (ctx, notes) = request_ctx(state, &req, visitor, flashes, client);
+    req.extensions_mut().insert(Arc::clone(&ctx));
+    let accept_encoding = req.headers().get(ACCEPT_ENCODING).cloned();
+    let res = run_routes(started, state.config.request_timeout, routes, req).await;
+    finish_response(state, res, &ctx, notes, accept_encoding).await
+}
+
+/// Load shedding: while the hashing pool is full, a request that would
+/// hash or verify a password is refused before any other work (no session
+/// lookup, body, CSRF check or attempt count), so a login flood costs as
+/// little as an answer can. The use case would refuse the same way; this
+/// only refuses sooner.
+fn shed_load(state: &AppState, req: &Request) -> Option<Response> {
+    if !(needs_a_hash(req.method(), req.uri().path()) && state.accounts.hasher().is_full()) {
+        return None;
+    }
+    let client = ClientInfo { ip: None, user_agent: None };
+    Some(finish_error(state, WebError::Busy, None, &client, Some(req.uri())))
+}
+
+/// Requests that hash or verify a password.
+fn needs_a_hash(method: &Method, path: &str) -> bool {
+    *method == Method::POST
+        && (matches!(path, "/login" | "/register" | "/account/password" | "/account/email" | "/account/delete")
+            || path.starts_with("/reset-password/"))
+}
+
+/// The client: its IP (see [`client_ip`]) and user agent.
+fn client_info(state: &AppState, peer: Option<IpAddr>, headers: &HeaderMap) -> ClientInfo {
+    ClientInfo {
+        ip: client_ip(state, peer, headers),
+        user_agent: headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+    }
+}
+
+/// The client's IP: the peer, or, when the peer is a trusted proxy, the
+/// right-most address in `X-Forwarded-For` that is not itself trusted.
+pub fn client_ip(state: &AppState, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+    let peer = peer?;
+    let trusted = |ip: &IpAddr| state.config.trusted_proxies.iter().any(|n| n.contains(ip));
+    if !trusted(&peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    Some(forwarded.into_iter().rev().find(|ip| !trusted(ip)).unwrap_or(peer))
+}
+
+/// Who is asking, as their cookies say.
+enum Visitor {
+    /// The session cookie names a live session.
+    SignedIn(Arc<SignedIn>),
+    /// Anyone else. Their forms' tokens are MACs of a random secret in a
+    /// cookie of theirs, so that no database write is needed for them.
+    Anonymous {
+        /// The secret, from their cookie or new.
+        secret: AnonSecret,
+        /// Their session cookie names no live session, and is deleted.
+        stale_session_cookie: bool,
+    },
+}
+
+impl Visitor {
+    /// The signed-in user and session, if any.
+    fn auth(&self) -> Option<&Arc<SignedIn>> {
+        match self {
+            Visitor::SignedIn(auth) => Some(auth),
+            Visitor::Anonymous { .. } => None,
         }
     }
 
-    let had_flashes = !flashes.is_empty();
-    let signed_in = auth.is_some();
-    let csrf_token = csrf::mint(&state.signer, bind);
-    let ctx = Arc::new(RequestCtx {
-        auth,
-        csrf_token,
-        flashes,
-        client,
-        path_and_query: req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into()),
-    });
-    req.extensions_mut().insert(Arc::clone(&ctx));
-    let accept_encoding = req.headers().get(ACCEPT_ENCODING).cloned();
+    /// What this visitor's forms are bound to.
+    fn binding(&self) -> Binding<'_> {
+        match self {
+            Visitor::SignedIn(auth) => Binding::Session(&auth.session.id),
+            Visitor::Anonymous { secret, .. } => Binding::Anon(secret.as_str()),
+        }
+    }
+
+    /// The binding of the forms served to this visitor before, if any can
+    /// have been: none to a secret made just now.
+    fn served_binding(&self) -> Option<Binding<'_>> {
+        match self {
+            Visitor::Anonymous { secret, .. } if secret.is_new() => None,
+            _ => Some(self.binding()),
+        }
+    }
+}
+
+/// The session: the visitor is signed in if the session cookie names a
+/// live session (one read, usually from the cache); anyone else is known by
+/// their anonymous CSRF secret.
+async fn visitor(state: &AppState, headers: &HeaderMap) -> Result<Visitor, WebError> {
+    let https = state.config.is_https();
+    let mut stale_session_cookie = false;
+    if let Some(value) = cookies::get(headers, &cookies::name(SESSION, https)) {
+        match state.accounts.resolve_session(value).await? {
+            Some(signed_in) => return Ok(Visitor::SignedIn(signed_in)),
+            None => stale_session_cookie = true,
+        }
+    }
+    let secret = AnonSecret::from_cookie(cookies::get(headers, &cookies::name(ANON, https)));
+    Ok(Visitor::Anonymous { secret, stale_session_cookie })
+}
+
+/// CSRF verification of a state-changing request, by the rule in
+/// [`csrf::verify`].
+async fn verify_csrf(state: &AppState, req: Request, visitor: &Visitor) -> Result<Request, csrf::Refused> {
+    let config = &state.config;
+    csrf::verify(req, &state.signer, visitor.served_binding(), &config.base_url, config.body_limit).await
+}
+
+/// The flash messages the previous answer left, if their cookie is one
+/// this site signed.
+fn read_flashes(state: &AppState, headers: &HeaderMap) -> Vec<Flash> {
+    cookies::get(headers, &cookies::name(FLASH, state.config.is_https()))
+        .and_then(|v| state.signer.verify(FLASH_PURPOSE, v))
+        .and_then(|p| serde_json::from_slice(&p).ok())
+        .unwrap_or_default()
+}
+
+/// What the answer's cookies must say besides what the handler asks.
+struct CookieNotes {
+    /// The session cookie named no live session.
+    stale_session_cookie: bool,
+    /// An anonymous secret made for this request, whose cookie is set.
+    new_anon: Option<AnonSecret>,
+}
+
+/// The context handlers and pages read, with a CSRF token for this page's
+/// forms; and what the answer's cookies must say.
+fn request_ctx(
+    state: &AppState,
+    req: &Request,
+    visitor: Visitor,
+    flashes: Vec<Flash>,
+    client: ClientInfo,
+) -> (Arc<RequestCtx>, CookieNotes) {
+    let csrf_token = csrf::mint(&state.signer, visitor.binding());
+    let (auth, notes) = match visitor {
+        Visitor::SignedIn(auth) => (Some(auth), CookieNotes { stale_session_cookie: false, new_anon: None }),
+        Visitor::Anonymous { secret, stale_session_cookie } => {
+            (None, CookieNotes { stale_session_cookie, new_anon: secret.is_new().then_some(secret) })
+        }
+    };
+    let ctx = RequestCtx { auth, csrf_token, flashes, client, path_and_query: path_and_query(req.uri()) };
+    (Arc::new(ctx), notes)
+}
+
+/// Path and query of `uri`, as the context holds them.
+fn path_and_query(uri: &Uri) -> String {
+    uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into())
+}
+
+/// Runs the routes, answering 408 if they take longer than `limit` since
+/// `started`, and the error page if the handler panics.
+async fn run_routes<R>(started: Instant, limit: Duration, routes: R, req: Request) -> Response
+where
+    R: Service<Request, Response = Response, Error = Infallible>,
+{
     let handler = std::pin::pin!(async move {
         match AssertUnwindSafe(routes.oneshot(req)).catch_unwind().await {
             Ok(Ok(res)) => res,
@@ -352,78 +336,100 @@ where
             }
         }
     });
-    let mut res = trace::bounded(started, state.config.request_timeout, handler).await;
+    trace::bounded(started, limit, handler).await
+}
 
-    // Error responses that nobody rendered get the site's page.
+/// Response finishing: the site's page for an error nobody rendered,
+/// compression of a large answer, the cookies, and no caching of a page
+/// for a signed-in user.
+async fn finish_response(
+    state: &AppState,
+    mut res: Response,
+    ctx: &RequestCtx,
+    notes: CookieNotes,
+    accept_encoding: Option<HeaderValue>,
+) -> Response {
     if (res.status().is_client_error() || res.status().is_server_error())
         && res.extensions().get::<Rendered>().is_none()
     {
-        res = render_error_response(state, res, &ctx);
+        res = render_error_response(state, res, ctx);
     }
     if crate::site::worth_compressing(&res) {
         res = crate::site::compress(res, accept_encoding).await;
     }
-
-    let mut set: Vec<String> = Vec::new();
-    let change = res.extensions_mut().remove::<SessionChange>();
-    let signed_in_now = match &change {
-        Some(SessionChange::Start { cookie, remember }) => {
-            let age = remember.then_some(state.accounts.settings().remember_duration);
-            set.push(cookies::build(SESSION, cookie.clone(), https, age));
-            true
-        }
-        Some(SessionChange::End) => {
-            set.push(cookies::clear(SESSION, https));
-            false
-        }
-        None => {
-            if clear_session_cookie {
-                set.push(cookies::clear(SESSION, https));
-            }
-            signed_in
-        }
-    };
-    if let Some(anon_value) = new_anon {
-        set.push(cookies::build(ANON, anon_value, https, None));
+    let session_started = write_session_cookie(state, &mut res, notes.stale_session_cookie);
+    if let Some(secret) = notes.new_anon {
+        set_cookie(&mut res, cookies::build(ANON, secret.as_str(), state.config.is_https(), None));
     }
-    let out = res.extensions_mut().remove::<FlashOut>().unwrap_or_default();
-    if res.status().is_redirection() {
-        if !out.0.is_empty() {
-            // Messages not yet shown travel on with the new ones.
-            let mut all = ctx.flashes.clone();
-            all.extend(out.0);
-            let payload = serde_json::to_vec(&all).unwrap_or_default();
-            set.push(cookies::build(FLASH, state.signer.sign(FLASH_PURPOSE, &payload), https, None));
-        }
-    } else if had_flashes {
-        set.push(cookies::clear(FLASH, https));
-    }
-    let h = res.headers_mut();
-    for c in set {
-        if let Ok(v) = HeaderValue::from_str(&c) {
-            h.append(SET_COOKIE, v);
-        }
-    }
-    if signed_in_now || signed_in {
-        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    write_flash_cookie(state, &mut res, &ctx.flashes);
+    if session_started || ctx.auth.is_some() {
+        res.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     res
 }
 
-/// Answers with an error page before the handler ran.
+/// Sets or deletes the session cookie as the handler asked, or deletes a
+/// stale one. Whether a session started.
+fn write_session_cookie(state: &AppState, res: &mut Response, stale: bool) -> bool {
+    let https = state.config.is_https();
+    match res.extensions_mut().remove::<SessionChange>() {
+        Some(SessionChange::Start { cookie, remember }) => {
+            let age = remember.then_some(state.accounts.settings().remember_duration);
+            set_cookie(res, cookies::build(SESSION, &cookie, https, age));
+            true
+        }
+        Some(SessionChange::End) => {
+            set_cookie(res, cookies::clear(SESSION, https));
+            false
+        }
+        None => {
+            if stale {
+                set_cookie(res, cookies::clear(SESSION, https));
+            }
+            false
+        }
+    }
+}
+
+/// A redirect carries the handler's flash messages on, with any not yet
+/// shown; any other answer shows the waiting ones, so their cookie goes.
+fn write_flash_cookie(state: &AppState, res: &mut Response, shown: &[Flash]) {
+    let https = state.config.is_https();
+    let out = res.extensions_mut().remove::<FlashOut>().unwrap_or_default();
+    if res.status().is_redirection() {
+        if !out.0.is_empty() {
+            let mut all = shown.to_vec();
+            all.extend(out.0);
+            let payload = serde_json::to_vec(&all).unwrap_or_default();
+            set_cookie(res, cookies::build(FLASH, &state.signer.sign(FLASH_PURPOSE, &payload), https, None));
+        }
+    } else if !shown.is_empty() {
+        set_cookie(res, cookies::clear(FLASH, https));
+    }
+}
+
+/// Adds a `Set-Cookie` header.
+fn set_cookie(res: &mut Response, cookie: String) {
+    if let Ok(v) = HeaderValue::try_from(cookie) {
+        res.headers_mut().append(SET_COOKIE, v);
+    }
+}
+
+/// Answers with an error page before the handler ran. `uri` is `None` for
+/// a request whose body was lost, whose page is then that of `/`.
 fn finish_error(
     state: &AppState,
     err: WebError,
     auth: Option<&Arc<SignedIn>>,
     client: &ClientInfo,
-    req: &Request,
+    uri: Option<&Uri>,
 ) -> Response {
     let ctx = RequestCtx {
         auth: auth.cloned(),
         csrf_token: String::new(),
         flashes: Vec::new(),
         client: client.clone(),
-        path_and_query: req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into()),
+        path_and_query: uri.map_or_else(|| "/".into(), path_and_query),
     };
     let res = err.into_response();
     let mut res = render_error_response(state, res, &ctx);

@@ -29,7 +29,7 @@ pub fn name(base: &'static str, https: bool) -> std::borrow::Cow<'static, str> {
 /// `max_age` of `None` makes a browser-session cookie. Written out directly
 /// (one is set on every anonymous first visit); `value` must be a cookie
 /// octet string, as our base64url values are.
-pub fn build(base: &'static str, value: String, https: bool, max_age: Option<std::time::Duration>) -> String {
+pub fn build(base: &'static str, value: &str, https: bool, max_age: Option<std::time::Duration>) -> String {
     use std::fmt::Write as _;
     let mut c = String::with_capacity(base.len() + value.len() + 72);
     if https {
@@ -37,7 +37,7 @@ pub fn build(base: &'static str, value: String, https: bool, max_age: Option<std
     }
     c.push_str(base);
     c.push('=');
-    c.push_str(&value);
+    c.push_str(value);
     c.push_str("; HttpOnly; SameSite=Lax");
     if https {
         c.push_str("; Secure");
@@ -185,12 +185,12 @@ mod tests {
     #[test]
     fn flags_follow_the_scheme() {
         // Read back by the cookie crate, as a browser would read the header.
-        let http = build(SESSION, "id.s3cr3t-_".into(), false, None);
+        let http = build(SESSION, "id.s3cr3t-_", false, None);
         let c = Cookie::parse(http.as_str()).expect("a valid Set-Cookie value");
         assert_eq!((c.name(), c.value()), ("portcullis_session", "id.s3cr3t-_"));
         assert_eq!((c.http_only(), c.same_site(), c.path()), (Some(true), Some(SameSite::Lax), Some("/")));
         assert_eq!((c.secure(), c.max_age()), (None, None), "{http}");
-        let https = build(SESSION, "v".into(), true, Some(std::time::Duration::from_secs(60)));
+        let https = build(SESSION, "v", true, Some(std::time::Duration::from_secs(60)));
         let c = Cookie::parse(https.as_str()).expect("a valid Set-Cookie value");
         assert_eq!((c.name(), c.value()), ("__Host-portcullis_session", "v"));
         assert_eq!((c.http_only(), c.same_site(), c.path()), (Some(true), Some(SameSite::Lax), Some("/")));

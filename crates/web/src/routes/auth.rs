@@ -13,10 +13,9 @@ use serde::Deserialize;
 use axum::http::HeaderMap;
 use axum::http::HeaderValue;
 use axum::http::header::SET_COOKIE;
-use portcullis_app::accounts::DeviceCookie;
 
 use crate::context::{Flash, SessionChange};
-use crate::cookies;
+use crate::device;
 use crate::error::WebError;
 use crate::extract::{Ctx, CurrentUser};
 use crate::pages::{self, Errors};
@@ -66,11 +65,6 @@ pub struct LoginForm {
 pub struct NextQuery {
     next: Option<String>,
 }
-
-/// What the device cookie's signature is for.
-const DEVICE_PURPOSE: &str = "device";
-/// How long a browser is remembered as one that signed in before.
-const DEVICE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(365 * 86_400);
 
 /// Where to go after login: `next` if it is a local path, else the dashboard.
 fn landing(next: Option<&str>) -> String {
@@ -155,13 +149,7 @@ async fn post_login(
     }
     state.rate_limit("login", &ctx.client).await?;
     let https = state.config.is_https();
-    let device = cookies::get(&headers, &cookies::name(cookies::DEVICE, https))
-        .and_then(|v| state.signer.verify(DEVICE_PURPOSE, v))
-        .and_then(|p| String::from_utf8(p).ok())
-        .and_then(|p| {
-            let (id, nonce) = p.split_once('.')?;
-            Some(DeviceCookie { user_id: id.parse().ok()?, nonce: nonce.to_owned() })
-        });
+    let device = device::read(&state.signer, &headers, https);
     match state.accounts.authenticate(&form.username, &form.password, device.as_ref(), &ctx.origin()).await {
         Ok(login) => {
             let user_id = login.user.id;
@@ -175,11 +163,8 @@ async fn post_login(
             let new = state.accounts.sign_in(login, remember, ctx.client.clone(), &agent, &ctx.origin()).await?;
             let mut r = see_other(&landing(next.as_deref()));
             r.extensions_mut().insert(SessionChange::Start { cookie: new.cookie, remember });
-            // A fresh device cookie each time (OWASP's device-cookie pattern).
-            let nonce = portcullis_app::tokens::random_b64(16);
-            let value = state.signer.sign(DEVICE_PURPOSE, format!("{user_id}.{nonce}").as_bytes());
-            let cookie = cookies::build(cookies::DEVICE, value, https, Some(DEVICE_LIFETIME));
-            if let Ok(v) = HeaderValue::from_str(&cookie) {
+            // A fresh device cookie each time.
+            if let Ok(v) = HeaderValue::try_from(device::set_cookie(&state.signer, user_id, https)) {
                 r.headers_mut().append(SET_COOKIE, v);
             }
             Ok(r)

@@ -1,0 +1,44 @@
+//! Registering, signing in and signing out.
+
+use askama::Template;
+
+use super::form_errors::Errors;
+use crate::context::RequestCtx;
+
+/// `/login`.
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct Login<'a> {
+    /// The request.
+    pub ctx: &'a RequestCtx,
+    /// Where to go after signing in (already checked as a local path).
+    pub next: Option<&'a str>,
+    /// The name typed, after a failed attempt.
+    pub username: &'a str,
+    /// Whether an attempt just failed.
+    pub failed: bool,
+}
+
+/// `/register`.
+#[derive(Template)]
+#[template(path = "register.html")]
+pub struct Register<'a> {
+    /// The request.
+    pub ctx: &'a RequestCtx,
+    /// The password policy's minimum length.
+    pub min_length: usize,
+    /// The name typed.
+    pub username: &'a str,
+    /// The address typed.
+    pub email: &'a str,
+    /// What to fix.
+    pub errors: Errors<'a>,
+}
+
+/// `/logout`, the question before logging out.
+#[derive(Template)]
+#[template(path = "logout.html")]
+pub struct Logout<'a> {
+    /// The request.
+    pub ctx: &'a RequestCtx,
+}

@@ -3,7 +3,7 @@
 use portcullis_app::accounts::DeviceCookie;
 use portcullis_app::{AppError, AuthSettings, ClientInfo, Clock as _, Origin};
 
-use crate::fakes::{PW, World, minutes};
+use crate::world::{PW, World, minutes};
 
 fn settings() -> AuthSettings {
     AuthSettings { lockout_threshold: 3, lockout_duration: minutes(15), ..AuthSettings::default() }

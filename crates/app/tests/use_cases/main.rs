@@ -2,8 +2,9 @@
 //! session timeouts, token lifetimes, rate-limit windows, retention and
 //! mail retries, each run past its edge without waiting for it.
 
-mod fakes;
 mod lockout;
+mod memory;
 mod sessions;
 mod tokens;
 mod windows;
+mod world;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use portcullis_app::AuthSettings;
 
-use crate::fakes::{PW, World, minutes};
+use crate::world::{PW, World, minutes};
 
 fn hours(n: u64) -> Duration {
     minutes(60 * n)

@@ -6,7 +6,7 @@ use portcullis_app::accounts::Registration;
 use portcullis_app::error::TokenProblem;
 use portcullis_app::{AppError, AuthSettings, ClientInfo, Origin};
 
-use crate::fakes::{PW, World, minutes};
+use crate::world::{PW, World, minutes};
 
 /// Waits (in short steps, 2 s at most) until `n` mails with a `path` link
 /// are queued, and answers the last link's token.

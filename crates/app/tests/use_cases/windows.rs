@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use portcullis_app::mail::{Mail, MailTransport, OutboxWorker};
 use portcullis_app::{AuthSettings, ClientInfo, Clock as _, Origin, OutboxStore as _};
 
-use crate::fakes::{World, minutes};
+use crate::world::{World, minutes};
 
 #[tokio::test]
 async fn a_rate_limit_holds_for_the_rest_of_its_minute() {

@@ -11,7 +11,8 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use portcullis::config::{Config, Sources};
 use portcullis::server::{self, Services};
-use portcullis_app::accounts::{ClientInfo, Registration};
+use portcullis_app::accounts::Registration;
+use portcullis_app::model::ClientInfo;
 use portcullis_app::{Argon2Settings, HashPool};
 use portcullis_domain::safe_next;
 

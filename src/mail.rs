@@ -82,7 +82,7 @@ impl MailTransport for DirMailer {
         let msg = message(&self.from, mail)?;
         let name = format!(
             "{}-{}.eml",
-            portcullis_app::clock::now_ms(),
+            portcullis_app::clock::Clock::now_ms(&portcullis_app::SystemClock),
             portcullis_app::tokens::random_b64(6).replace(['-', '_'], "x")
         );
         let tmp = self.dir.join(format!(".{name}.tmp"));

@@ -5,12 +5,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_app::accounts::{AccountPorts, Mailer};
+use portcullis_app::SystemClock;
+use portcullis_app::accounts::AccountPorts;
 use portcullis_app::audit::Audit;
 use portcullis_app::limits::RateLimiter;
-use portcullis_app::mail::{MailTransport, OutboxWorker, Sealer};
+use portcullis_app::mail::{MailTransport, Mailer, OutboxWorker, Sealer};
 use portcullis_app::ports::RateLimitStore;
-use portcullis_app::{Accounts, HashPool, OutboxStore, PostStore, Posts, SessionStore};
+use portcullis_app::{Accounts, Clock, HashPool, OutboxStore, PostStore, Posts, SessionStore};
 use portcullis_store::redis::RedisStore;
 use portcullis_web::mail::MailTemplates;
 use tokio::sync::Notify;
@@ -55,6 +56,8 @@ pub struct Services {
     pub wake: Arc<Notify>,
     /// Where mail goes.
     pub transport: Arc<dyn MailTransport>,
+    /// What every timeout, lifetime and window is measured on.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// SMTP when configured, else the dev outbox in the data dir.
@@ -106,6 +109,7 @@ pub fn start_background(services: &Services) -> Background {
         services.sealer.clone(),
         services.wake.clone(),
         Duration::from_secs(1),
+        services.clock.clone(),
     );
     let (stop, stopped) = tokio::sync::watch::channel(false);
     Background {
@@ -150,8 +154,14 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// Opens the data dir and the store, applies migrations, and builds the use cases.
+/// Opens the data dir and the store, applies migrations, and builds the use
+/// cases on the system clock.
 pub async fn open(config: &Config) -> Result<Services, StartError> {
+    open_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// [`open`], with the use cases reading the time from `clock`.
+pub async fn open_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<Services, StartError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         StartError::Config(ConfigError {
             var: "PORTCULLIS_DATA_DIR".into(),
@@ -204,12 +214,12 @@ pub async fn open(config: &Config) -> Result<Services, StartError> {
         ports.sessions = cached.clone();
         post_store = cached;
     }
-    let accounts = Accounts::new(ports, mailer, hasher, config.auth.clone());
-    let posts = Posts::new(post_store);
-    let limiter = RateLimiter::new(counters, config.rate_limit_per_minute);
-    let audit = Audit::new(shared, config.audit_retention);
+    let accounts = Accounts::new(ports, mailer, hasher, config.auth.clone(), clock.clone());
+    let posts = Posts::new(post_store, clock.clone());
+    let limiter = RateLimiter::new(counters, config.rate_limit_per_minute, clock.clone());
+    let audit = Audit::new(shared, config.audit_retention, clock.clone());
     let transport = mail_transport(config)?;
-    Ok(Services { store, accounts, posts, limiter, audit, secret_key, sealer, wake, transport })
+    Ok(Services { store, accounts, posts, limiter, audit, secret_key, sealer, wake, transport, clock })
 }
 
 /// The HTTP state for these services.

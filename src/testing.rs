@@ -14,17 +14,20 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use portcullis_app::User;
-use portcullis_app::accounts::{ClientInfo, Registration};
+use portcullis_app::accounts::Registration;
+use portcullis_app::model::ClientInfo;
+use portcullis_app::{ManualClock, User};
 use tokio::sync::oneshot;
 
 use crate::config::{Config, Sources};
 use crate::server::{self, Services};
 
 /// A running Portcullis on `127.0.0.1:<free port>`; dropping it stops the server
-/// (the shutdown channel closes).
+/// (the shutdown channel closes). Its use cases read the time from `clock`,
+/// which starts at the system time and stands still until a test moves it.
 pub struct TestApp {
     /// Where it listens.
     pub addr: SocketAddr,
@@ -32,6 +35,8 @@ pub struct TestApp {
     pub config: Config,
     /// Its store and use cases, for arranging and checking state.
     pub services: Services,
+    /// The clock every timeout, lifetime and window is measured on.
+    pub clock: Arc<ManualClock>,
     dir: Option<tempfile::TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
@@ -62,7 +67,8 @@ impl TestApp {
             map.insert((*k).to_owned(), (*v).to_owned());
         }
         let config = Config::load(&Sources::from_map(map)).expect("test configuration");
-        let services = server::open(&config).await.expect("open store");
+        let clock = Arc::new(ManualClock::at_system_time());
+        let services = server::open_with_clock(&config, clock.clone()).await.expect("open store");
         let state = server::web_state(&config, &services).expect("web state");
         let listener = server::bind(config.bind).await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
@@ -75,7 +81,13 @@ impl TestApp {
             .await;
             background.shutdown().await;
         });
-        Self { addr, config, services, dir: None, shutdown: Some(tx), handle: Some(handle) }
+        Self { addr, config, services, clock, dir: None, shutdown: Some(tx), handle: Some(handle) }
+    }
+
+    /// Moves the server's clock on by `by`: timeouts, lifetimes and windows
+    /// run out without waiting for them.
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
     }
 
     /// Stops the server and waits for in-flight requests.

@@ -242,12 +242,12 @@ async fn remember_me_gives_a_persistent_cookie_and_a_long_session() {
     let res = c.login("alice", PW, true).await;
     let sc = res.set_cookie("portcullis_session").expect("cookie");
     assert!(sc.contains(&format!("Max-Age={}", 7 * 86400)), "{sc}");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.advance(Duration::from_millis(1500));
     assert_eq!(c.get("/dashboard").await.status, 200, "a remembered session outlives the short timeouts");
 
     let plain = app.client();
     plain.login("alice", PW, false).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.advance(Duration::from_millis(1500));
     assert_eq!(plain.get("/dashboard").await.status, 303, "a plain session does not");
 }
 
@@ -263,11 +263,11 @@ async fn idle_timeout_is_enforced_on_the_server() {
     c.login("alice", PW, false).await;
     // Activity keeps it alive past the idle timeout...
     for _ in 0..4 {
-        tokio::time::sleep(Duration::from_millis(900)).await;
+        app.advance(Duration::from_millis(900));
         assert_eq!(c.get("/dashboard").await.status, 200);
     }
     // ...and idleness ends it, even though the cookie is still sent.
-    tokio::time::sleep(Duration::from_millis(2300)).await;
+    app.advance(Duration::from_millis(2300));
     let res = c.get("/dashboard").await;
     assert_eq!(res.status, 303);
     assert!(res.location().is_some_and(|l| l.starts_with("/login")));
@@ -286,9 +286,9 @@ async fn absolute_timeout_ends_even_a_busy_session() {
     let cookie = c.cookie("portcullis_session").expect("cookie");
     for _ in 0..3 {
         assert_eq!(c.get("/dashboard").await.status, 200);
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        app.advance(Duration::from_millis(500));
     }
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    app.advance(Duration::from_millis(800));
     c.set_cookie("portcullis_session", &cookie);
     assert_eq!(c.get("/dashboard").await.status, 303);
 }
@@ -511,7 +511,7 @@ async fn parallel_requests_on_one_session_write_its_last_visit_once() {
     }
     let before: i64 = sqlx::query_scalar("SELECT last_seen_at FROM sessions").fetch_one(pool).await.expect("session");
 
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.advance(Duration::from_millis(1100));
     let pages = futures::future::join_all((0..32).map(|_| c.get("/dashboard"))).await;
     assert!(pages.iter().all(|p| p.status == 200 && p.body.contains("Welcome, alice!")));
     let writes: Vec<i64> = sqlx::query_scalar("SELECT at FROM touches").fetch_all(pool).await.expect("writes");
@@ -583,6 +583,6 @@ async fn parallel_guesses_never_exceed_the_lockout_threshold() {
     assert!(right.body.contains("temporarily locked"));
     assert_eq!(normalized(&right).replace("alice", "X"), normalized(&ghost).replace("ghost", "X"));
     // Until the lock runs out.
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    app.advance(Duration::from_millis(2200));
     assert_eq!(app.client().login("alice", PW, false).await.status, 303);
 }

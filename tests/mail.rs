@@ -21,6 +21,23 @@ fn path_of(link: &str) -> String {
     link[BASE.len()..].to_owned()
 }
 
+/// Waits (in 20 ms steps, 10 s at most) until the outbox holds `n` unsent
+/// mails the worker has tried and failed to send.
+async fn wait_for_failed_attempts(app: &TestApp, n: i64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let failed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND attempts > 0")
+            .fetch_one(app.services.store.pool())
+            .await
+            .expect("count");
+        if failed >= n {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the worker did not try the mail");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn register(c: &TestClient, username: &str, email: &str) {
     let res = c.submit("/register", "/register", &[("username", username), ("email", email), ("password", PW)]).await;
     assert_eq!(res.status, 303, "{}", res.body);
@@ -73,7 +90,7 @@ async fn expired_links_are_refused_and_resend_sends_a_new_one() {
     let c = app.client();
     register(&c, "alice", "alice@example.com").await;
     let first = path_of(&find_link(&sink.wait_for(1, 10).await[0], "/verify-email/").expect("link"));
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    app.advance(Duration::from_secs(1));
     let res = c.get(&first).await;
     assert_eq!(res.status, 400);
     assert!(res.body.contains("expired"));
@@ -112,7 +129,11 @@ async fn forgot_password_answers_the_same_for_known_and_unknown_addresses() {
     assert_eq!(known, unknown, "identical responses");
     assert_eq!(known.0, 303);
     let mails = sink.wait_for(1, 10).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The unknown address was looked up after the known one; give it a moment to queue anything.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let queued: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox").fetch_one(app.services.store.pool()).await.expect("count");
+    assert_eq!(queued, 1, "only the real account gets a mail");
     assert_eq!(sink.messages().len(), 1, "only the real account gets a mail");
     assert!(mails[0].contains("To: alice@example.com") && mails[0].contains("/reset-password/"));
 }
@@ -166,7 +187,7 @@ async fn reset_links_expire() {
     let c = app.client();
     c.submit("/forgot-password", "/forgot-password", &[("email", "alice@example.com")]).await;
     let path = path_of(&find_link(&sink.wait_for(1, 10).await[0], "/reset-password/").expect("link"));
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    app.advance(Duration::from_secs(1));
     let res = c.get(&path).await;
     assert_eq!(res.status, 400);
     assert!(res.body.contains("expired"));
@@ -243,10 +264,12 @@ async fn mail_waits_while_the_smtp_server_is_down() {
     let c = app.client();
     // The user's request does not fail because mail is down.
     register(&c, "alice", "alice@example.com").await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_for_failed_attempts(&app, 1).await;
     assert!(sink.messages().is_empty());
     assert_eq!(portcullis_app::OutboxStore::pending_mail_count(&app.services.store).await.expect("count"), 1);
     sink.resume().await;
+    // Past the longest backoff: the retry is due.
+    app.advance(portcullis_app::mail::backoff(i64::MAX));
     let mails = sink.wait_for(1, 20).await;
     assert_eq!(mails.len(), 1, "delivered once the server is back");
     assert!(mails[0].contains("/verify-email/"));
@@ -265,10 +288,17 @@ async fn a_restart_between_queueing_and_sending_loses_nothing() {
 
     sink.resume().await;
     let app = TestApp::spawn_in(dir.path(), &vars).await;
+    // The first node may have tried once and set a retry: let it be due.
+    app.advance(portcullis_app::mail::backoff(i64::MAX));
     let mails = sink.wait_for(1, 20).await;
     assert_eq!(mails.len(), 1);
     assert!(mails[0].contains("To: alice@example.com"));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Marked sent: no node claims it again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while portcullis_app::OutboxStore::pending_mail_count(&app.services.store).await.expect("count") > 0 {
+        assert!(std::time::Instant::now() < deadline, "the mail was sent but not marked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(sink.messages().len(), 1, "sent exactly once");
     app.stop().await;
 }
@@ -314,7 +344,7 @@ async fn no_token_or_password_is_stored_in_plain_text() {
     let mut sink = sink;
     sink.stop().await;
     c.submit("/dashboard", "/verify-email/resend", &[]).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_failed_attempts(&app, 1).await;
 
     let secret_of = |v: &str| v.rsplit('.').next().expect("secret").to_owned();
     let mut haystack = Vec::new();
@@ -457,7 +487,10 @@ async fn the_outbox_claims_again_only_after_a_full_batch() {
                     html: "<p>Hello</p>".into(),
                 };
                 let sealed = sealer.seal(&mail).expect("seal");
-                outbox.enqueue_mail(&sealed, portcullis_app::clock::now_ms()).await.expect("enqueue");
+                outbox
+                    .enqueue_mail(&sealed, portcullis_app::Clock::now_ms(&portcullis_app::SystemClock))
+                    .await
+                    .expect("enqueue");
             }
         }
     };
@@ -469,8 +502,23 @@ async fn the_outbox_claims_again_only_after_a_full_batch() {
     // worker's own doing, at start or when woken.
     // Once woken, it waits a second for more mails: far longer than the
     // test takes to queue those it queues together.
-    let worker = OutboxWorker::new(outbox.clone(), transport, sealer.clone(), wake.clone(), Duration::from_secs(600))
-        .gathering(Duration::from_secs(1));
+    let clock = Arc::new(portcullis_app::SystemClock);
+    let worker =
+        OutboxWorker::new(outbox.clone(), transport, sealer.clone(), wake.clone(), Duration::from_secs(600), clock)
+            .gathering(Duration::from_secs(1));
+    // Waits (in short steps) until the worker marked `n` batches sent; then
+    // a moment more, in which a wrong extra claim would follow at once.
+    let marked = |n: usize| {
+        let outbox = outbox.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while outbox.marks.load(Ordering::SeqCst) < n {
+                assert!(std::time::Instant::now() < deadline, "no mark");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
     let (stop, stopped) = tokio::sync::watch::channel(false);
 
     // One mail waiting at start: one claim takes it, and a batch that was
@@ -478,7 +526,7 @@ async fn the_outbox_claims_again_only_after_a_full_batch() {
     queue(1).await;
     let running = tokio::spawn(worker.run(stopped));
     assert_eq!(sink.wait_for(1, 10).await.len(), 1);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    marked(1).await;
     assert_eq!(outbox.claims.load(Ordering::SeqCst), 1, "no claim finds the outbox empty after a partial batch");
     assert_eq!(outbox.marks.load(Ordering::SeqCst), 1);
 
@@ -487,7 +535,7 @@ async fn the_outbox_claims_again_only_after_a_full_batch() {
     queue(21).await;
     wake.notify_one();
     assert_eq!(sink.wait_for(22, 20).await.len(), 22, "all of the burst sent without the poll");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    marked(3).await;
     assert_eq!(outbox.claims.load(Ordering::SeqCst), 3, "20, then the last one, then waiting");
     assert_eq!(outbox.marks.load(Ordering::SeqCst), 3, "one mark per batch, not per mail");
     assert_eq!(outbox.pending_mail_count().await.expect("count"), 0);

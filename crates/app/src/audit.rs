@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::accounts::ClientInfo;
-use crate::clock::{ms, now_ms};
+use crate::clock::{Clock, ms};
 use crate::error::AppError;
+use crate::model::ClientInfo;
 use crate::ports::AuditStore;
 
 /// One event as stored.
@@ -90,15 +90,22 @@ impl Origin {
         Self { client, actor: None }
     }
 
-    /// An event of `kind` about `user_id`, now. An administrator's events say who acted.
-    pub fn event(&self, kind: &str, user_id: Option<i64>, subject: Option<&str>, detail: Option<String>) -> AuditEvent {
+    /// An event of `kind` about `user_id`, at `at` (unix ms). An administrator's events say who acted.
+    pub fn event(
+        &self,
+        at: i64,
+        kind: &str,
+        user_id: Option<i64>,
+        subject: Option<&str>,
+        detail: Option<String>,
+    ) -> AuditEvent {
         let detail = match (&self.actor, detail) {
             (Some((_, name)), None) => Some(format!("by {name}")),
             (_, detail) => detail,
         };
         AuditEvent {
             id: 0,
-            at: now_ms(),
+            at,
             kind: kind.to_owned(),
             user_id,
             actor_id: self.actor.as_ref().map(|(id, _)| *id),
@@ -116,12 +123,13 @@ impl Origin {
 pub struct Audit {
     store: Arc<dyn AuditStore>,
     retention: Duration,
+    clock: Arc<dyn Clock>,
 }
 
 impl Audit {
-    /// A log kept for `retention`.
-    pub fn new(store: Arc<dyn AuditStore>, retention: Duration) -> Self {
-        Self { store, retention }
+    /// A log kept for `retention`, as `clock` measures it.
+    pub fn new(store: Arc<dyn AuditStore>, retention: Duration, clock: Arc<dyn Clock>) -> Self {
+        Self { store, retention, clock }
     }
 
     /// Events newest first, `limit` at a time.
@@ -131,6 +139,6 @@ impl Audit {
 
     /// Deletes events older than the retention.
     pub async fn purge(&self) -> Result<u64, AppError> {
-        Ok(self.store.purge_audit(now_ms() - ms(self.retention)).await?)
+        Ok(self.store.purge_audit(self.clock.now_ms() - ms(self.retention)).await?)
     }
 }

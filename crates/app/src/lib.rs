@@ -16,9 +16,10 @@ pub mod tokens;
 
 pub use accounts::Accounts;
 pub use audit::Origin;
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{AppError, FieldErrors, StoreError};
 pub use hashing::{HashPool, PoolBusy};
-pub use model::{NewToken, NewUser, Post, Session, SignedIn, TokenPurpose, TokenRecord, User, UserSummary};
+pub use model::{ClientInfo, NewToken, NewUser, Post, Session, SignedIn, TokenPurpose, TokenRecord, User, UserSummary};
 pub use ports::{LoginThrottle, OutboxStore, PostStore, SessionStore, TokenStore, UserStore};
 pub use posts::Posts;
 pub use settings::{Argon2Settings, AuthSettings};

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use crate::error::AppError;
 use crate::ports::RateLimitStore;
 
@@ -14,12 +14,14 @@ const WINDOW_MS: i64 = 60_000;
 pub struct RateLimiter {
     store: Arc<dyn RateLimitStore>,
     per_minute: u32,
+    clock: Arc<dyn Clock>,
 }
 
 impl RateLimiter {
-    /// `per_minute` attempts per client per action; 0 turns limits off.
-    pub fn new(store: Arc<dyn RateLimitStore>, per_minute: u32) -> Self {
-        Self { store, per_minute }
+    /// `per_minute` attempts per client per action, in windows of `clock`'s
+    /// minutes; 0 turns limits off.
+    pub fn new(store: Arc<dyn RateLimitStore>, per_minute: u32, clock: Arc<dyn Clock>) -> Self {
+        Self { store, per_minute, clock }
     }
 
     /// Counts one attempt at `action` by `client`. `Ok(None)` lets it through;
@@ -28,7 +30,7 @@ impl RateLimiter {
         if self.per_minute == 0 {
             return Ok(None);
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let window = now - now.rem_euclid(WINDOW_MS);
         let count = self.store.hit(&format!("{action}:{client}"), window).await?;
         if count <= i64::from(self.per_minute) {
@@ -40,7 +42,7 @@ impl RateLimiter {
 
     /// Forgets finished windows.
     pub async fn purge(&self) -> Result<u64, AppError> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         Ok(self.store.purge_rate_limits(now - now.rem_euclid(WINDOW_MS)).await?)
     }
 }

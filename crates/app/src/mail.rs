@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
-use crate::clock::now_ms;
+use crate::clock::{Clock, ms};
+use crate::error::AppError;
 use crate::ports::OutboxStore;
 
 /// A rendered message.
@@ -157,6 +158,32 @@ impl Sealer {
     }
 }
 
+/// Writes mails for the outbox: renders, seals, and wakes the worker.
+#[derive(Clone)]
+pub struct Mailer {
+    renderer: Arc<dyn MailRenderer>,
+    sealer: Sealer,
+    wake: Arc<Notify>,
+}
+
+impl Mailer {
+    /// A mailer rendering with `renderer`, sealing with `sealer`, poking `wake`.
+    pub fn new(renderer: Arc<dyn MailRenderer>, sealer: Sealer, wake: Arc<Notify>) -> Self {
+        Self { renderer, sealer, wake }
+    }
+
+    /// Renders and seals a mail for the outbox.
+    pub(crate) fn compose(&self, kind: MailKind, to: &str, vars: &MailVars) -> Result<OutgoingMail, AppError> {
+        let mail = self.renderer.render(kind, to, vars).map_err(AppError::Internal)?;
+        self.sealer.seal(&mail).map_err(AppError::Internal)
+    }
+
+    /// Wakes the worker: a mail was queued.
+    pub(crate) fn queued(&self) {
+        self.wake.notify_one();
+    }
+}
+
 /// Mails claimed at a time.
 const BATCH: i64 = 20;
 
@@ -183,18 +210,21 @@ pub struct OutboxWorker {
     wake: Arc<Notify>,
     poll: Duration,
     gather: Duration,
+    clock: Arc<dyn Clock>,
 }
 
 impl OutboxWorker {
-    /// A worker; `wake` is poked when this node queues a mail, `poll` catches the rest.
+    /// A worker; `wake` is poked when this node queues a mail, `poll` catches
+    /// the rest. Leases and retries are dated by `clock`.
     pub fn new(
         store: Arc<dyn OutboxStore>,
         transport: Arc<dyn MailTransport>,
         sealer: Sealer,
         wake: Arc<Notify>,
         poll: Duration,
+        clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { store, transport, sealer, wake, poll, gather: GATHER }
+        Self { store, transport, sealer, wake, poll, gather: GATHER, clock }
     }
 
     /// Sets how long the worker, once woken, waits for more mails (default [`GATHER`]).
@@ -207,8 +237,8 @@ impl OutboxWorker {
     /// (so more may be waiting).
     async fn batch(&self) -> bool {
         let claimed_at = Instant::now();
-        let now = now_ms();
-        let claimed = match self.store.claim_mail(now, now + crate::clock::ms(LEASE), BATCH).await {
+        let now = self.clock.now_ms();
+        let claimed = match self.store.claim_mail(now, now + ms(LEASE), BATCH).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "outbox claim failed");
@@ -232,7 +262,7 @@ impl OutboxWorker {
                 Ok(()) => sent.push(item.id),
                 Err(e) => {
                     let failures = item.attempts + 1;
-                    let next = now_ms() + crate::clock::ms(backoff(failures));
+                    let next = self.clock.now_ms() + ms(backoff(failures));
                     tracing::warn!(id = item.id, attempts = failures, error = %e, "mail not delivered; will retry");
                     if let Err(e) = self.store.mark_mail_failed(item.id, failures, next, &e).await {
                         tracing::error!(id = item.id, error = %e, "could not schedule retry");
@@ -254,7 +284,7 @@ impl OutboxWorker {
         if sent.is_empty() {
             return;
         }
-        if let Err(e) = self.store.mark_mails_sent(sent, now_ms()).await {
+        if let Err(e) = self.store.mark_mails_sent(sent, self.clock.now_ms()).await {
             tracing::error!(ids = ?sent, error = %e, "mails sent but not marked");
         }
         sent.clear();

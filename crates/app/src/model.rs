@@ -2,6 +2,15 @@
 
 use portcullis_domain::{Email, Username};
 
+/// Where a request comes from: kept on the session and on audit events.
+#[derive(Debug, Default, Clone)]
+pub struct ClientInfo {
+    /// Client IP.
+    pub ip: Option<std::net::IpAddr>,
+    /// User agent, truncated.
+    pub user_agent: Option<String>,
+}
+
 /// A user account.
 #[derive(Clone, Debug)]
 pub struct User {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use portcullis_domain::{Actor, PostContent, PostTitle};
 
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use crate::error::{AppError, FieldErrors};
 use crate::model::Post;
 use crate::ports::PostStore;
@@ -18,6 +18,7 @@ pub const NOT_YOUR_POST_DELETE: &str = "You can only delete your own posts";
 #[derive(Clone)]
 pub struct Posts {
     store: Arc<dyn PostStore>,
+    clock: Arc<dyn Clock>,
 }
 
 fn parse(title: &str, content: &str) -> Result<(PostTitle, PostContent), AppError> {
@@ -31,9 +32,9 @@ fn parse(title: &str, content: &str) -> Result<(PostTitle, PostContent), AppErro
 }
 
 impl Posts {
-    /// Wires the use cases to their port.
-    pub fn new(store: Arc<dyn PostStore>) -> Self {
-        Self { store }
+    /// Wires the use cases to their port; posts are dated by `clock`.
+    pub fn new(store: Arc<dyn PostStore>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
     }
 
     /// One post.
@@ -50,14 +51,14 @@ impl Posts {
     /// Writes a new post; answers its id.
     pub async fn create(&self, actor: Actor, title: &str, content: &str) -> Result<i64, AppError> {
         let (t, c) = parse(title, content)?;
-        Ok(self.store.insert_post(actor.user_id, t.as_str(), c.as_str(), now_ms()).await?)
+        Ok(self.store.insert_post(actor.user_id, t.as_str(), c.as_str(), self.clock.now_ms()).await?)
     }
 
     /// Changes a post; only its author may.
     pub async fn update(&self, actor: Actor, id: i64, title: &str, content: &str) -> Result<(), AppError> {
         self.get_for_edit(actor, id).await?;
         let (t, c) = parse(title, content)?;
-        Ok(self.store.update_post(id, t.as_str(), c.as_str(), now_ms()).await?)
+        Ok(self.store.update_post(id, t.as_str(), c.as_str(), self.clock.now_ms()).await?)
     }
 
     /// Deletes a post; its author or an admin may.

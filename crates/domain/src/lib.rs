@@ -2,6 +2,7 @@
 //! after, and the decisions that need no IO. No async, no framework, no SQL.
 
 pub mod email;
+pub mod lockout;
 pub mod password;
 pub mod policy;
 pub mod post;
@@ -9,6 +10,7 @@ pub mod redirect;
 pub mod username;
 
 pub use email::{Email, EmailError};
+pub use lockout::{DeviceClaim, LockoutRule};
 pub use password::{Password, PasswordError, PasswordPolicy};
 pub use policy::Actor;
 pub use post::{PostContent, PostError, PostTitle};

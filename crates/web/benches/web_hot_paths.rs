@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use portcullis_app::accounts::ClientInfo;
+use portcullis_app::model::ClientInfo;
 use portcullis_app::{Post, Session, SignedIn, User};
 use portcullis_web::context::{Flash, RequestCtx};
 use portcullis_web::cookies::Signer;

@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt as _;
 use portcullis_app::SignedIn;
-use portcullis_app::accounts::ClientInfo;
+use portcullis_app::model::ClientInfo;
 use serde::{Deserialize, Serialize};
 use tower::{Service, ServiceExt as _};
 

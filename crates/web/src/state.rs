@@ -85,7 +85,7 @@ impl AppState {
     pub async fn rate_limit(
         &self,
         action: &str,
-        client: &portcullis_app::accounts::ClientInfo,
+        client: &portcullis_app::model::ClientInfo,
     ) -> Result<(), crate::WebError> {
         let who = client.ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
         match self.limiter.check(action, &who).await? {

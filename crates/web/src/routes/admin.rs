@@ -6,7 +6,6 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 
 use portcullis_app::Origin;
-use portcullis_app::clock::now_ms;
 use serde::Deserialize;
 
 use crate::context::Flash;
@@ -143,7 +142,7 @@ async fn post_action(
     let origin = Origin::admin(&admin.ctx.client, me.id, &me.username);
     let result = match action {
         Action::Lock => {
-            let until = now_ms() + portcullis_app::clock::ms(accounts.settings().lockout_duration);
+            let until = accounts.clock().now_ms() + portcullis_app::clock::ms(accounts.settings().lockout_duration);
             accounts.lock_user(id, until, &origin).await.map(|()| format!("{} is locked", user.username))
         }
         Action::Unlock => accounts.unlock_user(id, &origin).await.map(|()| format!("{} is unlocked", user.username)),

@@ -1,0 +1,10 @@
+//! The use cases over in-memory ports on a clock the tests move: lockout,
+//! session timeouts, token lifetimes, rate-limit windows, retention and
+//! mail retries, each run past its edge without waiting for it.
+
+mod lockout;
+mod memory;
+mod sessions;
+mod tokens;
+mod windows;
+mod world;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use portcullis_app::audit::{AuditEvent, AuditFilter};
 use portcullis_app::mail::OutgoingMail;
 use portcullis_app::ports::{AuditStore, OutboxStore, RateLimitStore, SignIn};
-use portcullis_app::{LoginThrottle, Session, SessionStore, UserStore};
+use portcullis_app::{Clock as _, LoginThrottle, Session, SessionStore, UserStore};
 use portcullis_store::SqlStore;
 use portcullis_store::redis::RedisStore;
 
@@ -75,7 +75,7 @@ fn session(id: &str, user_id: i64, created: i64, expires: i64, remember: bool) -
 }
 
 fn far() -> i64 {
-    portcullis_app::clock::now_ms() + 3_600_000
+    portcullis_app::SystemClock.now_ms() + 3_600_000
 }
 
 #[tokio::test]
@@ -112,7 +112,7 @@ async fn sessions_are_listed_and_revoked_per_user() {
     }
     f.redis.insert_session(&session("b1", bob.id, 1, far(), false)).await.expect("insert");
     let ids = |v: Vec<Session>| v.into_iter().map(|s| s.id).collect::<Vec<_>>();
-    let now = portcullis_app::clock::now_ms();
+    let now = portcullis_app::SystemClock.now_ms();
     assert_eq!(ids(f.redis.user_sessions(alice.id, now).await.expect("list")), vec!["a3", "a2", "a1"]);
     let event = |kind: &str, user: i64| AuditEvent { kind: kind.into(), user_id: Some(user), ..Default::default() };
     let logout = event("logout", bob.id);
@@ -133,12 +133,12 @@ async fn sessions_are_listed_and_revoked_per_user() {
 async fn sessions_expire_in_redis_at_their_end() {
     let Some(f) = fixture().await else { return };
     let alice = f.user("alice").await;
-    let soon = portcullis_app::clock::now_ms() + 300;
+    let soon = portcullis_app::SystemClock.now_ms() + 300;
     f.redis.insert_session(&session("short", alice.id, 1, soon, false)).await.expect("insert");
     assert!(f.redis.session_with_user("short").await.expect("read").is_some());
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     assert!(f.redis.session_with_user("short").await.expect("read").is_none());
-    assert!(f.redis.user_sessions(alice.id, portcullis_app::clock::now_ms()).await.expect("list").is_empty());
+    assert!(f.redis.user_sessions(alice.id, portcullis_app::SystemClock.now_ms()).await.expect("list").is_empty());
     f.cleanup().await;
 }
 
@@ -146,7 +146,7 @@ async fn sessions_expire_in_redis_at_their_end() {
 async fn rate_limit_counters_count_per_window_and_race_free() {
     let Some(f) = fixture().await else { return };
     // Windows as the limiter makes them: the current minute and the next.
-    let now = portcullis_app::clock::now_ms();
+    let now = portcullis_app::SystemClock.now_ms();
     let w = now - now % 60_000;
     assert_eq!(f.redis.hit("login:192.0.2.1", w).await.expect("hit"), 1);
     assert_eq!(f.redis.hit("login:192.0.2.1", w).await.expect("hit"), 2);

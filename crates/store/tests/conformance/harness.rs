@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use portcullis_store::SqlStore;
 use sqlx::{Connection as _, Executor as _, PgConnection};
 
-/// The PostgreSQL server to test against; unset means SQLite only.
-const POSTGRES_URL_VAR: &str = "PORTCULLIS_TEST_POSTGRES_URL";
+use crate::services::{self, POSTGRES_URL_VAR};
+
 /// Enough connections for the concurrency tests to overlap.
 const MAX_CONNECTIONS: u32 = 8;
 /// A test that hangs fails instead, and still cleans up.
@@ -35,15 +35,15 @@ where
 }
 
 /// Runs `test` on a migrated PostgreSQL schema of its own, dropped
-/// afterwards whatever happened. Does nothing when no server is configured;
-/// fails when one is configured but cannot be reached.
+/// afterwards whatever happened. Skips when no server is configured (fails
+/// instead when the run requires one, see `services`); fails when one is
+/// configured but cannot be reached.
 pub async fn run_postgres<F, Fut>(name: &str, test: F)
 where
     F: FnOnce(SqlStore) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let Some(base) = std::env::var(POSTGRES_URL_VAR).ok().filter(|u| !u.is_empty()) else {
-        eprintln!("{POSTGRES_URL_VAR} is not set: PostgreSQL not tested");
+    let Some(base) = services::postgres_url() else {
         return;
     };
     let schema = schema_name(name);

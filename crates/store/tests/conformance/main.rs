@@ -2,8 +2,10 @@
 //! function taking a fresh, migrated `SqlStore`, and runs on SQLite (a new
 //! file per test) and, when `PORTCULLIS_TEST_POSTGRES_URL` is set, on
 //! PostgreSQL (a new schema per test, dropped afterwards), so both backends
-//! are held to the same behaviour. The tests live in one file per part of
-//! the store; the list below runs them.
+//! are held to the same behaviour. Without that variable the PostgreSQL
+//! tests are skipped, or fail when `PORTCULLIS_TEST_REQUIRE_SERVICES` is
+//! set. The tests live in one file per part of the store; the list below
+//! runs them.
 
 mod admins;
 mod audit;
@@ -13,6 +15,9 @@ mod health;
 mod logins;
 mod outbox;
 mod posts;
+#[allow(dead_code, reason = "shared by several test binaries, each using the services it needs")]
+#[path = "../support/services.rs"]
+mod services;
 mod sessions;
 mod throttle;
 mod users;

@@ -7,7 +7,8 @@
 //! written on one node is read on the other.
 //!
 //! Runs when PORTCULLIS_TEST_POSTGRES_URL is set (as `.ci/run` does), in a
-//! schema of its own that is dropped at the end.
+//! schema of its own that is dropped at the end; without it the test is
+//! skipped, or fails when PORTCULLIS_TEST_REQUIRE_SERVICES is set.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -17,8 +18,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use portcullis::testing::{SmtpSink, TestClient, TestResponse, find_link};
 use sqlx::{Connection as _, Executor as _, PgConnection};
 
-/// The PostgreSQL server to test against; unset skips the test.
-const POSTGRES_URL_VAR: &str = "PORTCULLIS_TEST_POSTGRES_URL";
+// The store's tests read the same variables; one file says how for all.
+#[allow(dead_code, reason = "shared by several test binaries, each using the services it needs")]
+#[path = "../crates/store/tests/support/services.rs"]
+mod services;
+
+use services::POSTGRES_URL_VAR;
+
 const PW: &str = "correct horse battery staple";
 const NEW_PW: &str = "a completely new passphrase";
 /// Shared by both nodes, as it must be in production.
@@ -40,16 +46,14 @@ async fn two_nodes_share_one_postgres_database() {
 /// The same with sessions and rate-limit counters in a shared Redis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_share_postgres_and_redis() {
-    let Some(redis) = std::env::var("PORTCULLIS_TEST_REDIS_URL").ok().filter(|u| !u.is_empty()) else {
-        eprintln!("PORTCULLIS_TEST_REDIS_URL is not set: the multi-node test on Redis was skipped");
+    let Some(redis) = services::redis_url() else {
         return;
     };
     multi_node(Some(redis)).await;
 }
 
 async fn multi_node(redis: Option<String>) {
-    let Some(base) = std::env::var(POSTGRES_URL_VAR).ok().filter(|u| !u.is_empty()) else {
-        eprintln!("{POSTGRES_URL_VAR} is not set: the multi-node test was skipped");
+    let Some(base) = services::postgres_url() else {
         return;
     };
     let schema = schema_name();

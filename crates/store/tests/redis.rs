@@ -2,6 +2,10 @@
 //! Runs when `PORTCULLIS_TEST_REDIS_URL` is set (CI sets it); each test uses
 //! its own key prefix and removes its keys afterwards.
 
+#[allow(dead_code, reason = "shared by several test binaries, each using the services it needs")]
+#[path = "support/services.rs"]
+mod services;
+
 use std::sync::Arc;
 
 use portcullis_app::audit::{AuditEvent, AuditFilter};
@@ -20,10 +24,7 @@ struct Fixture {
 }
 
 async fn fixture() -> Option<Fixture> {
-    let Ok(url) = std::env::var("PORTCULLIS_TEST_REDIS_URL") else {
-        eprintln!("PORTCULLIS_TEST_REDIS_URL is not set: Redis tests skipped");
-        return None;
-    };
+    let url = services::redis_url()?;
     let dir = tempfile::tempdir().expect("tmp");
     let sql = SqlStore::connect(&format!("sqlite://{}/t.db", dir.path().display()), 4).await.expect("sqlite");
     sql.migrate().await.expect("migrate");

@@ -1,0 +1,107 @@
+//! The store's conformance suite. Every test is written once, as an async
+//! function taking a fresh, migrated `SqlStore`, and runs on SQLite (a new
+//! file per test) and, when `PORTCULLIS_TEST_POSTGRES_URL` is set, on
+//! PostgreSQL (a new schema per test, dropped afterwards), so both backends
+//! are held to the same behaviour. Without that variable the PostgreSQL
+//! tests are skipped, or fail when `PORTCULLIS_TEST_REQUIRE_SERVICES` is
+//! set. The tests live in one file per part of the store; the list below
+//! runs them.
+
+mod admins;
+mod audit;
+mod fixtures;
+mod harness;
+mod health;
+mod logins;
+mod outbox;
+mod posts;
+#[allow(dead_code, reason = "shared by several test binaries, each using the services it needs")]
+#[path = "../support/services.rs"]
+mod services;
+mod sessions;
+mod throttle;
+mod users;
+
+/// Runs each listed test on both backends, as `sqlite::<name>` and `postgres::<name>`.
+macro_rules! conformance {
+    ($($module:ident: [$($name:ident),+ $(,)?]),+ $(,)?) => {
+        mod sqlite {
+            $($(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::harness::run_sqlite(crate::$module::$name).await;
+                }
+            )+)+
+        }
+        mod postgres {
+            $($(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::harness::run_postgres(stringify!($name), crate::$module::$name).await;
+                }
+            )+)+
+        }
+    };
+}
+
+conformance! {
+    users: [
+        insert_user_returns_the_stored_user,
+        usernames_are_unique_case_insensitively,
+        emails_are_unique_case_insensitively,
+        concurrent_inserts_of_one_username_let_exactly_one_win,
+        concurrent_inserts_of_one_email_let_exactly_one_win,
+        user_by_login_finds_normalized_username_or_email,
+        list_users_pages_by_id,
+        list_users_shows_current_locks,
+        list_users_searches_username_and_email_case_insensitively,
+        list_users_search_matches_metacharacters_literally,
+        list_users_search_pages_by_id,
+        password_updates_keep_or_change_the_stamp,
+    ],
+    admins: [
+        set_admin_grants_and_revokes,
+        set_admin_refuses_to_demote_the_last_admin,
+        set_admin_revokes_a_non_admin_when_there_is_no_admin,
+        concurrent_demotions_leave_an_admin,
+        delete_user_cascades_to_posts_and_sessions,
+        delete_user_refuses_the_last_admin,
+        concurrent_deletion_and_demotion_leave_an_admin,
+    ],
+    health: [ping_answers],
+    sessions: [
+        session_round_trips_with_its_user,
+        session_needs_an_existing_user_and_a_unique_id,
+        touch_session_sets_last_seen,
+        delete_session_deletes_only_the_owners_session,
+        delete_user_sessions_keeps_the_exception,
+        user_sessions_lists_live_sessions_newest_first,
+        purge_sessions_removes_expired_and_idle_sessions,
+    ],
+    throttle: [
+        reserve_attempt_counts_and_locks_at_the_threshold,
+        reserve_attempt_with_threshold_one_locks_at_once,
+        reserve_attempt_restarts_after_the_lock_passes,
+        reserve_attempt_restarts_when_the_window_has_passed,
+        concurrent_reserve_attempts_count_each_attempt_once,
+        lock_locks_until_the_given_time,
+        clear_attempts_forgets_only_the_given_keys,
+    ],
+    posts: [
+        post_round_trips_with_its_author,
+        update_post_changes_title_content_and_time,
+        delete_post_removes_only_that_post,
+        list_posts_pages_newest_first,
+        list_posts_of_one_author,
+    ],
+    audit: [
+        audited_changes_record_their_event,
+        refused_changes_record_nothing,
+        a_change_whose_event_cannot_be_written_is_undone,
+    ],
+    outbox: [outbox_claims_each_mail_once_and_marks_a_batch_sent],
+    logins: [
+        open_session_writes_the_whole_login,
+        a_login_whose_event_cannot_be_written_opens_nothing,
+    ],
+}

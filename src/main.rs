@@ -11,7 +11,7 @@ use portcullis_app::{AppError, Origin};
 
 /// A request makes many small allocations that live only as long as the
 /// request; mimalloc serves them in a fraction of the system allocator's
-/// instructions (docs/benchmarks.md).
+/// instructions (docs/history.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -1,6 +1,10 @@
 //! Abuse resistance over a real socket: lockout with device cookies, per-IP
 //! rate limits behind trusted and untrusted proxies, and the audit record.
 
+#[allow(dead_code, reason = "shared by several test binaries, each using the services it needs")]
+#[path = "../crates/store/tests/support/services.rs"]
+mod services;
+
 use portcullis::testing::{SmtpSink, TestApp};
 
 const PW: &str = "correct horse battery staple";
@@ -195,8 +199,7 @@ async fn a_new_browser_gets_a_sign_in_notice_and_a_known_one_does_not() {
 
 #[tokio::test]
 async fn sessions_and_counters_live_in_redis_when_configured() {
-    let Ok(redis) = std::env::var("PORTCULLIS_TEST_REDIS_URL") else {
-        eprintln!("PORTCULLIS_TEST_REDIS_URL is not set: skipped");
+    let Some(redis) = services::redis_url() else {
         return;
     };
     let prefix = format!("portcullis-e2e-{}:", portcullis_app::tokens::random_b64(8));

@@ -266,7 +266,7 @@ async fn mail_waits_while_the_smtp_server_is_down() {
     register(&c, "alice", "alice@example.com").await;
     wait_for_failed_attempts(&app, 1).await;
     assert!(sink.messages().is_empty());
-    assert_eq!(portcullis_app::OutboxStore::pending_mail_count(&app.services.store).await.expect("count"), 1);
+    assert_eq!(app.services.store.pending_mail_count().await.expect("count"), 1);
     sink.resume().await;
     // Past the longest backoff: the retry is due.
     app.advance(portcullis_app::mail::backoff(i64::MAX));
@@ -295,7 +295,7 @@ async fn a_restart_between_queueing_and_sending_loses_nothing() {
     assert!(mails[0].contains("To: alice@example.com"));
     // Marked sent: no node claims it again.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while portcullis_app::OutboxStore::pending_mail_count(&app.services.store).await.expect("count") > 0 {
+    while app.services.store.pending_mail_count().await.expect("count") > 0 {
         assert!(std::time::Instant::now() < deadline, "the mail was sent but not marked");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -429,13 +429,6 @@ struct CountingOutbox {
 
 #[async_trait::async_trait]
 impl portcullis_app::ports::OutboxStore for CountingOutbox {
-    async fn enqueue_mail(
-        &self,
-        mail: &portcullis_app::mail::OutgoingMail,
-        now: i64,
-    ) -> portcullis_app::ports::StoreResult<()> {
-        self.store.enqueue_mail(mail, now).await
-    }
     async fn claim_mail(
         &self,
         now: i64,
@@ -458,15 +451,11 @@ impl portcullis_app::ports::OutboxStore for CountingOutbox {
     ) -> portcullis_app::ports::StoreResult<()> {
         self.store.mark_mail_failed(id, attempts, next_attempt_at, error).await
     }
-    async fn pending_mail_count(&self) -> portcullis_app::ports::StoreResult<i64> {
-        self.store.pending_mail_count().await
-    }
 }
 
 #[tokio::test]
 async fn the_outbox_claims_again_only_after_a_full_batch() {
     use portcullis_app::mail::{Mail, OutboxWorker, Sealer};
-    use portcullis_app::ports::OutboxStore as _;
     use std::sync::Arc;
     use std::sync::atomic::Ordering;
 
@@ -488,6 +477,7 @@ async fn the_outbox_claims_again_only_after_a_full_batch() {
                 };
                 let sealed = sealer.seal(&mail).expect("seal");
                 outbox
+                    .store
                     .enqueue_mail(&sealed, portcullis_app::Clock::now_ms(&portcullis_app::SystemClock))
                     .await
                     .expect("enqueue");
@@ -538,7 +528,7 @@ async fn the_outbox_claims_again_only_after_a_full_batch() {
     marked(3).await;
     assert_eq!(outbox.claims.load(Ordering::SeqCst), 3, "20, then the last one, then waiting");
     assert_eq!(outbox.marks.load(Ordering::SeqCst), 3, "one mark per batch, not per mail");
-    assert_eq!(outbox.pending_mail_count().await.expect("count"), 0);
+    assert_eq!(outbox.store.pending_mail_count().await.expect("count"), 0);
 
     // Mails queued a few milliseconds apart, each waking the worker, as
     // sign-ins do: the worker waits after the first and sends them as one
@@ -550,7 +540,7 @@ async fn the_outbox_claims_again_only_after_a_full_batch() {
     }
     assert_eq!(sink.wait_for(27, 20).await.len(), 27);
     assert_eq!(outbox.marks.load(Ordering::SeqCst), 4, "the five mails went out in one batch");
-    assert_eq!(outbox.pending_mail_count().await.expect("count"), 0);
+    assert_eq!(outbox.store.pending_mail_count().await.expect("count"), 0);
 
     let _ = stop.send(true);
     tokio::time::timeout(Duration::from_secs(10), running).await.expect("worker stops").expect("join");

@@ -37,8 +37,6 @@ pub trait UserStore: Send + Sync {
     ) -> StoreResult<Vec<UserSummary>>;
     /// Replaces the password hash (an upgrade: sessions stay).
     async fn update_password_hash(&self, id: i64, hash: &str, now: i64) -> StoreResult<()>;
-    /// Sets a new password hash and security stamp (every session ends).
-    async fn set_password(&self, id: i64, hash: &str, new_stamp: &str, now: i64) -> StoreResult<()>;
     /// Grants or revokes admin and sets a new security stamp, recording `audit`.
     /// Revoking the last admin does nothing and answers `false`.
     async fn set_admin(
@@ -114,8 +112,6 @@ pub trait LoginThrottle: Send + Sync {
     ) -> StoreResult<i64>;
     /// Forgets the attempts for these keys (a success, a reset, an unlock).
     async fn clear_attempts(&self, keys: &[String]) -> StoreResult<()>;
-    /// Locks `key` until `until` (an admin's action).
-    async fn lock(&self, key: &str, now: i64, until: i64, threshold: i64) -> StoreResult<()>;
     /// When `key` is locked until, if in the future.
     async fn locked_until(&self, key: &str, now: i64) -> StoreResult<Option<i64>>;
 }
@@ -138,16 +134,12 @@ pub trait PostStore: Send + Sync {
 /// The durable mail outbox, drained by [`crate::mail::OutboxWorker`].
 #[async_trait]
 pub trait OutboxStore: Send + Sync {
-    /// Queues a mail on its own (when no other change goes with it).
-    async fn enqueue_mail(&self, mail: &OutgoingMail, now: i64) -> StoreResult<()>;
     /// Reserves up to `limit` due mails until `lease_until`; no two callers get the same mail.
     async fn claim_mail(&self, now: i64, lease_until: i64, limit: i64) -> StoreResult<Vec<ClaimedMail>>;
     /// Marks mails sent and forgets their bodies.
     async fn mark_mails_sent(&self, ids: &[i64], now: i64) -> StoreResult<()>;
     /// Records a failed attempt and when to try again.
     async fn mark_mail_failed(&self, id: i64, attempts: i64, next_attempt_at: i64, error: &str) -> StoreResult<()>;
-    /// Mails not yet sent.
-    async fn pending_mail_count(&self) -> StoreResult<i64>;
 }
 
 /// One-shot tokens (verification, reset) and the changes they make, each in

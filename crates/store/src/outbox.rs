@@ -33,13 +33,26 @@ pub(crate) async fn enqueue_in(
     Ok(())
 }
 
-#[async_trait]
-impl OutboxStore for SqlStore {
-    async fn enqueue_mail(&self, mail: &OutgoingMail, now: i64) -> StoreResult<()> {
+impl SqlStore {
+    /// Queues a mail on its own, with no change beside it (for tools and
+    /// tests: the use cases queue mail with the change that causes it).
+    pub async fn enqueue_mail(&self, mail: &OutgoingMail, now: i64) -> StoreResult<()> {
         let mut conn = self.write(Reach::Uncached).await?;
         enqueue_in(&mut conn, std::slice::from_ref(mail), now).await.map_err(backend_err)
     }
 
+    /// How many mails are not yet sent.
+    pub async fn pending_mail_count(&self) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL")
+            .fetch_one(&mut *self.read().await?)
+            .await
+            .map_err(backend_err)?;
+        row.try_get("n").map_err(backend_err)
+    }
+}
+
+#[async_trait]
+impl OutboxStore for SqlStore {
     async fn claim_mail(&self, now: i64, lease_until: i64, limit: i64) -> StoreResult<Vec<ClaimedMail>> {
         let lock = match self.backend {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
@@ -97,13 +110,5 @@ impl OutboxStore for SqlStore {
         .await
         .map_err(backend_err)?;
         Ok(())
-    }
-
-    async fn pending_mail_count(&self) -> StoreResult<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL")
-            .fetch_one(&mut *self.read().await?)
-            .await
-            .map_err(backend_err)?;
-        row.try_get("n").map_err(backend_err)
     }
 }

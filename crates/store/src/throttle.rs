@@ -60,21 +60,6 @@ impl LoginThrottle for SqlStore {
         Ok(())
     }
 
-    async fn lock(&self, key: &str, now: i64, until: i64, threshold: i64) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO login_attempts (key, attempts, locked_until, updated_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (key) DO UPDATE SET attempts = $2, locked_until = $3, updated_at = $4",
-        )
-        .bind(key)
-        .bind(threshold + 1)
-        .bind(until)
-        .bind(now)
-        .execute(&mut *self.write(Reach::Uncached).await?)
-        .await
-        .map_err(backend_err)?;
-        Ok(())
-    }
-
     async fn locked_until(&self, key: &str, now: i64) -> StoreResult<Option<i64>> {
         let row = sqlx::query("SELECT locked_until FROM login_attempts WHERE key = $1 AND locked_until > $2")
             .bind(key)

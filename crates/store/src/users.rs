@@ -268,18 +268,6 @@ impl UserStore for SqlStore {
         Ok(())
     }
 
-    async fn set_password(&self, id: i64, hash: &str, new_stamp: &str, now: i64) -> StoreResult<()> {
-        sqlx::query("UPDATE users SET password_hash = $1, security_stamp = $2, updated_at = $3 WHERE id = $4")
-            .bind(hash)
-            .bind(new_stamp)
-            .bind(now)
-            .bind(id)
-            .execute(&mut *self.write(Reach::User(id)).await?)
-            .await
-            .map_err(backend_err)?;
-        Ok(())
-    }
-
     async fn set_admin(
         &self,
         id: i64,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use portcullis_app::audit::{AuditEvent, AuditFilter};
 use portcullis_app::mail::OutgoingMail;
-use portcullis_app::ports::{AuditStore, OutboxStore, RateLimitStore, SignIn};
+use portcullis_app::ports::{AuditStore, RateLimitStore, SignIn};
 use portcullis_app::{Clock as _, LoginThrottle, Session, SessionStore, UserStore};
 use portcullis_store::SqlStore;
 use portcullis_store::redis::RedisStore;

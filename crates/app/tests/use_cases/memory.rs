@@ -223,15 +223,6 @@ impl UserStore for Memory {
         Ok(())
     }
 
-    async fn set_password(&self, id: i64, hash: &str, new_stamp: &str, now: i64) -> StoreResult<()> {
-        let mut state = self.state();
-        let user = state.user_mut(id)?;
-        user.password_hash = hash.to_owned();
-        user.security_stamp = new_stamp.to_owned();
-        user.updated_at = now;
-        Ok(())
-    }
-
     async fn set_admin(
         &self,
         id: i64,
@@ -393,12 +384,6 @@ impl LoginThrottle for Memory {
         Ok(())
     }
 
-    async fn lock(&self, key: &str, now: i64, until: i64, threshold: i64) -> StoreResult<()> {
-        let counter = Counter { attempts: threshold + 1, locked_until: Some(until), last_at: now };
-        self.state().counters.insert(key.to_owned(), counter);
-        Ok(())
-    }
-
     async fn locked_until(&self, key: &str, now: i64) -> StoreResult<Option<i64>> {
         Ok(self.state().counters.get(key).and_then(|c| c.locked_until).filter(|t| *t > now))
     }
@@ -486,13 +471,16 @@ impl TokenStore for Memory {
     }
 }
 
-#[async_trait]
-impl OutboxStore for Memory {
-    async fn enqueue_mail(&self, mail: &OutgoingMail, now: i64) -> StoreResult<()> {
+impl Memory {
+    /// Queues a mail on its own, as a tool would.
+    pub async fn enqueue_mail(&self, mail: &OutgoingMail, now: i64) -> StoreResult<()> {
         self.state().queue(std::slice::from_ref(mail), now);
         Ok(())
     }
+}
 
+#[async_trait]
+impl OutboxStore for Memory {
     async fn claim_mail(&self, now: i64, lease_until: i64, limit: i64) -> StoreResult<Vec<ClaimedMail>> {
         let mut state = self.state();
         let due = state
@@ -523,10 +511,6 @@ impl OutboxStore for Memory {
             m.leased_until = None;
         }
         Ok(())
-    }
-
-    async fn pending_mail_count(&self) -> StoreResult<i64> {
-        Ok(i64::try_from(self.state().outbox.iter().filter(|m| m.sent_at.is_none()).count()).unwrap_or(0))
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use portcullis_app::mail::{Mail, MailTransport, OutboxWorker};
-use portcullis_app::{AuthSettings, ClientInfo, Clock as _, Origin, OutboxStore as _};
+use portcullis_app::{AuthSettings, ClientInfo, Clock as _, Origin};
 
 use crate::world::{World, minutes};
 

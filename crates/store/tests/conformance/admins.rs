@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use portcullis_app::{LoginThrottle, PostStore, SessionStore, UserStore};
+use portcullis_app::{PostStore, SessionStore, UserStore};
 use portcullis_store::SqlStore;
 
-use crate::fixtures::{MINUTE, T0, add_session, add_user, is_admin, post_ids, session, session_ids};
+use crate::fixtures::{MINUTE, T0, add_session, add_user, is_admin, lock, post_ids, session, session_ids};
 
 pub async fn set_admin_grants_and_revokes(store: SqlStore) {
     let root = add_user(&store, "root", true).await;
@@ -108,7 +108,7 @@ pub async fn delete_user_cascades_to_posts_and_sessions(store: SqlStore) {
     add_session(&store, &session("sa1", &alice, T0, T0 + MINUTE, false)).await;
     add_session(&store, &session("sa2", &alice, T0, T0 + MINUTE, true)).await;
     add_session(&store, &session("sb1", &bob, T0, T0 + MINUTE, false)).await;
-    store.lock(&format!("user:{}", alice.id), T0, T0 + MINUTE, 5).await.expect("lock");
+    lock(&store, &format!("user:{}", alice.id), T0, T0 + MINUTE).await;
 
     assert!(store.delete_user(alice.id, None).await.expect("delete"));
     assert!(store.user_by_id(alice.id).await.expect("get").is_none());

@@ -2,7 +2,7 @@
 //! audit events and the store's answers in a form easy to compare.
 
 use portcullis_app::audit::{AuditEvent, AuditFilter};
-use portcullis_app::ports::AuditStore;
+use portcullis_app::ports::{AuditStore, NewCredentials};
 use portcullis_app::{LoginThrottle, NewUser, PostStore, Session, SessionStore, User, UserStore};
 use portcullis_domain::{Email, Username};
 use portcullis_store::SqlStore;
@@ -63,6 +63,16 @@ pub async fn is_admin(store: &SqlStore, id: i64) -> bool {
 
 pub async fn reserve(store: &SqlStore, key: &str, now: i64, threshold: i64) -> i64 {
     store.reserve_attempt(key, now, threshold, now + 15 * MINUTE, now - 15 * MINUTE).await.expect("reserve attempt")
+}
+
+/// Locks `key` from `now` until `until`, as one attempt over a threshold of one does.
+pub async fn lock(store: &SqlStore, key: &str, now: i64, until: i64) {
+    store.reserve_attempt(key, now, 1, until, now).await.expect("lock");
+}
+
+/// A new password and stamp for user `user_id`, with no mail nor event.
+pub fn credentials<'a>(user_id: i64, hash: &'a str, new_stamp: &'a str, now: i64) -> NewCredentials<'a> {
+    NewCredentials { user_id, hash, new_stamp, mails: &[], audit: None, now }
 }
 
 pub fn event(kind: &str, user_id: Option<i64>) -> AuditEvent {

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use portcullis_app::{LoginThrottle, NewUser, StoreError, User, UserStore};
+use portcullis_app::{NewUser, StoreError, TokenStore, User, UserStore};
 use portcullis_store::SqlStore;
 
-use crate::fixtures::{MINUTE, T0, add_user, new_user};
+use crate::fixtures::{MINUTE, T0, add_user, credentials, lock, new_user};
 
 pub async fn insert_user_returns_the_stored_user(store: SqlStore) {
     let mut input = new_user("AliCe.1", "Alice.One@Example.COM", true);
@@ -158,10 +158,10 @@ pub async fn list_users_shows_current_locks(store: SqlStore) {
     let bob = add_user(&store, "bob", false).await;
     let carol = add_user(&store, "carol", false).await;
     let until = T0 + 15 * MINUTE;
-    store.lock(&format!("user:{}", alice.id), T0, until, 5).await.expect("lock");
-    store.lock(&format!("user:{}", bob.id), T0 - 30 * MINUTE, T0 - MINUTE, 5).await.expect("lock");
+    lock(&store, &format!("user:{}", alice.id), T0, until).await;
+    lock(&store, &format!("user:{}", bob.id), T0 - 30 * MINUTE, T0 - MINUTE).await;
     // A failed login under the name does not lock the account row.
-    store.lock("name:carol", T0, until, 5).await.expect("lock");
+    lock(&store, "name:carol", T0, until).await;
     let list = store.list_users(None, None, 10, T0).await.expect("list users");
     let locks: Vec<(i64, Option<i64>)> = list.iter().map(|s| (s.user.id, s.locked_until)).collect();
     assert_eq!(locks, [(alice.id, Some(until)), (bob.id, None), (carol.id, None)]);
@@ -251,7 +251,10 @@ pub async fn password_updates_keep_or_change_the_stamp(store: SqlStore) {
     assert_eq!(a.security_stamp, alice.security_stamp, "an upgrade keeps sessions");
     assert_eq!((a.created_at, a.updated_at), (T0, T0 + 1));
 
-    store.set_password(alice.id, "new-hash", "new-stamp", T0 + 2).await.expect("set password");
+    store
+        .change_password_with_mail(&credentials(alice.id, "new-hash", "new-stamp", T0 + 2))
+        .await
+        .expect("set password");
     let a = store.user_by_id(alice.id).await.expect("get").expect("found");
     assert_eq!(a.password_hash, "new-hash");
     assert_eq!(a.security_stamp, "new-stamp");
@@ -264,7 +267,7 @@ pub async fn password_updates_keep_or_change_the_stamp(store: SqlStore) {
 
     // Unknown ids are no error.
     store.update_password_hash(bob.id + 100, "x", T0).await.expect("update hash");
-    store.set_password(bob.id + 100, "x", "y", T0).await.expect("set password");
+    store.change_password_with_mail(&credentials(bob.id + 100, "x", "y", T0)).await.expect("set password");
 }
 
 async fn listed_names(store: &SqlStore, query: Option<&str>) -> Vec<String> {

@@ -219,6 +219,8 @@ pub fn web_state(config: &Config, services: &Services) -> Result<AppState, Start
         secret_key: services.secret_key.clone(),
         body_limit: config.body_limit,
         request_timeout: config.request_timeout,
+        header_timeout: config.header_timeout,
+        max_connections: config.max_connections,
         trusted_proxies: config.trusted_proxies.clone(),
     };
     Ok(AppState::new(
@@ -264,13 +266,14 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
     })
 }
 
-/// Serves until `shutdown` completes; in-flight requests finish.
+/// Serves until `shutdown` completes; in-flight requests finish. The
+/// connection limits are in `crate::listen`.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, portcullis_web::site(state)).with_graceful_shutdown(shutdown).await
+    crate::listen::serve(listener, state, shutdown).await
 }
 
 /// Completes on SIGINT or SIGTERM.

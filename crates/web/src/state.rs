@@ -21,8 +21,14 @@ pub struct WebConfig {
     pub secret_key: Vec<u8>,
     /// Largest request body accepted.
     pub body_limit: usize,
-    /// Longest a request may take.
+    /// Longest a request may take, from its headers' arrival to the answer,
+    /// reading the body included.
     pub request_timeout: Duration,
+    /// Longest a client may take to send a request's headers, and to start
+    /// the next request on a kept-alive connection.
+    pub header_timeout: Duration,
+    /// Open connections served at once.
+    pub max_connections: usize,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
 }
@@ -94,3 +100,4 @@ impl AppState {
         }
     }
 }
+

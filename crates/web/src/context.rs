@@ -146,12 +146,18 @@ where
         Err(e) => return finish_error(state, e, None, &client, Some(req.uri())),
     };
     if csrf::applies_to(req.method()) {
-        req = match verify_csrf(state, req, &visitor).await {
-            Ok(req) => req,
-            Err(refused) => {
+        // The token is read from the body: the request timeout runs from
+        // the headers' arrival, so a client that sends its body slowly is
+        // cut there too, not only once the routes run.
+        let uri = req.uri().clone();
+        let checked = std::pin::pin!(verify_csrf(state, req, &visitor));
+        req = match trace::within(started, state.config.request_timeout, checked).await {
+            Some(Ok(req)) => req,
+            Some(Err(refused)) => {
                 let uri = refused.request.as_ref().map(Request::uri);
                 return finish_error(state, refused.error, visitor.auth(), &client, uri);
             }
+            None => return finish_error(state, WebError::Timeout, visitor.auth(), &client, Some(&uri)),
         };
     }
     let flashes = read_flashes(state, req.headers());

@@ -4,6 +4,7 @@
 //! gracefully.
 
 pub mod config;
+pub mod files;
 pub mod listen;
 pub mod logs;
 pub mod mail;

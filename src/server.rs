@@ -152,6 +152,8 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 
 /// Opens the data dir and the store, applies migrations, and builds the use cases.
 pub async fn open(config: &Config) -> Result<Services, StartError> {
+    crate::files::private_by_default();
+    crate::files::warn_if_loose(&config.data_dir, &config.database_url);
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         StartError::Config(ConfigError {
             var: "PORTCULLIS_DATA_DIR".into(),

@@ -62,8 +62,13 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// Largest request body, in bytes.
     pub body_limit: usize,
-    /// Longest a request may take.
+    /// Longest a request may take, reading its body included.
     pub request_timeout: Duration,
+    /// Longest a client may take to send a request's headers; also how long
+    /// an idle keep-alive connection is kept.
+    pub header_timeout: Duration,
+    /// Open connections served at once; more are closed as soon as accepted.
+    pub max_connections: usize,
     /// How long audit events are kept.
     pub audit_retention: Duration,
     /// Tracing filter.
@@ -162,6 +167,23 @@ where
         return Err(err(var, format!("{n} is out of range ({min}–{max})")));
     }
     Ok(n)
+}
+
+/// Connections served at once unless configured: 4096, or fewer when the
+/// process may not open that many files, keeping 256 descriptors for the
+/// database pool, the data files, mail and the listener.
+pub fn default_max_connections() -> usize {
+    const PREFERRED: usize = 4096;
+    const RESERVED: u64 = 256;
+    #[cfg(unix)]
+    {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        if let Some(files) = limit.current {
+            let room = usize::try_from(files.saturating_sub(RESERVED)).unwrap_or(PREFERRED);
+            return room.clamp(16, PREFERRED);
+        }
+    }
+    PREFERRED
 }
 
 impl Config {
@@ -278,6 +300,8 @@ impl Config {
             trusted_proxies,
             body_limit: number(src, "PORTCULLIS_BODY_LIMIT", 64 * 1024usize, 1024, 64 * 1024 * 1024)?,
             request_timeout: duration(src, "PORTCULLIS_REQUEST_TIMEOUT", "30s")?,
+            header_timeout: duration(src, "PORTCULLIS_HEADER_TIMEOUT", "10s")?,
+            max_connections: number(src, "PORTCULLIS_MAX_CONNECTIONS", default_max_connections(), 1, 1_000_000)?,
             audit_retention: duration(src, "PORTCULLIS_AUDIT_RETENTION", "90d")?,
             log,
             log_json,
@@ -304,6 +328,15 @@ mod tests {
         assert_eq!(c.argon2, Argon2Settings { memory_kib: 19_456, iterations: 2, parallelism: 1 });
         assert!(c.database_url.starts_with("sqlite://") && c.database_url.ends_with("portcullis.db"));
         assert_eq!(c.rate_limit_per_minute, 20);
+        assert_eq!(c.header_timeout, Duration::from_secs(10));
+        assert!((16..=4096).contains(&c.max_connections), "{}", c.max_connections);
+    }
+
+    #[test]
+    fn connection_limits_parse() {
+        let c = load(&[("PORTCULLIS_HEADER_TIMEOUT", "3s"), ("PORTCULLIS_MAX_CONNECTIONS", "250")]).expect("loads");
+        assert_eq!(c.header_timeout, Duration::from_secs(3));
+        assert_eq!(c.max_connections, 250);
     }
 
     #[test]
@@ -318,6 +351,10 @@ mod tests {
             ("PORTCULLIS_LOG_FORMAT", "xml"),
             ("PORTCULLIS_SECRET_KEY", "short"),
             ("PORTCULLIS_SMTP_URL", "http://mail"),
+            ("PORTCULLIS_HEADER_TIMEOUT", "0s"),
+            ("PORTCULLIS_HEADER_TIMEOUT", "later"),
+            ("PORTCULLIS_MAX_CONNECTIONS", "0"),
+            ("PORTCULLIS_MAX_CONNECTIONS", "many"),
         ] {
             let e = load(&[(var, value)]).expect_err(var);
             assert_eq!(e.var, var);

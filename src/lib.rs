@@ -4,6 +4,8 @@
 //! gracefully.
 
 pub mod config;
+pub mod files;
+pub mod listen;
 pub mod logs;
 pub mod mail;
 pub mod server;

@@ -91,7 +91,7 @@ impl MailTransport for DirMailer {
         // one trip to a blocking thread.
         let (bytes, dest) = (msg.formatted(), path.clone());
         tokio::task::spawn_blocking(move || {
-            std::fs::write(&tmp, bytes)?;
+            crate::files::write_private(&tmp, &bytes)?;
             std::fs::rename(&tmp, &dest)
         })
         .await

@@ -162,6 +162,8 @@ pub async fn open(config: &Config) -> Result<Services, StartError> {
 
 /// [`open`], with the use cases reading the time from `clock`.
 pub async fn open_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<Services, StartError> {
+    crate::files::private_by_default();
+    crate::files::warn_if_loose(&config.data_dir, &config.database_url);
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         StartError::Config(ConfigError {
             var: "PORTCULLIS_DATA_DIR".into(),
@@ -229,6 +231,8 @@ pub fn web_state(config: &Config, services: &Services) -> Result<AppState, Start
         secret_key: services.secret_key.clone(),
         body_limit: config.body_limit,
         request_timeout: config.request_timeout,
+        header_timeout: config.header_timeout,
+        max_connections: config.max_connections,
         trusted_proxies: config.trusted_proxies.clone(),
     };
     Ok(AppState::new(
@@ -274,13 +278,14 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
     })
 }
 
-/// Serves until `shutdown` completes; in-flight requests finish.
+/// Serves until `shutdown` completes; in-flight requests finish. The
+/// connection limits are in `crate::listen`.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, portcullis_web::site(state)).with_graceful_shutdown(shutdown).await
+    crate::listen::serve(listener, state, shutdown).await
 }
 
 /// Completes on SIGINT or SIGTERM.

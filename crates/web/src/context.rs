@@ -146,12 +146,18 @@ where
         Err(e) => return finish_error(state, e, None, &client, Some(req.uri())),
     };
     if csrf::applies_to(req.method()) {
-        req = match verify_csrf(state, req, &visitor).await {
-            Ok(req) => req,
-            Err(refused) => {
+        // The token is read from the body: the request timeout runs from
+        // the headers' arrival, so a client that sends its body slowly is
+        // cut there too, not only once the routes run.
+        let uri = req.uri().clone();
+        let checked = std::pin::pin!(verify_csrf(state, req, &visitor));
+        req = match trace::within(started, state.config.request_timeout, checked).await {
+            Some(Ok(req)) => req,
+            Some(Err(refused)) => {
                 let uri = refused.request.as_ref().map(Request::uri);
                 return finish_error(state, refused.error, visitor.auth(), &client, uri);
             }
+            None => return finish_error(state, WebError::Timeout, visitor.auth(), &client, Some(&uri)),
         };
     }
     let flashes = read_flashes(state, req.headers());
@@ -191,21 +197,28 @@ fn client_info(state: &AppState, peer: Option<IpAddr>, headers: &HeaderMap) -> C
 }
 
 /// The client's IP: the peer, or, when the peer is a trusted proxy, the
-/// right-most address in `X-Forwarded-For` that is not itself trusted.
+/// right-most address in `X-Forwarded-For` that is not itself trusted. The
+/// walk from the right stops at an entry that is not an address: what is
+/// left of it came from the client, and a client must not choose its own
+/// address; the client is then the peer.
 pub fn client_ip(state: &AppState, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
     let peer = peer?;
     let trusted = |ip: &IpAddr| state.config.trusted_proxies.iter().any(|n| n.contains(ip));
     if !trusted(&peer) {
         return Some(peer);
     }
-    let forwarded: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    Some(forwarded.into_iter().rev().find(|ip| !trusted(ip)).unwrap_or(peer))
+    // The last header is the nearest proxy's; within one, the last entry.
+    for value in headers.get_all("x-forwarded-for").iter().rev() {
+        let Ok(value) = value.to_str() else { return Some(peer) };
+        for entry in value.rsplit(',') {
+            match entry.trim().parse::<IpAddr>() {
+                Ok(ip) if trusted(&ip) => {}
+                Ok(ip) => return Some(ip),
+                Err(_) => return Some(peer),
+            }
+        }
+    }
+    Some(peer)
 }
 
 /// Who is asking, as their cookies say.

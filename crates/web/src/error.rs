@@ -38,6 +38,9 @@ pub enum WebError {
     /// 413.
     #[error("payload too large")]
     PayloadTooLarge,
+    /// 408: the request (its body included) took longer than the request timeout.
+    #[error("request timeout")]
+    Timeout,
     /// 429 with Retry-After (seconds).
     #[error("too many requests")]
     TooManyRequests(u64),
@@ -85,6 +88,7 @@ impl IntoResponse for WebError {
             ),
             WebError::NotFound => (StatusCode::NOT_FOUND, String::new()),
             WebError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, String::new()),
+            WebError::Timeout => (StatusCode::REQUEST_TIMEOUT, String::new()),
             WebError::TooManyRequests(wait) => {
                 let mut r = StatusCode::TOO_MANY_REQUESTS.into_response();
                 if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {

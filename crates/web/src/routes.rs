@@ -62,6 +62,19 @@ impl RouteTable {
         self.add(Method::GET, path, axum::routing::get(handler))
     }
 
+    /// Adds a GET route whose `HEAD` is `head` rather than the GET handler
+    /// run without its body: for a GET that changes something, which a
+    /// mail scanner's `HEAD` must not.
+    pub fn get_with_head<H, T, HH, HT>(self, path: &'static str, handler: H, head: HH) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+        HH: Handler<HT, AppState>,
+        HT: 'static,
+    {
+        self.add(Method::GET, path, axum::routing::get(handler).head(head))
+    }
+
     /// Adds a POST route.
     pub fn post<H, T>(self, path: &'static str, handler: H) -> Self
     where

@@ -1,6 +1,8 @@
-//! The whole site as one service, the shape `axum::serve` takes: a maker
-//! that gives each connection its own [`Site`], which knows the peer's
-//! address, runs the request context (`crate::context`) and then the routes.
+//! The whole site as one service: a maker that gives each connection its
+//! own [`Site`], which knows the peer's address, runs the request context
+//! (`crate::context`) and then the routes. The binary's accept loop asks
+//! for one per connection ([`MakeSite::for_peer`]); the maker is also the
+//! shape `axum::serve` takes.
 //!
 //! Written out rather than assembled from `from_fn` and `Router` layers:
 //! each of those boxes the request's future once more and moves the request
@@ -68,7 +70,7 @@ fn routes(
     ServiceBuilder::new().layer(DefaultBodyLimit::max(state.config.body_limit)).service(crate::routes::router(state))
 }
 
-/// Every page and form of the site, for `axum::serve`.
+/// Every page and form of the site, for the accept loop or `axum::serve`.
 pub fn site(
     state: AppState,
 ) -> MakeSite<impl Service<Request, Response = Response, Error = Infallible, Future: Send> + Clone + Send + 'static> {
@@ -81,6 +83,13 @@ pub fn site(
 pub struct MakeSite<S> {
     state: AppState,
     routes: S,
+}
+
+impl<S: Clone> MakeSite<S> {
+    /// The site for a connection from `peer`.
+    pub fn for_peer(&self, peer: IpAddr) -> Site<S> {
+        Site { state: self.state.clone(), routes: self.routes.clone(), peer: Some(peer) }
+    }
 }
 
 impl<S: Clone> Service<IncomingStream<'_, TcpListener>> for MakeSite<S> {
@@ -120,6 +129,18 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
+        self.serve(req)
+    }
+}
+
+impl<S> Site<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    /// Answers `req`: the service's call through a shared reference, so
+    /// that a connection's server need not clone the site for each request.
+    pub fn serve(&self, req: Request) -> Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>> {
         Box::pin(crate::context::request_context(self.state.clone(), self.peer, req, self.routes.clone()))
     }
 }

@@ -1,5 +1,6 @@
 //! What every handler can reach.
 
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,8 +22,14 @@ pub struct WebConfig {
     pub secret_key: Vec<u8>,
     /// Largest request body accepted.
     pub body_limit: usize,
-    /// Longest a request may take.
+    /// Longest a request may take, from its headers' arrival to the answer,
+    /// reading the body included.
     pub request_timeout: Duration,
+    /// Longest a client may take to send a request's headers, and to start
+    /// the next request on a kept-alive connection.
+    pub header_timeout: Duration,
+    /// Open connections served at once.
+    pub max_connections: usize,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
 }
@@ -87,10 +94,47 @@ impl AppState {
         action: &str,
         client: &portcullis_app::model::ClientInfo,
     ) -> Result<(), crate::WebError> {
-        let who = client.ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-        match self.limiter.check(action, &who).await? {
+        match self.limiter.check(action, &rate_limit_key(client.ip)).await? {
             None => Ok(()),
             Some(wait) => Err(crate::WebError::TooManyRequests(wait)),
         }
+    }
+}
+
+/// Who a per-IP rate limit counts: an IPv4 client by its address, an IPv6
+/// client by its /64, the smallest network a subscriber is usually given
+/// (one host can take any address in it).
+pub fn rate_limit_key(ip: Option<IpAddr>) -> String {
+    match ip.map(|ip| ip.to_canonical()) {
+        None => "unknown".to_owned(),
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => {
+            let network = u128::from(v6) & !(u128::from(u64::MAX));
+            format!("{}/64", Ipv6Addr::from(network))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(ip: &str) -> String {
+        rate_limit_key(Some(ip.parse().expect("an address")))
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_64() {
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:ffff:1:2:3"));
+        assert_eq!(key("2001:db8:1:2::9"), "2001:db8:1:2::/64");
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+    }
+
+    #[test]
+    fn ipv4_clients_are_counted_per_address() {
+        assert_eq!(key("203.0.113.7"), "203.0.113.7");
+        assert_ne!(key("203.0.113.7"), key("203.0.113.8"));
+        assert_eq!(key("::ffff:203.0.113.7"), "203.0.113.7", "an IPv4 client on a dual-stack socket");
+        assert_eq!(rate_limit_key(None), "unknown");
     }
 }

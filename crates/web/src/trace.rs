@@ -99,23 +99,26 @@ pub fn finished(method: &Method, path: &str, status: StatusCode, started: Instan
 }
 
 /// Runs `handler`, answering 408 Request Timeout if it is not done `limit`
-/// after `started`. Most pages are done at their first poll (the session and
-/// the posts come from the cache), so the timer is only set for a handler
-/// that has to wait. The handler is pinned by the caller, so that it is not
+/// after `started`. The handler is pinned by the caller, so that it is not
 /// moved into this function's future.
 pub async fn bounded<F: Future<Output = Response>>(
     started: Instant,
     limit: Duration,
-    mut handler: Pin<&mut F>,
+    handler: Pin<&mut F>,
 ) -> Response {
-    if let Poll::Ready(res) = std::future::poll_fn(|cx| Poll::Ready(handler.as_mut().poll(cx))).await {
-        return res;
+    within(started, limit, handler).await.unwrap_or_else(|| StatusCode::REQUEST_TIMEOUT.into_response())
+}
+
+/// Runs `work`, or gives `None` if it is not done `limit` after `started`.
+/// Most work is done at its first poll (the session and the posts come
+/// from the cache, the body is already in), so the timer is only set for
+/// work that has to wait.
+pub async fn within<F: Future>(started: Instant, limit: Duration, mut work: Pin<&mut F>) -> Option<F::Output> {
+    if let Poll::Ready(out) = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await {
+        return Some(out);
     }
     let deadline = tokio::time::Instant::from_std(started) + limit;
-    match tokio::time::timeout_at(deadline, handler).await {
-        Ok(res) => res,
-        Err(_) => StatusCode::REQUEST_TIMEOUT.into_response(),
-    }
+    tokio::time::timeout_at(deadline, work).await.ok()
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! Email verification and password reset: the pages behind the links in mails.
 
 use axum::Form;
+use axum::body::Body;
 use axum::extract::{Path, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 
@@ -17,11 +19,11 @@ use crate::state::AppState;
 
 /// `/verify-email/*`, `/forgot-password`, `/reset-password/*`.
 pub fn routes(t: RouteTable) -> RouteTable {
-    t.get("/verify-email/{token}", get_verify_email)
+    t.get_with_head("/verify-email/{token}", get_verify_email, head_link)
         .post("/verify-email/resend", post_resend_verification)
         .get("/forgot-password", get_forgot_password)
         .post("/forgot-password", post_forgot_password)
-        .get("/reset-password/{token}", get_reset_password)
+        .get_with_head("/reset-password/{token}", get_reset_password, head_link)
         .post("/reset-password/{token}", post_reset_password)
 }
 
@@ -44,6 +46,16 @@ fn link_problem(state: &AppState, ctx: &crate::context::RequestCtx, message: Str
     let mut ctx = ctx.clone();
     ctx.flashes.push(Flash::error(message.clone()));
     state.templates.render_status(StatusCode::BAD_REQUEST, &pages::LinkProblem { ctx: &ctx, message: &message, retry })
+}
+
+/// `HEAD` on a link from a mail: the headers of a page and nothing else.
+/// Mail scanners and link previews probe links; following one must be a
+/// person's `GET`, so the token is neither checked (no rate-limit count)
+/// nor spent.
+async fn head_link() -> Response {
+    let mut r = crate::templates::response(StatusCode::OK, Body::empty());
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    no_referrer(r)
 }
 
 /// Follows a verification link.

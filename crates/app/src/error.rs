@@ -59,6 +59,15 @@ pub enum AppError {
     /// The password hashing pool is full.
     #[error("The server is busy; try again in a moment")]
     Busy,
+    /// This user or client already has its share of the work in flight.
+    #[error("Too many requests at once; try again in a moment")]
+    TooMany {
+        /// Seconds to wait.
+        retry_after: u64,
+    },
+    /// A mail of this kind went to this address or account recently; none is sent now.
+    #[error("We sent you a mail recently. Check your inbox (and spam folder), or try again later.")]
+    SentRecently,
     /// No such thing.
     #[error("Not found")]
     NotFound,

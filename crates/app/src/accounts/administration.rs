@@ -2,7 +2,6 @@
 //! admin, locking and unlocking, ending sessions, deleting.
 
 use super::Accounts;
-use super::sign_in::lockout_keys;
 use crate::audit::Origin;
 use crate::error::AppError;
 use crate::model::{User, UserSummary};
@@ -56,7 +55,7 @@ impl Accounts {
     pub async fn unlock_user(&self, user_id: i64, origin: &Origin) -> Result<(), AppError> {
         let user = self.user(user_id).await?;
         let event = self.event(origin, "admin.unlock", Some(user.id), Some(&user.username), None);
-        self.throttle.clear_attempts(&lockout_keys(&user)).await?;
+        self.throttle.clear_attempts(&self.lockout_keys(&user)).await?;
         self.users.set_admin_lock(user_id, None, self.now(), Some(&event)).await?;
         Ok(())
     }

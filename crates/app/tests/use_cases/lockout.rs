@@ -150,7 +150,7 @@ async fn a_password_reset_and_an_unlock_clear_the_lock() {
     for _ in 0..3 {
         attempt(&w, "alice", "wrong password", None).await.expect_err("wrong");
     }
-    w.accounts.request_password_reset("alice@example.com");
+    w.accounts.request_password_reset("alice@example.com").await.expect("asked");
     let link = crate::tokens::wait_for_link(&w, "reset-password", 1).await;
     w.accounts.reset_password(&link, "a brand new passphrase", &origin()).await.expect("reset");
     attempt(&w, "alice", "a brand new passphrase", None).await.expect("a reset clears the lock");

@@ -211,3 +211,40 @@ async fn a_password_typed_as_the_name_is_stored_nowhere() {
     let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM login_attempts").fetch_all(pool).await.expect("keys");
     assert!(!keys.is_empty() && keys.iter().all(|k| !k.to_lowercase().contains("hunter2")), "{keys:?}");
 }
+
+/// The page's `<main>` with `name` made neutral, for comparing two answers.
+fn answer_of(res: &TestResponse, name: &str) -> String {
+    main_of(&res.body).replace(name, "NAME")
+}
+
+#[tokio::test]
+async fn an_admin_lock_lasts_until_unlocked_and_shows_only_to_the_right_password() {
+    let app = TestApp::spawn().await;
+    let root = app.create_user("root", "root@example.com", PW, true).await;
+    let alice = app.create_user("alice", "alice@example.com", PW, false).await;
+    app.create_user("bob", "bob@example.com", PW, false).await;
+    let admin = app.login_as(&root).await;
+    assert_eq!(admin.submit("/admin/users", &format!("/admin/users/{}/lock", alice.id), &[]).await.status, 303);
+    let users = admin.get("/admin/users?q=alice").await.body;
+    assert!(users.contains("locked by an administrator"), "worded apart from a failed-login lock");
+    app.advance(Duration::from_secs(24 * 3600));
+
+    // A wrong password: the same answer as for an account nobody locked.
+    let locked = app.client().login("alice", "a stranger's guess", false).await;
+    let free = app.client().login("bob", "a stranger's guess", false).await;
+    assert_eq!((locked.status, answer_of(&locked, "alice")), (free.status, answer_of(&free, "bob")));
+    assert!(!locked.body.contains("administrator"));
+    // The right password: only then the owner is told.
+    let owner = app.client().login("alice", PW, false).await;
+    assert_eq!(owner.status, 200);
+    assert!(owner.body.contains("locked by an administrator"), "a day later, still locked");
+
+    // No administrator locks themselves, and the last active one cannot be locked.
+    let admin = app.login_as(&root).await;
+    let res = admin.submit("/admin/users", &format!("/admin/users/{}/lock", root.id), &[]).await;
+    assert!(follow(&admin, &res).await.contains("cannot lock your own account"));
+    assert_eq!(app.client().login("root", PW, false).await.status, 303);
+
+    assert_eq!(admin.submit("/admin/users", &format!("/admin/users/{}/unlock", alice.id), &[]).await.status, 303);
+    assert_eq!(app.client().login("alice", PW, false).await.status, 303);
+}

@@ -56,6 +56,10 @@ pub enum AppError {
     /// Too many failed logins for this name.
     #[error("Too many failed login attempts: this account is temporarily locked. Try again later.")]
     Locked,
+    /// The right password for an account an administrator locked: said only
+    /// once the password is known to be right, so a stranger learns nothing.
+    #[error("This account is locked by an administrator.")]
+    AdminLocked,
     /// The password hashing pool is full.
     #[error("The server is busy; try again in a moment")]
     Busy,

@@ -138,6 +138,10 @@ impl Reservation {
     }
 }
 
+/// The time an administrator's lock is set to last until: it holds until an
+/// administrator lifts it.
+pub const UNTIL_UNLOCKED: i64 = i64::MAX;
+
 /// Whether an administrator's lock (until, unix ms) holds at `now`.
 pub fn admin_lock_holds(until: Option<i64>, now: i64) -> bool {
     until.is_some_and(|t| t > now)

@@ -103,14 +103,15 @@ impl Accounts {
             self.audit.insert_audit(&failed("login.failure", None)).await?;
             return Err(AppError::InvalidCredentials);
         };
-        if lockout::admin_lock_holds(user.admin_locked_until, now) {
-            self.audit.insert_audit(&failed("login.locked", Some(&user))).await?;
-            return Err(AppError::Locked);
-        }
         let verified = self.hasher.verify_admitted(&place, password, &user.password_hash).await?;
         if !verified.ok {
             self.audit.insert_audit(&failed("login.failure", Some(&user))).await?;
             return Err(AppError::InvalidCredentials);
+        }
+        // Only the owner, who knows the password, learns of an administrator's lock.
+        if lockout::admin_lock_holds(user.admin_locked_until, now) {
+            self.audit.insert_audit(&failed("login.locked", Some(&user))).await?;
+            return Err(AppError::AdminLocked);
         }
         if verified.needs_rehash {
             // Quietly move old (Werkzeug, cheaper Argon2) hashes to the current cost.

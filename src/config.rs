@@ -249,6 +249,7 @@ impl Config {
             verify_token_ttl: duration(src, "PORTCULLIS_VERIFY_TOKEN_TTL", "48h")?,
             base_url: base_url.as_str().trim_end_matches('/').to_owned(),
             new_device_mail: boolean(src, "PORTCULLIS_NEW_DEVICE_MAIL", true)?,
+            mail_per_hour: number(src, "PORTCULLIS_MAIL_RATE_LIMIT_PER_HOUR", 3u32, 0, 10_000)?,
         };
         let argon2 = Argon2Settings {
             memory_kib: number(src, "PORTCULLIS_ARGON2_MEMORY_KIB", 19_456u32, 8, 4 * 1024 * 1024)?,
@@ -330,6 +331,9 @@ mod tests {
         assert_eq!(c.rate_limit_per_minute, 20);
         assert_eq!(c.header_timeout, Duration::from_secs(10));
         assert!((16..=4096).contains(&c.max_connections), "{}", c.max_connections);
+        assert_eq!(c.auth.mail_per_hour, 3);
+        let c = load(&[("PORTCULLIS_MAIL_RATE_LIMIT_PER_HOUR", "0")]).expect("loads");
+        assert_eq!(c.auth.mail_per_hour, 0, "0 turns the mail limit off");
     }
 
     #[test]
@@ -355,6 +359,7 @@ mod tests {
             ("PORTCULLIS_HEADER_TIMEOUT", "later"),
             ("PORTCULLIS_MAX_CONNECTIONS", "0"),
             ("PORTCULLIS_MAX_CONNECTIONS", "many"),
+            ("PORTCULLIS_MAIL_RATE_LIMIT_PER_HOUR", "lots"),
         ] {
             let e = load(&[(var, value)]).expect_err(var);
             assert_eq!(e.var, var);

@@ -67,7 +67,7 @@ async fn an_admin_lock_is_not_bypassed_by_a_device_cookie() {
     owner.submit("/dashboard", "/logout", &[]).await;
     let a = app.login_as(&admin).await;
     assert_eq!(a.submit("/admin/users", &format!("/admin/users/{}/lock", alice.id), &[]).await.status, 303);
-    assert!(owner.login("alice", PW, false).await.body.contains("temporarily locked"));
+    assert!(owner.login("alice", PW, false).await.body.contains("locked by an administrator"));
     assert_eq!(a.submit("/admin/users", &format!("/admin/users/{}/unlock", alice.id), &[]).await.status, 303);
     assert_eq!(owner.login("alice", PW, false).await.status, 303);
 }

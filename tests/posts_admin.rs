@@ -424,7 +424,7 @@ async fn admin_actions_lock_unlock_sessions_and_delete() {
     assert_eq!(admin.submit("/admin/users", &act("lock"), &[]).await.status, 303);
     assert!(is_login_redirect(&victim.get("/dashboard").await), "lock ends the sessions");
     let c = w.app.client();
-    assert!(c.login("other", PW, false).await.body.contains("temporarily locked"));
+    assert!(c.login("other", PW, false).await.body.contains("locked by an administrator"));
     assert!(admin.get("/admin/users?q=other").await.body.contains("badge locked"));
 
     assert_eq!(admin.submit("/admin/users", &act("unlock"), &[]).await.status, 303);

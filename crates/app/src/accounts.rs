@@ -4,6 +4,8 @@
 
 mod administration;
 mod email_change;
+mod mail_limits;
+mod password_check;
 mod recovery;
 mod registration;
 mod sessions;

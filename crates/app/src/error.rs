@@ -56,9 +56,22 @@ pub enum AppError {
     /// Too many failed logins for this name.
     #[error("Too many failed login attempts: this account is temporarily locked. Try again later.")]
     Locked,
+    /// The right password for an account an administrator locked: said only
+    /// once the password is known to be right, so a stranger learns nothing.
+    #[error("This account is locked by an administrator.")]
+    AdminLocked,
     /// The password hashing pool is full.
     #[error("The server is busy; try again in a moment")]
     Busy,
+    /// This user or client already has its share of the work in flight.
+    #[error("Too many requests at once; try again in a moment")]
+    TooMany {
+        /// Seconds to wait.
+        retry_after: u64,
+    },
+    /// A mail of this kind went to this address or account recently; none is sent now.
+    #[error("We sent you a mail recently. Check your inbox (and spam folder), or try again later.")]
+    SentRecently,
     /// No such thing.
     #[error("Not found")]
     NotFound,

@@ -12,6 +12,9 @@
 //! CPU priority (nice +10), so that while hashes queue up, page requests are
 //! still served first.
 
+pub mod fair_share;
+
+use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -34,6 +37,7 @@ pub struct PoolBusy;
 #[derive(Debug, Clone)]
 pub struct Admission {
     _permit: Arc<tokio::sync::OwnedSemaphorePermit>,
+    _share: Option<Arc<fair_share::Held>>,
 }
 
 /// The outcome of checking a password against a stored hash.
@@ -58,6 +62,8 @@ pub struct HashPool {
     settings: Argon2Settings,
     jobs: Sender<Job>,
     admission: Arc<Semaphore>,
+    shares: fair_share::Shares,
+    caps: fair_share::Caps,
     dummy_hash: String,
 }
 
@@ -80,7 +86,16 @@ impl HashPool {
                 .spawn(move || work(&rx))
                 .map_err(|e| AppError::Internal(format!("hash thread: {e}")))?;
         }
-        Ok(Self { argon2, params, settings, jobs, admission: Arc::new(Semaphore::new(workers + queue)), dummy_hash })
+        Ok(Self {
+            argon2,
+            params,
+            settings,
+            jobs,
+            admission: Arc::new(Semaphore::new(workers + queue)),
+            shares: fair_share::Shares::default(),
+            caps: fair_share::Caps::for_pool(workers + queue),
+            dummy_hash,
+        })
     }
 
     /// Default sizes for this machine: one worker per core, sixteen waiting per worker.
@@ -124,7 +139,24 @@ impl HashPool {
     /// caller that must not do anything (such as counting a login attempt)
     /// unless its check will really run takes its place first.
     pub fn admit(&self) -> Result<Admission, PoolBusy> {
-        self.admission.clone().try_acquire_owned().map(|p| Admission { _permit: Arc::new(p) }).map_err(|_| PoolBusy)
+        self.admission
+            .clone()
+            .try_acquire_owned()
+            .map(|p| Admission { _permit: Arc::new(p), _share: None })
+            .map_err(|_| PoolBusy)
+    }
+
+    /// Reserves a place for a signed-in user's password check, within the
+    /// user's, the client's and all such checks' fair share (see
+    /// [`fair_share`]): over a share the answer is [`AppError::TooMany`]
+    /// (429), when the pool is full [`AppError::Busy`] (503).
+    pub fn admit_check(&self, user_id: i64, client: Option<IpAddr>) -> Result<Admission, AppError> {
+        let share = self
+            .shares
+            .take(fair_share::principals(user_id, client), self.caps)
+            .ok_or(AppError::TooMany { retry_after: 1 })?;
+        let permit = self.admission.clone().try_acquire_owned().map_err(|_| AppError::Busy)?;
+        Ok(Admission { _permit: Arc::new(permit), _share: Some(Arc::new(share)) })
     }
 
     /// Whether every place is taken, so [`HashPool::admit`] would refuse now.

@@ -118,17 +118,35 @@ pub struct ClaimedMail {
     pub attempts: i64,
 }
 
-/// Seals and opens outbox bodies.
+/// Keeps what the store holds free of secrets: seals and opens outbox
+/// bodies, and names identifiers (a name typed at login, a mail's
+/// destination) by a keyed hash instead of their text.
 #[derive(Clone)]
 pub struct Sealer {
     cipher: XChaCha20Poly1305,
+    fingerprint_key: [u8; 32],
 }
 
 impl Sealer {
-    /// A sealer whose key is derived from the site's secret.
+    /// A sealer whose keys are derived from the site's secret.
     pub fn new(secret: &[u8]) -> Self {
         let key = Sha256::new().chain_update(b"portcullis outbox v1\0").chain_update(secret).finalize();
-        Self { cipher: XChaCha20Poly1305::new(&key) }
+        let fingerprint_key =
+            Sha256::new().chain_update(b"portcullis identifiers v1\0").chain_update(secret).finalize().into();
+        Self { cipher: XChaCha20Poly1305::new(&key), fingerprint_key }
+    }
+
+    /// HMAC-SHA256 of `text` under a key derived from the site's secret,
+    /// truncated to 128 bits, in hex: the same text gives the same name,
+    /// and the name gives nothing back without the secret.
+    pub fn fingerprint(&self, text: &str) -> String {
+        use hmac::Mac as _;
+        type HmacSha256 = hmac::Hmac<Sha256>;
+        let Ok(mut mac) = <HmacSha256 as hmac::Mac>::new_from_slice(&self.fingerprint_key) else {
+            unreachable!("HMAC takes keys of any length")
+        };
+        mac.update(text.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
     }
 
     /// Seals a mail for the outbox.
@@ -176,6 +194,11 @@ impl Mailer {
     pub(crate) fn compose(&self, kind: MailKind, to: &str, vars: &MailVars) -> Result<OutgoingMail, AppError> {
         let mail = self.renderer.render(kind, to, vars).map_err(AppError::Internal)?;
         self.sealer.seal(&mail).map_err(AppError::Internal)
+    }
+
+    /// See [`Sealer::fingerprint`].
+    pub(crate) fn fingerprint(&self, text: &str) -> String {
+        self.sealer.fingerprint(text)
     }
 
     /// Wakes the worker: a mail was queued.
@@ -334,6 +357,17 @@ mod tests {
         let mut altered = out.sealed.clone();
         altered.replace_range(40..41, if &altered[40..41] == "A" { "B" } else { "A" });
         assert_eq!(s.open(&altered), None);
+    }
+
+    #[test]
+    fn fingerprints_are_keyed_and_stable() {
+        let (one, two) = (Sealer::new(b"secret one"), Sealer::new(b"secret two"));
+        let f = one.fingerprint("alice@example.com");
+        assert_eq!(f.len(), 32);
+        assert!(f.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(f, one.fingerprint("alice@example.com"));
+        assert_ne!(f, one.fingerprint("bob@example.com"));
+        assert_ne!(f, two.fingerprint("alice@example.com"), "another site's secret, another name");
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub struct AuthSettings {
     pub base_url: String,
     /// Mail users when their account is signed in to from a new browser.
     pub new_device_mail: bool,
+    /// Mails with links (verification, email change, reset) per destination
+    /// address, and per account, in an hour (0 = unlimited).
+    pub mail_per_hour: u32,
 }
 
 impl Default for AuthSettings {
@@ -58,6 +61,7 @@ impl Default for AuthSettings {
             verify_token_ttl: Duration::from_secs(48 * 3600),
             base_url: "http://127.0.0.1:8080".into(),
             new_device_mail: true,
+            mail_per_hour: 3,
         }
     }
 }

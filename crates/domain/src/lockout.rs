@@ -2,7 +2,8 @@
 //! failures a window holds before the counter locks, and when it starts again.
 //!
 //! Failures are counted per account (or per name typed, when no account has
-//! it), not per client, so a guesser spreading over many addresses gains
+//! it, under a keyed hash of the name so that a password typed into the
+//! name box is never stored), not per client, so a guesser spreading over many addresses gains
 //! nothing. A browser that signed in to the account before shows a device
 //! cookie and counts on its own counter instead (OWASP's device cookies):
 //! strangers' guesses then lock the strangers out, not the owner.
@@ -64,27 +65,29 @@ pub fn account_key(user_id: i64) -> String {
     format!("user:{user_id}")
 }
 
-/// The counter of a name (username or email, normalized) nobody has.
-pub fn name_key(normalized: &str) -> String {
-    format!("name:{normalized}")
+/// The counter of a name nobody has, given the keyed hash of the name
+/// (username or email, normalized): never the text itself.
+pub fn name_key(name_hash: &str) -> String {
+    format!("name:{name_hash}")
 }
 
 /// The counter a login attempt is counted on: the browser's own when it
 /// shows a device cookie for this very account, else the account's, else
-/// (no such account) the name's.
-pub fn attempt_key(account: Option<i64>, normalized_login: &str, device: Option<DeviceClaim<'_>>) -> AttemptKey {
+/// (no such account) the name's, by the keyed hash of the normalized name.
+pub fn attempt_key(account: Option<i64>, name_hash: &str, device: Option<DeviceClaim<'_>>) -> AttemptKey {
     match (account, device) {
         (Some(id), Some(d)) if d.user_id == id => AttemptKey { key: format!("device:{}", d.nonce), known_device: true },
         (Some(id), _) => AttemptKey { key: account_key(id), known_device: false },
-        (None, _) => AttemptKey { key: name_key(normalized_login), known_device: false },
+        (None, _) => AttemptKey { key: name_key(name_hash), known_device: false },
     }
 }
 
 /// Every counter that can hold an account's failures, bar browsers' own:
 /// what a password reset or an unlock clears. The name counters are there
-/// because guesses made before the account existed were counted on them.
-pub fn account_keys(user_id: i64, username: &str, email: &str) -> Vec<String> {
-    vec![account_key(user_id), name_key(&username.to_lowercase()), name_key(&email.to_lowercase())]
+/// because guesses made before the account existed were counted on them;
+/// they are given as the keyed hashes of the normalized username and email.
+pub fn account_keys(user_id: i64, username_hash: &str, email_hash: &str) -> Vec<String> {
+    vec![account_key(user_id), name_key(username_hash), name_key(email_hash)]
 }
 
 impl LockoutRule {
@@ -134,6 +137,10 @@ impl Reservation {
         Counter { attempts, locked_until, last_at: self.now }
     }
 }
+
+/// The time an administrator's lock is set to last until: it holds until an
+/// administrator lifts it.
+pub const UNTIL_UNLOCKED: i64 = i64::MAX;
 
 /// Whether an administrator's lock (until, unix ms) holds at `now`.
 pub fn admin_lock_holds(until: Option<i64>, now: i64) -> bool {
@@ -211,8 +218,8 @@ mod tests {
 
     #[test]
     fn an_account_s_keys_cover_its_names_but_not_its_browsers() {
-        let keys = account_keys(7, "Alice", "Alice@Example.com");
-        assert_eq!(keys, ["user:7", "name:alice", "name:alice@example.com"]);
+        let keys = account_keys(7, "0a1b", "2c3d");
+        assert_eq!(keys, ["user:7", "name:0a1b", "name:2c3d"]);
         assert!(!keys.iter().any(|k| k.starts_with("device:")));
     }
 

@@ -58,9 +58,13 @@ impl From<AppError> for WebError {
             AppError::NotFound => WebError::NotFound,
             AppError::Forbidden(m) => WebError::Forbidden(m.into()),
             AppError::Busy => WebError::Busy,
+            AppError::TooMany { retry_after } => WebError::TooManyRequests(retry_after),
+            AppError::SentRecently => WebError::TooManyRequests(3600),
             AppError::Invalid(f) => WebError::BadRequest(f.to_string()),
             AppError::Refused(m) => WebError::Forbidden(m),
-            AppError::InvalidCredentials | AppError::Locked => WebError::Forbidden(e.to_string()),
+            AppError::InvalidCredentials | AppError::Locked | AppError::AdminLocked => {
+                WebError::Forbidden(e.to_string())
+            }
             AppError::Token(p) => WebError::BadRequest(p.to_string()),
             AppError::Store(s) => WebError::Internal(s.to_string()),
             AppError::Internal(s) => WebError::Internal(s),

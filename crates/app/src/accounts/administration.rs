@@ -1,8 +1,9 @@
 //! An administrator's actions on users: listing, granting and revoking
 //! admin, locking and unlocking, ending sessions, deleting.
 
+use portcullis_domain::lockout;
+
 use super::Accounts;
-use super::sign_in::lockout_keys;
 use crate::audit::Origin;
 use crate::error::AppError;
 use crate::model::{User, UserSummary};
@@ -42,9 +43,18 @@ impl Accounts {
         self.user(user_id).await
     }
 
-    /// Locks a user out of logging in until `until` (an admin's action).
-    pub async fn lock_user(&self, user_id: i64, until: i64, origin: &Origin) -> Result<(), AppError> {
+    /// Locks a user out of logging in until an administrator unlocks the
+    /// account (an admin's action). No administrator can lock themselves,
+    /// and the last administrator who is not locked cannot be locked.
+    pub async fn lock_user(&self, user_id: i64, origin: &Origin) -> Result<(), AppError> {
         let user = self.user(user_id).await?;
+        if origin.actor.as_ref().is_some_and(|(id, _)| *id == user_id) {
+            return Err(AppError::Refused("You cannot lock your own account".into()));
+        }
+        if user.is_admin && !self.another_active_admin(user_id).await? {
+            return Err(AppError::Refused("The last active administrator cannot be locked".into()));
+        }
+        let until = lockout::UNTIL_UNLOCKED;
         let event = self.event(origin, "admin.lock", Some(user.id), Some(&user.username), None);
         // On the account itself, so no device cookie gets around it.
         self.users.set_admin_lock(user_id, Some(until), self.now(), Some(&event)).await?;
@@ -52,11 +62,29 @@ impl Accounts {
         Ok(())
     }
 
+    /// Whether an administrator other than `user_id` is not locked by an administrator.
+    async fn another_active_admin(&self, user_id: i64) -> Result<bool, AppError> {
+        let now = self.now();
+        let mut after = None;
+        loop {
+            let page = self.users.list_users(None, after, 500, now).await?;
+            let active =
+                |u: &User| u.is_admin && u.id != user_id && !lockout::admin_lock_holds(u.admin_locked_until, now);
+            if page.iter().any(|s| active(&s.user)) {
+                return Ok(true);
+            }
+            match page.last() {
+                Some(last) if page.len() == 500 => after = Some(last.user.id),
+                _ => return Ok(false),
+            }
+        }
+    }
+
     /// Clears a user's failed-login lock and any administrator's lock.
     pub async fn unlock_user(&self, user_id: i64, origin: &Origin) -> Result<(), AppError> {
         let user = self.user(user_id).await?;
         let event = self.event(origin, "admin.unlock", Some(user.id), Some(&user.username), None);
-        self.throttle.clear_attempts(&lockout_keys(&user)).await?;
+        self.throttle.clear_attempts(&self.lockout_keys(&user)).await?;
         self.users.set_admin_lock(user_id, None, self.now(), Some(&event)).await?;
         Ok(())
     }

@@ -12,7 +12,9 @@ use crate::model::TokenPurpose;
 impl Accounts {
     /// Asks to change the account's email: the current password is required;
     /// a confirmation link goes to the new address (the change happens when
-    /// it is followed) and a notice to the old one.
+    /// it is followed) and a notice to the old one. Over the hourly mail
+    /// allowance of the new address or of the account, nothing is sent
+    /// ([`AppError::SentRecently`]).
     pub async fn request_email_change(
         &self,
         user_id: i64,
@@ -22,14 +24,15 @@ impl Accounts {
     ) -> Result<(), AppError> {
         let user = self.user(user_id).await?;
         let email = Email::parse(new_email).map_err(|e| invalid("new_email", e.to_string()))?;
-        if !self.hasher.verify(current_password, &user.password_hash).await?.ok {
-            return Err(AppError::InvalidCredentials);
-        }
+        self.check_current_password(&user, current_password, origin).await?;
         if email.normalized() == user.email.to_lowercase() {
             return Err(invalid("new_email", "That is already your email address".into()));
         }
         if self.users.email_taken(&email.normalized()).await? {
             return Err(invalid("new_email", StoreError::EmailTaken.to_string()));
+        }
+        if !self.mail_allowed(email.as_str(), Some(user.id)).await? {
+            return Err(AppError::SentRecently);
         }
         let (token, value) =
             self.new_token(TokenPurpose::VerifyEmail, Some(email.as_str().to_owned()), self.settings.verify_token_ttl);

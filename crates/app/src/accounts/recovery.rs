@@ -3,7 +3,6 @@
 
 use portcullis_domain::Password;
 
-use super::sign_in::lockout_keys;
 use super::{Accounts, NewSession, invalid};
 use crate::audit::Origin;
 use crate::error::{AppError, StoreError, TokenProblem};
@@ -13,10 +12,15 @@ use crate::ports::NewCredentials;
 use crate::tokens;
 
 impl Accounts {
-    /// Sends (again) the verification mail; `false` if already verified.
+    /// Sends (again) the verification mail; `false` if already verified,
+    /// [`AppError::SentRecently`] (nothing sent) over the hourly allowance
+    /// of the address or of the account.
     pub async fn resend_verification(&self, user: &User) -> Result<bool, AppError> {
         if user.email_verified {
             return Ok(false);
+        }
+        if !self.mail_allowed(&user.email, Some(user.id)).await? {
+            return Err(AppError::SentRecently);
         }
         let (token, value) =
             self.new_token(TokenPurpose::VerifyEmail, Some(user.email.clone()), self.settings.verify_token_ttl);
@@ -45,12 +49,17 @@ impl Accounts {
     }
 
     /// Starts a password reset for the account with this email, if there is
-    /// one. The caller answers the same whatever happens here, and this
-    /// returns before any work is done, so the time taken says nothing either.
-    pub fn request_password_reset(&self, email: &str) {
+    /// one. The answer does not depend on whether there is: the hourly
+    /// allowance is counted per address whoever has it
+    /// ([`AppError::SentRecently`] over it), and the rest happens after
+    /// this returns, so the time taken says nothing either.
+    pub async fn request_password_reset(&self, email: &str) -> Result<(), AppError> {
         let normalized = email.trim().to_lowercase();
         if !normalized.contains('@') || normalized.len() > 254 {
-            return;
+            return Ok(());
+        }
+        if !self.mail_allowed(&normalized, None).await? {
+            return Err(AppError::SentRecently);
         }
         let this = self.clone();
         tokio::spawn(async move {
@@ -58,6 +67,7 @@ impl Accounts {
                 tracing::warn!(error = %e, "password reset request failed");
             }
         });
+        Ok(())
     }
 
     async fn send_reset_mail(&self, normalized_email: &str) -> Result<(), AppError> {
@@ -88,7 +98,7 @@ impl Accounts {
         let hash = self.hasher.hash(password.expose()).await?;
         let vars = self.vars(&user, None, None);
         let notice = self.mailer.compose(MailKind::PasswordChanged, &user.email, &vars)?;
-        let keys = lockout_keys(&user);
+        let keys = self.lockout_keys(&user);
         let event = self.event(origin, "password.reset", Some(user.id), Some(&user.username), None);
         let done = self
             .tokens
@@ -123,10 +133,9 @@ impl Accounts {
         origin: &Origin,
     ) -> Result<NewSession, AppError> {
         let user = self.user(current.user_id).await?;
-        if !self.hasher.verify(current_password, &user.password_hash).await?.ok {
-            return Err(AppError::InvalidCredentials);
-        }
-        let hash = self.hasher.hash(new.expose()).await?;
+        let place = self.check_current_password(&user, current_password, origin).await?;
+        let hash = self.hasher.hash_admitted(&place, new.expose()).await?;
+        drop(place);
         let stamp = tokens::random_b64(16);
         let notice = self.mailer.compose(MailKind::PasswordChanged, &user.email, &self.vars(&user, None, None))?;
         let event = self.event(origin, "password.changed", Some(user.id), Some(&user.username), None);

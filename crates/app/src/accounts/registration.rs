@@ -98,9 +98,7 @@ impl Accounts {
         origin: &Origin,
     ) -> Result<(), AppError> {
         let user = self.user(user_id).await?;
-        if !self.hasher.verify(current_password, &user.password_hash).await?.ok {
-            return Err(AppError::InvalidCredentials);
-        }
+        self.check_current_password(&user, current_password, origin).await?;
         let event = self.event(origin, "account.deleted", Some(user.id), Some(&user.username), None);
         self.delete_recorded(user.id, &event).await
     }

@@ -14,6 +14,9 @@ use crate::ports::SignIn;
 
 use super::sessions::NewSession;
 
+/// The subject of a failed login whose name no account has.
+pub const UNKNOWN: &str = "unknown identifier";
+
 /// A browser's signed claim that it signed in to `user_id` before.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceCookie {
@@ -37,14 +40,15 @@ pub struct Login {
     _place: Admission,
 }
 
-/// Every lockout counter that can hold a user's failed logins.
-pub(super) fn lockout_keys(user: &User) -> Vec<String> {
-    lockout::account_keys(user.id, &user.username, &user.email)
-}
-
 impl Accounts {
+    /// Every lockout counter that can hold a user's failed logins.
+    pub(super) fn lockout_keys(&self, user: &User) -> Vec<String> {
+        let name = |n: &str| self.mailer.fingerprint(&normalize_login(n));
+        lockout::account_keys(user.id, &name(&user.username), &name(&user.email))
+    }
+
     /// The lockout rule in force.
-    fn lockout_rule(&self) -> LockoutRule {
+    pub(super) fn lockout_rule(&self) -> LockoutRule {
         LockoutRule { threshold: self.settings.lockout_threshold, window_ms: ms(self.settings.lockout_duration) }
     }
 
@@ -61,8 +65,12 @@ impl Accounts {
         origin: &Origin,
     ) -> Result<Login, AppError> {
         let normalized = normalize_login(identifier);
-        let failed = |kind: &str, user: Option<&User>| {
-            self.event(origin, kind, user.map(|u| u.id), Some(identifier.trim()), None)
+        // People type passwords into the name box: a name no account has is
+        // recorded and counted by its keyed hash, never as text.
+        let name_hash = self.mailer.fingerprint(&normalized);
+        let failed = |kind: &str, user: Option<&User>| match user {
+            Some(u) => self.event(origin, kind, Some(u.id), Some(identifier.trim()), None),
+            None => self.event(origin, kind, None, Some(UNKNOWN), Some(format!("identifier {name_hash}"))),
         };
         if normalized.is_empty()
             || password.is_empty()
@@ -80,7 +88,7 @@ impl Accounts {
         let place = self.hasher.admit()?;
         let user = self.users.user_by_login(&normalized).await?;
         let claim = device.map(|d| DeviceClaim { user_id: d.user_id, nonce: &d.nonce });
-        let counted = lockout::attempt_key(user.as_ref().map(|u| u.id), &normalized, claim);
+        let counted = lockout::attempt_key(user.as_ref().map(|u| u.id), &name_hash, claim);
         let rule = self.lockout_rule();
         let now = self.now();
         let r = rule.reserve(now);
@@ -95,14 +103,15 @@ impl Accounts {
             self.audit.insert_audit(&failed("login.failure", None)).await?;
             return Err(AppError::InvalidCredentials);
         };
-        if lockout::admin_lock_holds(user.admin_locked_until, now) {
-            self.audit.insert_audit(&failed("login.locked", Some(&user))).await?;
-            return Err(AppError::Locked);
-        }
         let verified = self.hasher.verify_admitted(&place, password, &user.password_hash).await?;
         if !verified.ok {
             self.audit.insert_audit(&failed("login.failure", Some(&user))).await?;
             return Err(AppError::InvalidCredentials);
+        }
+        // Only the owner, who knows the password, learns of an administrator's lock.
+        if lockout::admin_lock_holds(user.admin_locked_until, now) {
+            self.audit.insert_audit(&failed("login.locked", Some(&user))).await?;
+            return Err(AppError::AdminLocked);
         }
         if verified.needs_rehash {
             // Quietly move old (Werkzeug, cheaper Argon2) hashes to the current cost.

@@ -150,21 +150,47 @@ async fn a_password_reset_and_an_unlock_clear_the_lock() {
     for _ in 0..3 {
         attempt(&w, "alice", "wrong password", None).await.expect_err("wrong");
     }
-    w.accounts.request_password_reset("alice@example.com");
+    w.accounts.request_password_reset("alice@example.com").await.expect("asked");
     let link = crate::tokens::wait_for_link(&w, "reset-password", 1).await;
     w.accounts.reset_password(&link, "a brand new passphrase", &origin()).await.expect("reset");
     attempt(&w, "alice", "a brand new passphrase", None).await.expect("a reset clears the lock");
 }
 
+fn is_admin_locked(r: &Result<(), AppError>) -> bool {
+    matches!(r, Err(AppError::AdminLocked))
+}
+
 #[tokio::test]
-async fn an_administrator_s_lock_holds_until_its_time_even_for_known_browsers() {
+async fn an_administrator_s_lock_holds_until_unlocked_even_for_known_browsers() {
     let w = World::new(settings());
     let alice = w.user("alice").await;
     let own = DeviceCookie { user_id: alice.id, nonce: "alices-laptop".into() };
-    let until = w.clock.now_ms() + 60_000;
-    w.accounts.lock_user(alice.id, until, &Origin::command_line()).await.expect("lock");
-    assert!(is_locked(&attempt(&w, "alice", PW, Some(&own)).await));
-    assert_eq!(w.accounts.locked_until(&w.accounts.user(alice.id).await.expect("user")).await.expect("l"), Some(until));
-    w.advance(minutes(1));
-    attempt(&w, "alice", PW, Some(&own)).await.expect("the lock ran out");
+    w.accounts.lock_user(alice.id, &Origin::command_line()).await.expect("lock");
+    assert!(is_admin_locked(&attempt(&w, "alice", PW, Some(&own)).await), "the owner is told, even on their browser");
+    assert!(is_refused(&attempt(&w, "alice", "a stranger's guess", None).await), "a stranger sees a wrong password");
+    w.advance(minutes(60 * 24 * 30));
+    assert!(is_admin_locked(&attempt(&w, "alice", PW, None).await), "long past the lockout duration");
+    w.accounts.unlock_user(alice.id, &Origin::command_line()).await.expect("unlock");
+    attempt(&w, "alice", PW, Some(&own)).await.expect("until an administrator unlocks it");
+}
+
+#[tokio::test]
+async fn no_administrator_locks_themselves_or_the_last_active_one() {
+    let w = World::new(settings());
+    let reg = |name: &str| portcullis_app::accounts::Registration {
+        username: name.into(),
+        email: format!("{name}@example.com"),
+        password: PW.into(),
+        is_admin: true,
+        email_verified: true,
+    };
+    let root = w.accounts.register(reg("root"), &Origin::command_line()).await.expect("admin");
+    let other = w.accounts.register(reg("other"), &Origin::command_line()).await.expect("admin");
+    let by = |u: &portcullis_app::User| Origin::admin(&ClientInfo::default(), u.id, &u.username);
+    let r = w.accounts.lock_user(root.id, &by(&root)).await;
+    assert!(matches!(r, Err(AppError::Refused(_))), "not themselves: {r:?}");
+    w.accounts.lock_user(other.id, &by(&root)).await.expect("another admin, while root is active");
+    let r = w.accounts.lock_user(root.id, &Origin::command_line()).await;
+    assert!(matches!(r, Err(AppError::Refused(_))), "root is the last active admin: {r:?}");
+    assert!(w.sign_in("root", PW, false).await.is_ok());
 }

@@ -157,6 +157,11 @@ impl Memory {
     pub fn counter(&self, key: &str) -> Option<Counter> {
         self.state().counters.get(key).copied()
     }
+
+    /// The names of every counter.
+    pub fn counter_keys(&self) -> Vec<String> {
+        self.state().counters.keys().cloned().collect()
+    }
 }
 
 #[async_trait]

@@ -34,7 +34,7 @@ fn expired<T>(r: Result<T, AppError>) -> bool {
 async fn a_reset_link_works_until_its_lifetime_is_over() {
     let w = World::new(AuthSettings { reset_token_ttl: minutes(60), ..AuthSettings::default() });
     w.user("alice").await;
-    w.accounts.request_password_reset("alice@example.com");
+    w.accounts.request_password_reset("alice@example.com").await.expect("asked");
     let token = wait_for_link(&w, "reset-password", 1).await;
     w.advance(minutes(60) - Duration::from_millis(1));
     w.accounts.check_reset_token(&token).await.expect("still valid a millisecond before its end");
@@ -49,7 +49,7 @@ async fn a_reset_ends_every_session_and_its_link_works_once() {
     let w = World::new(AuthSettings::default());
     w.user("alice").await;
     let before = w.sign_in("alice", PW, true).await.expect("sign in");
-    w.accounts.request_password_reset("alice@example.com");
+    w.accounts.request_password_reset("alice@example.com").await.expect("asked");
     let token = wait_for_link(&w, "reset-password", 1).await;
     w.advance(minutes(30));
     w.accounts.reset_password(&token, "a brand new passphrase", &origin()).await.expect("reset");

@@ -12,6 +12,8 @@ pub struct UserRow<'a> {
     pub user: &'a User,
     /// Locked by an administrator or by failed logins.
     pub locked: bool,
+    /// Locked by an administrator (until one unlocks it), not only by failed logins.
+    pub locked_by_admin: bool,
 }
 
 /// `/admin/users`.

@@ -53,12 +53,28 @@ pub struct DeleteForm {
     current_password: String,
 }
 
+/// Said when the account is locked: the current password was not even checked.
+const LOCKED: &str =
+    "Too many wrong passwords: this account is temporarily locked and nothing was changed. Try again later.";
+
+/// Counts a current-password check against this user's and this client's
+/// allowance (one shared by every account page); 429 over either.
+async fn limit_password_check(state: &AppState, user: &CurrentUser) -> Result<(), WebError> {
+    let by_user = state.limiter.check("password-check", &format!("user:{}", user.auth.user.id)).await?;
+    let by_client = state.rate_limit("password-check", &user.ctx.client).await;
+    match by_user {
+        Some(wait) => Err(WebError::TooManyRequests(wait)),
+        None => by_client,
+    }
+}
+
 /// Asks to change the email: a link goes to the new address, a notice to the old.
 async fn post_email(
     State(state): State<AppState>,
     user: CurrentUser,
     Form(form): Form<EmailForm>,
 ) -> Result<Response, WebError> {
+    limit_password_check(&state, &user).await?;
     let back = |flash: Flash| see_other_with("/account", vec![flash]);
     let u = &user.auth.user;
     match state.accounts.request_email_change(u.id, &form.current_password, &form.new_email, &user.ctx.origin()).await {
@@ -67,6 +83,8 @@ async fn post_email(
             form.new_email.trim()
         )))),
         Err(AppError::InvalidCredentials) => Ok(back(Flash::error("Current password is incorrect"))),
+        Err(AppError::Locked) => Ok(back(Flash::error(LOCKED))),
+        Err(e @ AppError::SentRecently) => Ok(back(Flash::info(e.to_string()))),
         Err(AppError::Invalid(errors)) => Ok(back(Flash::error(errors.to_string()))),
         Err(e) => Err(e.into()),
     }
@@ -78,6 +96,7 @@ async fn post_delete_account(
     user: CurrentUser,
     Form(form): Form<DeleteForm>,
 ) -> Result<Response, WebError> {
+    limit_password_check(&state, &user).await?;
     let u = &user.auth.user;
     match state.accounts.delete_own_account(u.id, &form.current_password, &user.ctx.origin()).await {
         Ok(()) => {
@@ -88,6 +107,7 @@ async fn post_delete_account(
         Err(AppError::InvalidCredentials) => {
             Ok(see_other_with("/account", vec![Flash::error("Current password is incorrect")]))
         }
+        Err(AppError::Locked) => Ok(see_other_with("/account", vec![Flash::error(LOCKED)])),
         Err(AppError::Refused(msg)) => Ok(see_other_with("/account", vec![Flash::error(msg)])),
         Err(e) => Err(e.into()),
     }
@@ -106,6 +126,7 @@ async fn post_password(
     user: CurrentUser,
     Form(form): Form<PasswordForm>,
 ) -> Result<Response, WebError> {
+    limit_password_check(&state, &user).await?;
     let policy = state.accounts.password_policy();
     let back = |flash: Flash| see_other_with("/account", vec![flash]);
     let new = match Password::parse(&form.new_password, policy) {
@@ -119,6 +140,7 @@ async fn post_password(
             Ok(r)
         }
         Err(AppError::InvalidCredentials) => Ok(back(Flash::error("Current password is incorrect"))),
+        Err(AppError::Locked) => Ok(back(Flash::error(LOCKED))),
         Err(e) => Err(e.into()),
     }
 }

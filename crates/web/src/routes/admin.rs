@@ -72,7 +72,9 @@ impl Action {
 
     fn consequence(self) -> &'static str {
         match self {
-            Self::Lock => "The user cannot log in until unlocked (or the lock expires), and all their sessions end.",
+            Self::Lock => {
+                "The user cannot log in until an administrator unlocks the account, and all their sessions end."
+            }
             Self::Unlock => "The user can log in again.",
             Self::GrantAdmin => {
                 "The user gets full access to the admin area. Their sessions end, so they sign in again."
@@ -100,7 +102,15 @@ async fn get_users(
     let more = rows.len() as i64 > PAGE_SIZE;
     rows.truncate(PAGE_SIZE as usize);
     let next_after = if more { rows.last().map(|r| r.user.id) } else { None };
-    let users = rows.iter().map(|r| pages::UserRow { user: &r.user, locked: r.locked_until.is_some() }).collect();
+    let now = state.accounts.clock().now_ms();
+    let users = rows
+        .iter()
+        .map(|r| pages::UserRow {
+            user: &r.user,
+            locked: r.locked_until.is_some(),
+            locked_by_admin: portcullis_domain::lockout::admin_lock_holds(r.user.admin_locked_until, now),
+        })
+        .collect();
     Ok(state.templates.render(&pages::AdminUsers {
         ctx: &admin.ctx,
         users,
@@ -141,10 +151,10 @@ async fn post_action(
     let me = &admin.auth.user;
     let origin = Origin::admin(&admin.ctx.client, me.id, &me.username);
     let result = match action {
-        Action::Lock => {
-            let until = accounts.clock().now_ms() + portcullis_app::clock::ms(accounts.settings().lockout_duration);
-            accounts.lock_user(id, until, &origin).await.map(|()| format!("{} is locked", user.username))
-        }
+        Action::Lock => accounts
+            .lock_user(id, &origin)
+            .await
+            .map(|()| format!("{} is locked until an administrator unlocks the account", user.username)),
         Action::Unlock => accounts.unlock_user(id, &origin).await.map(|()| format!("{} is unlocked", user.username)),
         Action::GrantAdmin => {
             accounts.set_admin(id, true, &origin).await.map(|u| format!("{} is now an administrator", u.username))

@@ -169,7 +169,7 @@ async fn post_login(
             }
             Ok(r)
         }
-        Err(e @ (AppError::InvalidCredentials | AppError::Locked)) => {
+        Err(e @ (AppError::InvalidCredentials | AppError::Locked | AppError::AdminLocked)) => {
             std::sync::Arc::make_mut(&mut ctx).flashes.push(Flash::error(e.to_string()));
             let next = next.as_deref().and_then(safe_next);
             Ok(state.templates.render(&pages::Login { ctx: &ctx, next, username: &form.username, failed: true }))

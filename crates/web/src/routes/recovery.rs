@@ -80,10 +80,11 @@ async fn get_verify_email(
 
 /// Sends the verification mail again.
 async fn post_resend_verification(State(state): State<AppState>, user: CurrentUser) -> Result<Response, WebError> {
-    let flash = if state.accounts.resend_verification(&user.auth.user).await? {
-        Flash::info(format!("We sent a new confirmation link to {}.", user.auth.user.email))
-    } else {
-        Flash::info("Your email address is already confirmed.")
+    let flash = match state.accounts.resend_verification(&user.auth.user).await {
+        Ok(true) => Flash::info(format!("We sent a new confirmation link to {}.", user.auth.user.email)),
+        Ok(false) => Flash::info("Your email address is already confirmed."),
+        Err(e @ AppError::SentRecently) => Flash::info(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
     Ok(see_other_with("/dashboard", vec![flash]))
 }
@@ -100,13 +101,16 @@ async fn post_forgot_password(
     Form(form): Form<ForgotForm>,
 ) -> Result<Response, WebError> {
     state.rate_limit("forgot", &ctx.client).await?;
-    state.accounts.request_password_reset(&form.email);
-    Ok(see_other_with(
-        "/login",
-        vec![Flash::info(
-            "If an account uses that address, we have sent it a link to reset the password. It may take a minute to arrive.",
-        )],
-    ))
+    let said = match state.accounts.request_password_reset(&form.email).await {
+        Ok(()) => {
+            "If an account uses that address, we have sent it a link to reset the password. It may take a minute to arrive."
+        }
+        Err(AppError::SentRecently) => {
+            "If an account uses that address, we sent it a link to reset the password recently. Check its inbox (and spam folder), or try again later."
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(see_other_with("/login", vec![Flash::info(said)]))
 }
 
 /// Keeps the reset link out of Referer headers sent from this page.

@@ -52,14 +52,17 @@ pub trait UserStore: Send + Sync {
     /// Deletes a user with their posts and sessions and records `audit`,
     /// unless they are the last admin (`false`, nothing recorded).
     async fn delete_user(&self, id: i64, audit: Option<&AuditEvent>) -> StoreResult<bool>;
-    /// Sets or clears an administrator's lock on the account and records `audit`.
+    /// Sets or clears an administrator's lock on the account and records
+    /// `audit`. A lock that would leave no administrator unlocked at `now`
+    /// does nothing and answers `false` (race-free: two admins locking each
+    /// other at once cannot both succeed).
     async fn set_admin_lock(
         &self,
         id: i64,
         until: Option<i64>,
         now: i64,
         audit: Option<&AuditEvent>,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<bool>;
     /// Whether the store answers.
     async fn ping(&self) -> StoreResult<()>;
 }

@@ -335,18 +335,29 @@ impl UserStore for SqlStore {
         until: Option<i64>,
         now: i64,
         audit: Option<&AuditEvent>,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<bool> {
         let mut conn = self.write(Reach::User(id)).await?;
         let mut tx = conn.begin().await.map_err(backend_err)?;
-        sqlx::query("UPDATE users SET admin_locked_until = $1, updated_at = $2 WHERE id = $3")
-            .bind(until)
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend_err)?;
-        record_in(&mut tx, audit, None).await.map_err(backend_err)?;
-        tx.commit().await.map_err(backend_err)
+        self.lock_admins(&mut tx).await?;
+        // Unlocking, or locking a non-admin, never leaves no admin unlocked.
+        let done = sqlx::query(
+            "UPDATE users SET admin_locked_until = $1, updated_at = $2 WHERE id = $3 \
+             AND ($4 = 0 OR is_admin = 0 OR (SELECT COUNT(*) FROM users WHERE is_admin = 1 AND id <> $3 \
+               AND (admin_locked_until IS NULL OR admin_locked_until <= $2)) > 0)",
+        )
+        .bind(until)
+        .bind(now)
+        .bind(id)
+        .bind(flag(until.is_some_and(|t| t > now)))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_err)?;
+        let changed = done.rows_affected() == 1;
+        if changed {
+            record_in(&mut tx, audit, None).await.map_err(backend_err)?;
+        }
+        tx.commit().await.map_err(backend_err)?;
+        Ok(changed)
     }
 
     async fn ping(&self) -> StoreResult<()> {

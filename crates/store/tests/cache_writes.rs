@@ -159,7 +159,7 @@ async fn session_writes_are_seen(by: By) {
         match write {
             "update_password_hash" => s.update_password_hash(a.id, "upgraded", T0).await,
             "set_admin" => s.set_admin(a.id, true, "a-stamp", T0, None).await.map(drop),
-            "set_admin_lock" => s.set_admin_lock(a.id, Some(FAR), T0, None).await,
+            "set_admin_lock" => s.set_admin_lock(a.id, Some(FAR), T0, None).await.map(drop),
             "delete_user" => s.delete_user(a.id, None).await.map(drop),
             "delete_session" => s.delete_session(a.id, "s1", Some(&event("logout", a))).await.map(drop),
             "delete_user_sessions" => s.delete_user_sessions(a.id, None, None).await.map(drop),

@@ -51,33 +51,15 @@ impl Accounts {
         if origin.actor.as_ref().is_some_and(|(id, _)| *id == user_id) {
             return Err(AppError::Refused("You cannot lock your own account".into()));
         }
-        if user.is_admin && !self.another_active_admin(user_id).await? {
-            return Err(AppError::Refused("The last active administrator cannot be locked".into()));
-        }
         let until = lockout::UNTIL_UNLOCKED;
         let event = self.event(origin, "admin.lock", Some(user.id), Some(&user.username), None);
-        // On the account itself, so no device cookie gets around it.
-        self.users.set_admin_lock(user_id, Some(until), self.now(), Some(&event)).await?;
+        // On the account itself, so no device cookie gets around it; the
+        // store refuses, race-free, to lock the last unlocked admin.
+        if !self.users.set_admin_lock(user_id, Some(until), self.now(), Some(&event)).await? {
+            return Err(AppError::Refused("The last active administrator cannot be locked".into()));
+        }
         self.sessions.delete_user_sessions(user_id, None, None).await?;
         Ok(())
-    }
-
-    /// Whether an administrator other than `user_id` is not locked by an administrator.
-    async fn another_active_admin(&self, user_id: i64) -> Result<bool, AppError> {
-        let now = self.now();
-        let mut after = None;
-        loop {
-            let page = self.users.list_users(None, after, 500, now).await?;
-            let active =
-                |u: &User| u.is_admin && u.id != user_id && !lockout::admin_lock_holds(u.admin_locked_until, now);
-            if page.iter().any(|s| active(&s.user)) {
-                return Ok(true);
-            }
-            match page.last() {
-                Some(last) if page.len() == 500 => after = Some(last.user.id),
-                _ => return Ok(false),
-            }
-        }
     }
 
     /// Clears a user's failed-login lock and any administrator's lock.

@@ -272,13 +272,19 @@ impl UserStore for Memory {
         until: Option<i64>,
         now: i64,
         audit: Option<&AuditEvent>,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<bool> {
         let mut state = self.state();
+        let locks = until.is_some_and(|t| t > now);
+        let unlocked_admin = |u: &User| u.is_admin && u.id != id && u.admin_locked_until.is_none_or(|t| t <= now);
+        let is_admin = state.user_mut(id)?.is_admin;
+        if locks && is_admin && !state.users.iter().any(unlocked_admin) {
+            return Ok(false);
+        }
         let user = state.user_mut(id)?;
         user.admin_locked_until = until;
         user.updated_at = now;
         state.record(audit, Some(id));
-        Ok(())
+        Ok(true)
     }
 
     async fn ping(&self) -> StoreResult<()> {

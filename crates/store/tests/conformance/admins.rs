@@ -6,7 +6,9 @@ use std::sync::Arc;
 use portcullis_app::{PostStore, SessionStore, UserStore};
 use portcullis_store::SqlStore;
 
-use crate::fixtures::{MINUTE, T0, add_session, add_user, is_admin, lock, post_ids, session, session_ids};
+use crate::fixtures::{
+    MINUTE, T0, add_session, add_user, event, is_admin, lock, post_ids, recorded, session, session_ids,
+};
 
 pub async fn set_admin_grants_and_revokes(store: SqlStore) {
     let root = add_user(&store, "root", true).await;
@@ -49,6 +51,51 @@ pub async fn set_admin_refuses_to_demote_the_last_admin(store: SqlStore) {
     // Revoking a user who is no admin is no threat to the last admin.
     assert!(store.set_admin(alice.id, false, "s2", T0 + 2, None).await.expect("revoke"));
     assert_eq!(store.count_admins().await.expect("count"), 1);
+}
+
+pub async fn set_admin_lock_never_locks_the_last_unlocked_admin(store: SqlStore) {
+    let root = add_user(&store, "root", true).await;
+    let alice = add_user(&store, "alice", false).await;
+    let until = Some(T0 + 60 * MINUTE);
+    assert!(!store.set_admin_lock(root.id, until, T0, Some(&event("admin.lock", Some(root.id)))).await.expect("lock"));
+    let r = store.user_by_id(root.id).await.expect("get").expect("found");
+    assert_eq!((r.admin_locked_until, r.updated_at), (None, T0), "nothing changed");
+    assert!(recorded(&store).await.is_empty(), "nothing recorded");
+    // A user who is no admin may be locked; an unlock always goes through.
+    assert!(store.set_admin_lock(alice.id, until, T0, None).await.expect("lock"));
+    assert!(store.set_admin_lock(alice.id, None, T0, None).await.expect("unlock"));
+    // With a second admin whose lock has passed, the first may be locked.
+    assert!(store.set_admin(alice.id, true, "grant", T0, None).await.expect("grant"));
+    assert!(store.set_admin_lock(alice.id, Some(T0 - 1), T0 - 2, None).await.expect("a lock that has passed"));
+    assert!(store.set_admin_lock(root.id, until, T0, None).await.expect("lock"));
+    assert!(!store.set_admin_lock(alice.id, until, T0, None).await.expect("lock"), "and then not the other");
+}
+
+pub async fn concurrent_admin_locks_leave_an_admin_unlocked(store: SqlStore) {
+    for round in 0..20 {
+        let a = add_user(&store, &format!("lock-a{round}"), false).await.id;
+        let b = add_user(&store, &format!("lock-b{round}"), false).await.id;
+        only_admins(&store, a, b).await;
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let lock = |id: i64| {
+            let store = store.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.set_admin_lock(id, Some(T0 + 60 * MINUTE), T0, None).await
+            })
+        };
+        let (ta, tb) = (lock(a), lock(b));
+        let ra = ta.await.expect("task").expect("lock a");
+        let rb = tb.await.expect("task").expect("lock b");
+        assert!(ra != rb, "round {round}: exactly one lock succeeds ({ra}, {rb})");
+        for (id, locked) in [(a, ra), (b, rb)] {
+            let u = store.user_by_id(id).await.expect("get").expect("found");
+            assert_eq!(u.admin_locked_until.is_some(), locked, "round {round}");
+            // Unlocked again for the next round's pair.
+            store.set_admin_lock(id, None, T0, None).await.expect("unlock");
+        }
+    }
 }
 
 pub async fn set_admin_revokes_a_non_admin_when_there_is_no_admin(store: SqlStore) {

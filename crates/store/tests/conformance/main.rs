@@ -64,6 +64,8 @@ conformance! {
         set_admin_refuses_to_demote_the_last_admin,
         set_admin_revokes_a_non_admin_when_there_is_no_admin,
         concurrent_demotions_leave_an_admin,
+        set_admin_lock_never_locks_the_last_unlocked_admin,
+        concurrent_admin_locks_leave_an_admin_unlocked,
         delete_user_cascades_to_posts_and_sessions,
         delete_user_refuses_the_last_admin,
         concurrent_deletion_and_demotion_leave_an_admin,

@@ -7,6 +7,7 @@ mod email_change;
 mod recovery;
 mod registration;
 mod sessions;
+mod setup;
 mod sign_in;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use crate::tokens;
 
 pub use registration::Registration;
 pub use sessions::NewSession;
+pub use setup::{FirstAdmin, SETUP_TTL};
 pub use sign_in::{DeviceCookie, Login};
 
 /// The storage ports the account use cases need.
@@ -55,6 +57,7 @@ pub struct Accounts {
     hasher: Arc<HashPool>,
     settings: AuthSettings,
     clock: Arc<dyn Clock>,
+    setup: setup::SetupSlot,
 }
 
 impl Accounts {
@@ -77,6 +80,7 @@ impl Accounts {
             hasher,
             settings,
             clock,
+            setup: setup::SetupSlot::default(),
         }
     }
 

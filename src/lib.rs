@@ -7,5 +7,6 @@ pub mod config;
 pub mod logs;
 pub mod mail;
 pub mod server;
+pub mod setup;
 #[cfg(feature = "testing")]
 pub mod testing;

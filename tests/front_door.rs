@@ -403,9 +403,8 @@ fn create_on_a_terminal(data: &Path, answers: &[&str]) -> (i32, String) {
     });
     let mut input = child.stdin.take().expect("stdin");
     let mut shown = String::new();
-    let mut prompts = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
-    for answer in answers {
+    for (prompts, answer) in answers.iter().enumerate() {
         // Each answer goes once its prompt is on the screen.
         while shown.matches("Password: ").count() + shown.matches("Password (again): ").count() <= prompts {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -414,7 +413,6 @@ fn create_on_a_terminal(data: &Path, answers: &[&str]) -> (i32, String) {
         }
         // The prompt is written just before echo goes off.
         std::thread::sleep(Duration::from_millis(100));
-        prompts += 1;
         input.write_all(format!("{answer}\n").as_bytes()).expect("type");
         input.flush().expect("flush");
     }

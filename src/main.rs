@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand};
 use portcullis::config::{Config, Sources};
 use portcullis::server::{self, StartError};
 use portcullis_app::accounts::Registration;
-use portcullis_app::{AppError, Origin};
-use portcullis_domain::{Password, PasswordPolicy};
+use portcullis_app::{AppError, Origin, StoreError};
+use portcullis_domain::{Email, Password, PasswordPolicy, Username};
 
 /// A request makes many small allocations that live only as long as the
 /// request; mimalloc serves them in a fraction of the system allocator's
@@ -157,6 +157,20 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
     }
 }
 
+/// Refuses a bad or taken username or email before the password is asked
+/// for, so that nobody types a password twice for nothing.
+async fn check_names(accounts: &portcullis_app::Accounts, username: &str, email: &str) -> Result<(), Failure> {
+    let username = Username::parse(username).map_err(|e| Failure::Other(e.to_string()))?;
+    let email = Email::parse(email).map_err(|e| Failure::Other(e.to_string()))?;
+    if accounts.find_user(username.as_str()).await.is_ok() {
+        return Err(Failure::Other(StoreError::UsernameTaken.to_string()));
+    }
+    if accounts.find_user(email.as_str()).await.is_ok() {
+        return Err(Failure::Other(StoreError::EmailTaken.to_string()));
+    }
+    Ok(())
+}
+
 /// How many times `user create` asks for a password before giving up.
 const PASSWORD_TRIES: usize = 3;
 
@@ -197,6 +211,7 @@ async fn user_command(cmd: UserCommand, services: &server::Services) -> Result<(
                     .map_err(|e| Failure::Other(format!("cannot read the password: {e}")))?;
                 line.trim_end_matches(['\n', '\r']).to_owned()
             } else {
+                check_names(accounts, &username, &email).await?;
                 ask_password(accounts.password_policy())?
             };
             let reg = Registration { username, email, password, is_admin: admin, email_verified: verified };

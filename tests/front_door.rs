@@ -448,6 +448,11 @@ fn user_create_on_a_terminal_asks_twice_with_echo_off() {
     assert!(!shown.contains(PW) && !shown.contains("something else"), "echo off: {shown}");
     let (_, out, _) = run(&data, &["user", "list"], None);
     assert!(out.contains("root") && out.contains("admin=true") && out.contains("verified=true"), "{out}");
+
+    // A taken name is refused before any password is asked for.
+    let (code, shown) = create_on_a_terminal(&data, &[]);
+    assert_ne!(code, 0, "{shown}");
+    assert!(shown.contains("Username already exists") && !shown.contains("Password"), "{shown}");
 }
 
 #[test]

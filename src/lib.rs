@@ -9,5 +9,6 @@ pub mod listen;
 pub mod logs;
 pub mod mail;
 pub mod server;
+pub mod setup;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,13 +1,14 @@
 //! The `portcullis` command: serve, migrate, and manage users.
 
-use std::io::BufRead as _;
+use std::io::{BufRead as _, IsTerminal as _};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use portcullis::config::{Config, Sources};
 use portcullis::server::{self, StartError};
 use portcullis_app::accounts::Registration;
-use portcullis_app::{AppError, Origin};
+use portcullis_app::{AppError, Origin, StoreError};
+use portcullis_domain::{Email, Password, PasswordPolicy, Username};
 
 /// A request makes many small allocations that live only as long as the
 /// request; mimalloc serves them in a fraction of the system allocator's
@@ -40,7 +41,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum UserCommand {
-    /// Create a user; the password is read from standard input (one line).
+    /// Create a user. On a terminal the password is asked for twice, with
+    /// echo off; with --password-stdin it is read from standard input (one line).
     Create {
         /// 3–32 letters, digits, '_', '-' or '.'; unique without regard to case.
         #[arg(long)]
@@ -54,8 +56,8 @@ enum UserCommand {
         /// Mark the email address as verified.
         #[arg(long)]
         verified: bool,
-        /// Read the password from standard input (required: passwords never go on the command line).
-        #[arg(long, required = true)]
+        /// Read the password from standard input, one line (for scripts; passwords never go on the command line).
+        #[arg(long)]
         password_stdin: bool,
     },
     /// List users, one a line: id, username, email, admin, verified, locked.
@@ -132,10 +134,8 @@ fn main() -> ExitCode {
 async fn run(command: Command, config: Config) -> Result<(), Failure> {
     let services = server::open(&config).await?;
     match command {
-        Command::Migrate => {
-            tracing::info!("migrations applied");
-            Ok(())
-        }
+        // `open` applied them and logged which.
+        Command::Migrate => Ok(()),
         Command::Serve => {
             if config.redis_url.is_some() {
                 tracing::info!("sessions and rate-limit counters are kept in Redis");
@@ -145,11 +145,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
             let background = server::start_background(&services);
             let addr = listener.local_addr().map_err(|e| Failure::Other(e.to_string()))?;
             tracing::info!("Portcullis is serving http://{addr} (public URL {})", config.base_url);
-            if !services.accounts.has_admin().await? {
-                tracing::warn!(
-                    "no administrator yet; create one with: portcullis user create --username admin --email admin@example.com --admin --verified --password-stdin"
-                );
-            }
+            portcullis::setup::announce(&config, &services).await?;
             server::serve(listener, state, server::shutdown_signal())
                 .await
                 .map_err(|e| Failure::Other(e.to_string()))?;
@@ -161,16 +157,63 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
     }
 }
 
+/// Refuses a bad or taken username or email before the password is asked
+/// for, so that nobody types a password twice for nothing.
+async fn check_names(accounts: &portcullis_app::Accounts, username: &str, email: &str) -> Result<(), Failure> {
+    let username = Username::parse(username).map_err(|e| Failure::Other(e.to_string()))?;
+    let email = Email::parse(email).map_err(|e| Failure::Other(e.to_string()))?;
+    if accounts.find_user(username.as_str()).await.is_ok() {
+        return Err(Failure::Other(StoreError::UsernameTaken.to_string()));
+    }
+    if accounts.find_user(email.as_str()).await.is_ok() {
+        return Err(Failure::Other(StoreError::EmailTaken.to_string()));
+    }
+    Ok(())
+}
+
+/// How many times `user create` asks for a password before giving up.
+const PASSWORD_TRIES: usize = 3;
+
+/// Asks for a new password on the terminal, twice and with echo off, until
+/// the two match and the policy accepts it. Never waits on a pipe: without
+/// a terminal it fails at once.
+fn ask_password(policy: PasswordPolicy) -> Result<String, Failure> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::Other("no terminal to ask for the password on: pipe it in with --password-stdin".into()));
+    }
+    let read = |prompt: &str| {
+        rpassword::prompt_password(prompt).map_err(|e| Failure::Other(format!("cannot read the password: {e}")))
+    };
+    for _ in 0..PASSWORD_TRIES {
+        let password = read("Password: ")?;
+        if let Err(e) = Password::parse(&password, policy) {
+            eprintln!("{e}. Try again.");
+            continue;
+        }
+        if read("Password (again): ")? != password {
+            eprintln!("The passwords do not match. Try again.");
+            continue;
+        }
+        return Ok(password);
+    }
+    Err(Failure::Other(format!("no password set after {PASSWORD_TRIES} tries")))
+}
+
 async fn user_command(cmd: UserCommand, services: &server::Services) -> Result<(), Failure> {
     let accounts = &services.accounts;
     match cmd {
-        UserCommand::Create { username, email, admin, verified, password_stdin: _ } => {
-            let mut line = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut line)
-                .map_err(|e| Failure::Other(format!("cannot read the password: {e}")))?;
-            let password = line.trim_end_matches(['\n', '\r']).to_owned();
+        UserCommand::Create { username, email, admin, verified, password_stdin } => {
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut line)
+                    .map_err(|e| Failure::Other(format!("cannot read the password: {e}")))?;
+                line.trim_end_matches(['\n', '\r']).to_owned()
+            } else {
+                check_names(accounts, &username, &email).await?;
+                ask_password(accounts.password_policy())?
+            };
             let reg = Registration { username, email, password, is_admin: admin, email_verified: verified };
             let user = accounts.register(reg, &Origin::command_line()).await?;
             println!("created user {} (id {})", user.username, user.id);

@@ -176,7 +176,11 @@ pub async fn open_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<S
             var: "PORTCULLIS_DATABASE_URL".into(),
             message: format!("cannot open {}: {e}", portcullis_store::redact(&config.database_url)),
         })?;
-    store.migrate().await.map_err(|e| StartError::Other(e.to_string()))?;
+    let applied = store.apply_migrations().await.map_err(|e| StartError::Other(e.to_string()))?;
+    match applied.as_slice() {
+        [] => tracing::info!("no migrations pending"),
+        names => tracing::info!("applied {} migration(s): {}", names.len(), names.join(", ")),
+    }
     let hasher = Arc::new(
         HashPool::new(config.argon2, config.hash_workers, config.hash_queue)
             .map_err(|e| StartError::Other(e.to_string()))?,

@@ -249,6 +249,7 @@ async fn a_full_hash_pool_refuses_password_forms_before_any_other_work() {
         ("/login", vec![("username", "alice"), ("password", "wrong")]),
         ("/register", vec![("username", "bob"), ("email", "bob@example.com"), ("password", PW)]),
         ("/reset-password/abc.def", vec![("password", PW)]),
+        ("/setup/abc", vec![("username", "root"), ("email", "root@example.com"), ("password", PW)]),
     ] {
         let res = anon.post_form(path, &fields).await;
         assert_eq!(res.status, 503, "{path}");

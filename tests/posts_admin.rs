@@ -99,6 +99,8 @@ async fn route_table_every_route_for_every_role() {
                 ("POST", "/logout" | "/forgot-password") => Status(303),
                 ("GET", "/forgot-password") => Status(200),
                 (_, "/verify-email/{token}" | "/reset-password/{token}") => Status(400),
+                // An administrator exists: the setup link is gone.
+                (_, "/setup/{token}") => Status(404),
                 ("POST", "/verify-email/resend") => {
                     if role == Anonymous {
                         Login

@@ -9,6 +9,7 @@ mod password_check;
 mod recovery;
 mod registration;
 mod sessions;
+mod setup;
 mod sign_in;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use crate::tokens;
 
 pub use registration::Registration;
 pub use sessions::NewSession;
+pub use setup::{FirstAdmin, SETUP_TTL};
 pub use sign_in::{DeviceCookie, Login};
 
 /// The storage ports the account use cases need.
@@ -57,6 +59,7 @@ pub struct Accounts {
     hasher: Arc<HashPool>,
     settings: AuthSettings,
     clock: Arc<dyn Clock>,
+    setup: setup::SetupSlot,
 }
 
 impl Accounts {
@@ -79,6 +82,7 @@ impl Accounts {
             hasher,
             settings,
             clock,
+            setup: setup::SetupSlot::default(),
         }
     }
 

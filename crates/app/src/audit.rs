@@ -46,6 +46,7 @@ pub struct AuditFilter {
 /// Every kind of event, for filters.
 pub const KINDS: &[&str] = &[
     "register",
+    "setup.admin",
     "login.success",
     "login.failure",
     "login.locked",

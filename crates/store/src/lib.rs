@@ -153,11 +153,29 @@ impl SqlStore {
 
     /// Applies pending migrations.
     pub async fn migrate(&self) -> Result<(), OpenError> {
+        self.apply_migrations().await.map(drop)
+    }
+
+    /// Applies pending migrations and names those it applied
+    /// (`<version> <description>`), oldest first; none when none were pending.
+    pub async fn apply_migrations(&self) -> Result<Vec<String>, OpenError> {
         let migrator = match self.backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator.run(&self.pool).await.map_err(|e| OpenError::Migrate(e.to_string()))
+        // sqlx keeps what it applied in `_sqlx_migrations`; before the first
+        // run the table does not exist, and everything is pending.
+        let done: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&self.pool)
+            .await
+            .unwrap_or_default();
+        let pending: Vec<String> = migrator
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration() && !done.contains(&m.version))
+            .map(|m| format!("{} {}", m.version, m.description))
+            .collect();
+        migrator.run(&self.pool).await.map_err(|e| OpenError::Migrate(e.to_string()))?;
+        Ok(pending)
     }
 
     /// Which backend this is.

@@ -185,7 +185,8 @@ fn shed_load(state: &AppState, req: &Request) -> Option<Response> {
 fn needs_a_hash(method: &Method, path: &str) -> bool {
     *method == Method::POST
         && (matches!(path, "/login" | "/register" | "/account/password" | "/account/email" | "/account/delete")
-            || path.starts_with("/reset-password/"))
+            || path.starts_with("/reset-password/")
+            || path.starts_with("/setup/"))
 }
 
 /// The client: its IP (see [`client_ip`]) and user agent.

@@ -8,7 +8,9 @@
 
 use std::time::Duration;
 
-use axum::http::HeaderMap;
+use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::Response;
 use portcullis_app::accounts::DeviceCookie;
 
 use crate::cookies::{self, DEVICE, Signer};
@@ -28,6 +30,14 @@ pub fn read(signer: &Signer, headers: &HeaderMap, https: bool) -> Option<DeviceC
 pub fn set_cookie(signer: &Signer, user_id: i64, https: bool) -> String {
     let nonce = portcullis_app::tokens::random_b64(16);
     cookies::build(DEVICE, &encode(signer, user_id, &nonce), https, Some(LIFETIME))
+}
+
+/// Adds a new device cookie for `user_id` to `response`: a browser that
+/// made an account, or signed in, is one its owner has seen.
+pub fn attach(response: &mut Response, signer: &Signer, user_id: i64, https: bool) {
+    if let Ok(v) = HeaderValue::try_from(set_cookie(signer, user_id, https)) {
+        response.headers_mut().append(SET_COOKIE, v);
+    }
 }
 
 /// The cookie's value for `user_id` and `nonce`.

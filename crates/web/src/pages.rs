@@ -17,6 +17,7 @@ mod excerpt;
 mod form_errors;
 mod posts;
 mod recovery;
+mod setup;
 mod time_tag;
 
 use portcullis_app::User;
@@ -30,6 +31,7 @@ pub use self::excerpt::{Excerpt, excerpt};
 pub use self::form_errors::Errors;
 pub use self::posts::{Dashboard, Home, PostForm, PostList, PostPage};
 pub use self::recovery::{ForgotPassword, LinkProblem, ResetPassword};
+pub use self::setup::Setup;
 pub use self::time_tag::{TimeTag, time_tag};
 use crate::context::RequestCtx;
 

@@ -7,6 +7,7 @@ pub mod health;
 pub mod pages;
 pub mod posts;
 pub mod recovery;
+pub mod setup;
 
 use axum::Router;
 use axum::body::Body;
@@ -99,6 +100,7 @@ fn table() -> RouteTable {
     let t = account::routes(t);
     let t = admin::routes(t);
     let t = recovery::routes(t);
+    let t = setup::routes(t);
     health::routes(t)
 }
 

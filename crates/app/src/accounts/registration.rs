@@ -27,6 +27,11 @@ pub struct Registration {
 impl Accounts {
     /// Creates an account. Every field is checked and every problem reported at once.
     pub async fn register(&self, form: Registration, origin: &Origin) -> Result<User, AppError> {
+        self.register_as(form, origin, "register").await
+    }
+
+    /// [`Accounts::register`], recorded in the audit log as `kind`.
+    pub(super) async fn register_as(&self, form: Registration, origin: &Origin, kind: &str) -> Result<User, AppError> {
         let mut errors = FieldErrors::default();
         let username = Username::parse(&form.username).map_err(|e| errors.add("username", e.to_string())).ok();
         let email = Email::parse(&form.email).map_err(|e| errors.add("email", e.to_string())).ok();
@@ -59,7 +64,7 @@ impl Accounts {
             security_stamp: tokens::random_b64(16),
             now: self.now(),
         };
-        let event = self.event(origin, "register", None, Some(new.username.as_str()), None);
+        let event = self.event(origin, kind, None, Some(new.username.as_str()), None);
         // The unique indexes decide races the lookups above could not.
         let inserted = if new.email_verified {
             self.users.insert_user(&new, Some(&event)).await

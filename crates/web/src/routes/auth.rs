@@ -105,11 +105,11 @@ async fn post_register(
     match state.accounts.register(reg, &ctx.origin()).await {
         Ok(user) => {
             let new = state.accounts.start_session(&user, false, ctx.client.clone()).await?;
-            let mut r = see_other_with(
-                "/dashboard",
-                vec![Flash::success(format!("Welcome to Portcullis, {}!", user.username))],
-            );
+            // The dashboard greets by name; the flash only says what happened.
+            let mut r = see_other_with("/dashboard", vec![Flash::success("Your account has been created.")]);
             r.extensions_mut().insert(SessionChange::Start { cookie: new.cookie, remember: false });
+            // This browser made the account: its first login is not a new browser's.
+            device::attach(&mut r, &state.signer, user.id, state.config.is_https());
             Ok(r)
         }
         Err(AppError::Invalid(errors)) => {

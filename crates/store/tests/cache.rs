@@ -27,11 +27,16 @@ async fn fixture() -> Fixture {
     sql.migrate().await.expect("migrate");
     let sql = Arc::new(sql);
     let cache = CachedStore::new(sql.clone());
+    // An administrator besides the users under test, so that any of them
+    // may be made an admin and locked (the last one never is).
+    let mut root = new_user("root");
+    root.is_admin = true;
+    sql.insert_user(&root, None).await.expect("root");
     Fixture { sql, cache, url, _dir: dir }
 }
 
-async fn user(store: &dyn UserStore, name: &str) -> User {
-    let new = NewUser {
+fn new_user(name: &str) -> NewUser {
+    NewUser {
         username: Username::parse(name).expect("name"),
         email: Email::parse(&format!("{name}@example.com")).expect("email"),
         password_hash: "hash".into(),
@@ -39,8 +44,11 @@ async fn user(store: &dyn UserStore, name: &str) -> User {
         email_verified: true,
         security_stamp: format!("stamp-{name}"),
         now: T0,
-    };
-    store.insert_user(&new, None).await.expect("user")
+    }
+}
+
+async fn user(store: &dyn UserStore, name: &str) -> User {
+    store.insert_user(&new_user(name), None).await.expect("user")
 }
 
 fn session(id: &str, user: &User) -> Session {
@@ -143,7 +151,7 @@ async fn another_users_login_leaves_what_is_cached() {
     assert_eq!(b2.user.last_login_at, Some(T0 + 9), "and his new one reads his row as it is now");
 
     // A change to Alice herself, through the cache, is seen at once.
-    f.sql.set_admin_lock(alice.id, Some(FAR), T0, None).await.expect("lock");
+    assert!(f.sql.set_admin_lock(alice.id, Some(FAR), T0, None).await.expect("lock"));
     let found = f.cache.session_with_user("s1").await.expect("read").expect("live");
     assert!(found.user.is_admin && found.user.admin_locked_until == Some(FAR), "her row is read again");
     f.cache.insert_post(bob.id, "bob's", "post", T0).await.expect("post");
@@ -167,7 +175,7 @@ async fn the_session_a_login_opens_is_served_from_memory() {
 
     // A change to the user after the login, through the cache, is not missed.
     log_in(f.cache.as_ref(), "s2", &alice, T0 + 4).await;
-    f.sql.set_admin_lock(alice.id, Some(FAR), T0, None).await.expect("lock");
+    assert!(f.sql.set_admin_lock(alice.id, Some(FAR), T0, None).await.expect("lock"));
     let found = f.cache.session_with_user("s2").await.expect("read").expect("live");
     assert_eq!(found.user.admin_locked_until, Some(FAR), "read from the file");
     assert_eq!(found.user.last_login_at, Some(T0 + 4));
@@ -198,7 +206,7 @@ async fn a_change_made_through_the_store_or_the_cache_is_seen_at_once() {
     assert!(a2.is_admin, "the user is read again");
     assert_ne!(s2.security_stamp, a2.security_stamp, "and the stamp change shows");
 
-    f.sql.set_admin_lock(bob.id, Some(FAR), T0, None).await.expect("lock");
+    assert!(f.sql.set_admin_lock(bob.id, Some(FAR), T0, None).await.expect("lock"));
     assert_eq!(read("b1").await.expect("live").user.admin_locked_until, Some(FAR));
 
     f.cache.touch_session("s3", T0, T0 + 5).await.expect("touch");

@@ -25,6 +25,8 @@
 # Ports: Portcullis 127.0.0.1:18080 (1M users: 18081), Flask 127.0.0.1:18001, ceiling 127.0.0.1:18002.
 # Needs: curl, python3, taskset, and what the harness's setup.sh installs (wrk, a venv).
 set -euo pipefail
+# Data directories private, as Portcullis expects of its own (it warns otherwise).
+umask 077
 ORIG_ARGS="$*"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 HERE="$ROOT/bench"

@@ -268,6 +268,9 @@ pub fn spawn_purger(accounts: Accounts, limiter: RateLimiter, audit: Audit) -> t
             if let Err(e) = audit.purge().await {
                 tracing::warn!(error = %e, "audit purge failed");
             }
+            if let Err(e) = accounts.purge_stale_attempts().await {
+                tracing::warn!(error = %e, "attempt counter purge failed");
+            }
         }
     })
 }

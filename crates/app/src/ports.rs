@@ -117,6 +117,10 @@ pub trait LoginThrottle: Send + Sync {
     async fn clear_attempts(&self, keys: &[String]) -> StoreResult<()>;
     /// When `key` is locked until, if in the future.
     async fn locked_until(&self, key: &str, now: i64) -> StoreResult<Option<i64>>;
+    /// Deletes the counters the next attempt would start again at one anyway
+    /// (see `Counter::is_stale`): a lock that has run out, or no lock and no
+    /// attempt since `window_start`. Answers how many went.
+    async fn purge_attempts(&self, now: i64, window_start: i64) -> StoreResult<u64>;
 }
 
 /// Posts.

@@ -46,6 +46,18 @@ pub struct Counter {
     pub last_at: i64,
 }
 
+impl Counter {
+    /// Whether the next attempt would start this counter again at one: its
+    /// lock has run out, or, unlocked, its last attempt is older than
+    /// `window_start`. Such a counter may as well be forgotten.
+    pub fn is_stale(&self, now: i64, window_start: i64) -> bool {
+        match self.locked_until {
+            Some(until) => until <= now,
+            None => self.last_at < window_start,
+        }
+    }
+}
+
 /// What counting one attempt at `now` needs: handed to the throttle, which
 /// applies [`Reservation::count`] atomically.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,11 +134,7 @@ impl Reservation {
         let lock_at_one = if self.threshold <= 1 { Some(self.lock_until) } else { None };
         let fresh = Counter { attempts: 1, locked_until: lock_at_one, last_at: self.now };
         let Some(before) = before else { return fresh };
-        let stale = match before.locked_until {
-            Some(until) => until <= self.now,
-            None => before.last_at < self.window_start,
-        };
-        if stale {
+        if before.is_stale(self.now, self.window_start) {
             return fresh;
         }
         let attempts = before.attempts.saturating_add(1);
@@ -228,5 +236,15 @@ mod tests {
         assert!(admin_lock_holds(Some(10), 9));
         assert!(!admin_lock_holds(Some(10), 10));
         assert!(!admin_lock_holds(None, 0));
+    }
+
+    #[test]
+    fn a_counter_is_stale_once_its_lock_ran_out_or_its_window_passed() {
+        let locked = Counter { attempts: 5, locked_until: Some(100), last_at: 10 };
+        assert!(!locked.is_stale(99, 50), "locked until 100");
+        assert!(locked.is_stale(100, 50), "the lock has run out");
+        let open = Counter { attempts: 2, locked_until: None, last_at: 10 };
+        assert!(!open.is_stale(1000, 10), "its last attempt is in the window");
+        assert!(open.is_stale(1000, 11), "its last attempt is before the window");
     }
 }

@@ -60,6 +60,19 @@ impl LoginThrottle for SqlStore {
         Ok(())
     }
 
+    async fn purge_attempts(&self, now: i64, window_start: i64) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM login_attempts WHERE (locked_until IS NOT NULL AND locked_until <= $1) \
+             OR (locked_until IS NULL AND updated_at < $2)",
+        )
+        .bind(now)
+        .bind(window_start)
+        .execute(&mut *self.write(Reach::Uncached).await?)
+        .await
+        .map_err(backend_err)?;
+        Ok(done.rows_affected())
+    }
+
     async fn locked_until(&self, key: &str, now: i64) -> StoreResult<Option<i64>> {
         let row = sqlx::query("SELECT locked_until FROM login_attempts WHERE key = $1 AND locked_until > $2")
             .bind(key)

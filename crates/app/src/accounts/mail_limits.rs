@@ -7,7 +7,7 @@ use portcullis_domain::LockoutRule;
 use super::Accounts;
 use crate::error::AppError;
 
-const HOUR_MS: i64 = 3_600_000;
+pub(super) const HOUR_MS: i64 = 3_600_000;
 
 impl Accounts {
     /// Counts one mail to `to` (and, when given, one asked for by the

@@ -107,6 +107,15 @@ impl Accounts {
         Ok(self.sessions.delete_user_sessions(user.id, Some(keep), Some(&event)).await?)
     }
 
+    /// Forgets the failed-login and mail counters that the next attempt
+    /// would start again anyway (a lock run out, or no attempt within the
+    /// longest window any of them counts in); answers how many.
+    pub async fn purge_stale_attempts(&self) -> Result<u64, AppError> {
+        let now = self.now();
+        let longest = ms(self.settings.lockout_duration).max(super::mail_limits::HOUR_MS);
+        Ok(self.throttle.purge_attempts(now, now - longest).await?)
+    }
+
     /// Deletes expired sessions; answers how many.
     pub async fn purge_expired_sessions(&self) -> Result<u64, AppError> {
         let now = self.now();

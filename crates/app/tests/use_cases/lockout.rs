@@ -194,3 +194,27 @@ async fn no_administrator_locks_themselves_or_the_last_active_one() {
     assert!(matches!(r, Err(AppError::Refused(_))), "root is the last active admin: {r:?}");
     assert!(w.sign_in("root", PW, false).await.is_ok());
 }
+
+#[tokio::test]
+async fn stale_counters_are_forgotten_and_live_ones_kept() {
+    let w = World::new(settings());
+    w.user("alice").await;
+    w.user("bob").await;
+    for _ in 0..3 {
+        attempt(&w, "alice", "wrong password", None).await.expect_err("wrong");
+    }
+    attempt(&w, "bob", "wrong password", None).await.expect_err("wrong");
+    assert_eq!(w.store.counter_keys().len(), 2);
+
+    // Alice's lock and Bob's one attempt still count: nothing goes.
+    w.advance(minutes(14));
+    assert_eq!(w.accounts.purge_stale_attempts().await.expect("purge"), 0);
+    assert_eq!(w.store.counter_keys().len(), 2);
+
+    // Past the lock and past the longest window (mail's hour), both would
+    // start again at one: both go.
+    w.advance(minutes(60));
+    assert_eq!(w.accounts.purge_stale_attempts().await.expect("purge"), 2);
+    assert!(w.store.counter_keys().is_empty());
+    attempt(&w, "alice", PW, None).await.expect("alice signs in");
+}

@@ -395,6 +395,13 @@ impl LoginThrottle for Memory {
         Ok(())
     }
 
+    async fn purge_attempts(&self, now: i64, window_start: i64) -> StoreResult<u64> {
+        let mut state = self.state();
+        let before = state.counters.len();
+        state.counters.retain(|_, c| !c.is_stale(now, window_start));
+        Ok(u64::try_from(before - state.counters.len()).unwrap_or(0))
+    }
+
     async fn locked_until(&self, key: &str, now: i64) -> StoreResult<Option<i64>> {
         Ok(self.state().counters.get(key).and_then(|c| c.locked_until).filter(|t| *t > now))
     }

@@ -86,6 +86,7 @@ conformance! {
         reserve_attempt_restarts_after_the_lock_passes,
         reserve_attempt_restarts_when_the_window_has_passed,
         concurrent_reserve_attempts_count_each_attempt_once,
+        purge_attempts_forgets_only_counters_that_would_start_again,
         clear_attempts_forgets_only_the_given_keys,
     ],
     posts: [

@@ -130,3 +130,19 @@ pub async fn clear_attempts_forgets_only_the_given_keys(store: SqlStore) {
     store.clear_attempts(&[]).await.expect("clear nothing");
     assert_eq!(reserve(&store, "name:b", T0, 5).await, 4);
 }
+
+pub async fn purge_attempts_forgets_only_counters_that_would_start_again(store: SqlStore) {
+    let window = 15 * MINUTE;
+    // Locked until T0 + window; locked until later; unlocked and recent; unlocked and old.
+    lock(&store, "name:locked", T0, T0 + window).await;
+    lock(&store, "name:locked-long", T0, T0 + 10 * window).await;
+    assert_eq!(reserve(&store, "user:recent", T0 + 2 * window, 5).await, 1);
+    assert_eq!(reserve(&store, "user:old", T0, 5).await, 1);
+    let now = T0 + 2 * window;
+    assert_eq!(store.purge_attempts(now, now - window).await.expect("purge"), 2, "the run-out lock and the old one");
+    assert_eq!(store.locked_until("name:locked-long", now).await.expect("locked"), Some(T0 + 10 * window));
+    assert_eq!(reserve(&store, "user:recent", now, 5).await, 2, "a live counter is kept");
+    assert_eq!(reserve(&store, "user:old", now, 5).await, 1);
+    assert_eq!(reserve(&store, "name:locked", now, 5).await, 1);
+    assert_eq!(store.purge_attempts(now, now - window).await.expect("purge"), 0, "nothing more to forget");
+}

@@ -10,7 +10,8 @@
 #   --out DIR          where this run's outputs go                 (default WORK/results/<UTC stamp>)
 #   --quiet-budget S   total seconds all wait_quiet.sh calls together may wait (default 900);
 #                      a scenario measured without quiet says `quiet_wait timeout` in the table
-#   --no-flask / --no-ceiling / --no-flood / --no-flow   leave a part out
+#   --no-flask / --no-ceiling / --no-flood / --no-flow   leave a part out (--no-flood also leaves out
+#                      the account-page flood of bench/fairness.sh)
 #   --rounds N         rounds of the servers measured alternately, all up at once: the ceiling,
 #                      Portcullis (and with --large the 1M Portcullis) 8 s per page, Portcullis'
 #                      logins 12 s against the raw Argon2id rate 10 s (default 5; 0 leaves them out)
@@ -297,6 +298,12 @@ if [ "$DO_FLOOD" = 1 ]; then
   # shellcheck disable=SC2046
   "$HERE/flood.sh" "$H" --label portcullis-flood --base "http://127.0.0.1:$PORT_P" --user "$U1" --pass "$P1" \
       "${FQ[@]}" -- $(serve_portcullis "$D") > "$OUT/flood.txt" 2>&1 || log "flood run reported a failure"
+  log "account-page flood (signed-in users, wrong current passwords) while another client logs in"
+  D=$(fresh "$SEED1K" fair)
+  # shellcheck disable=SC2046
+  "$HERE/fairness.sh" "$H" --label portcullis-fair --base "http://127.0.0.1:$PORT_P" \
+      -- $(serve_portcullis "$D") > "$OUT/fairness.txt" 2>&1 || log "fairness run reported a failure"
+  grep '^# another client' "$OUT/fairness.txt" >&2 || true
 fi
 
 # ---- the table -------------------------------------------------------------------------------

@@ -146,6 +146,21 @@ pub(crate) async fn sign_in_in(
     noted(&script.run(conn, &args).await.map_err(backend_err)?)
 }
 
+/// Records `audit` if a guarded change changed its one row, and commits:
+/// a change the guard refused records nothing. Answers whether it changed.
+async fn record_if_one(
+    mut tx: Transaction<'_, Any>,
+    changed_rows: u64,
+    audit: Option<&AuditEvent>,
+) -> StoreResult<bool> {
+    let changed = changed_rows == 1;
+    if changed {
+        record_in(&mut tx, audit, None).await.map_err(backend_err)?;
+    }
+    tx.commit().await.map_err(backend_err)?;
+    Ok(changed)
+}
+
 /// Key of the PostgreSQL advisory lock that changes able to remove an admin
 /// take first ("pcadmin" in ASCII).
 const ADMINS_LOCK_KEY: i64 = 0x0070_6361_646d_696e;
@@ -292,12 +307,7 @@ impl UserStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(backend_err)?;
-        let changed = done.rows_affected() == 1;
-        if changed {
-            record_in(&mut tx, audit, None).await.map_err(backend_err)?;
-        }
-        tx.commit().await.map_err(backend_err)?;
-        Ok(changed)
+        record_if_one(tx, done.rows_affected(), audit).await
     }
 
     async fn count_admins(&self) -> StoreResult<i64> {
@@ -321,12 +331,7 @@ impl UserStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(backend_err)?;
-        let deleted = done.rows_affected() == 1;
-        if deleted {
-            record_in(&mut tx, audit, None).await.map_err(backend_err)?;
-        }
-        tx.commit().await.map_err(backend_err)?;
-        Ok(deleted)
+        record_if_one(tx, done.rows_affected(), audit).await
     }
 
     async fn set_admin_lock(
@@ -352,12 +357,7 @@ impl UserStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(backend_err)?;
-        let changed = done.rows_affected() == 1;
-        if changed {
-            record_in(&mut tx, audit, None).await.map_err(backend_err)?;
-        }
-        tx.commit().await.map_err(backend_err)?;
-        Ok(changed)
+        record_if_one(tx, done.rows_affected(), audit).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

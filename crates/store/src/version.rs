@@ -89,20 +89,24 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::script::{Arg, Script};
     use crate::tests::{rows, sqlite};
+
+    fn insert_script() -> Script {
+        Script::new(vec!["INSERT INTO t (x) VALUES ($1)".into()])
+    }
+
+    /// Inserts `x` into `t` with `script`, a write that reaches nothing cached.
+    async fn insert_one(store: &SqlStore, script: &Script, x: i64) -> Vec<sqlx::any::AnyRow> {
+        let mut conn = store.write(Reach::Uncached).await.expect("writer");
+        script.run(&mut conn, &[&[Arg::Int(x)]]).await.expect("run")
+    }
 
     #[tokio::test]
     async fn a_script_reads_the_data_version_on_its_way() {
-        use script::Arg;
         let (store, _dir) = sqlite(4).await;
-        let script = script::Script::new(vec!["INSERT INTO t (x) VALUES ($1)".into()]);
-        let run = |x: i64| {
-            let (store, script) = (&store, &script);
-            async move {
-                let mut conn = store.write(Reach::Uncached).await.expect("writer");
-                script.run(&mut conn, &[&[Arg::Int(x)]]).await.expect("run")
-            }
-        };
+        let insert = insert_script();
+        let run = |x: i64| insert_one(&store, &insert, x);
         // These writes reach nothing cached: every count is a reading that moved.
         let moved = || store.marks.now();
         assert!(store.version_read_at().is_none(), "nothing read yet");
@@ -126,16 +130,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_reading_is_dated_from_before_a_commit_it_may_not_have_seen() {
-        use script::Arg;
         let (store, _dir) = sqlite(4).await;
-        let script = script::Script::new(vec!["INSERT INTO t (x) VALUES ($1)".into()]);
-        let run = |x: i64| {
-            let (store, script) = (&store, &script);
-            async move {
-                let mut conn = store.write(Reach::Uncached).await.expect("writer");
-                script.run(&mut conn, &[&[Arg::Int(x)]]).await.expect("run")
-            }
-        };
+        let insert = insert_script();
+        let run = |x: i64| insert_one(&store, &insert, x);
         run(1).await;
         // Another connection holds SQLite's write lock: the script reads the
         // data version, then waits for the lock until that one commits.

@@ -10,8 +10,10 @@ use portcullis_domain::{Email, Username};
 use portcullis_store::cache::{CachedStore, READING_MAX_AGE};
 use portcullis_store::{Reach, SqlStore};
 
-const T0: i64 = 1_700_000_000_000;
-const FAR: i64 = T0 + 1_000_000_000_000;
+#[path = "support/cached.rs"]
+mod cached;
+
+use cached::{FAR, T0, session};
 
 struct Fixture {
     sql: Arc<SqlStore>,
@@ -49,21 +51,6 @@ fn new_user(name: &str) -> NewUser {
 
 async fn user(store: &dyn UserStore, name: &str) -> User {
     store.insert_user(&new_user(name), None).await.expect("user")
-}
-
-fn session(id: &str, user: &User) -> Session {
-    Session {
-        id: id.into(),
-        secret_hash: "h".into(),
-        user_id: user.id,
-        security_stamp: user.security_stamp.clone(),
-        created_at: T0,
-        last_seen_at: T0,
-        expires_at: FAR,
-        remember: false,
-        ip: None,
-        user_agent: None,
-    }
 }
 
 /// `user` logs in at `at`, opening session `id`, through `store`.

@@ -16,8 +16,10 @@ use portcullis_domain::{Email, Username};
 use portcullis_store::cache::{CachedStore, READING_MAX_AGE};
 use portcullis_store::{Reach, SqlStore};
 
-const T0: i64 = 1_700_000_000_000;
-const FAR: i64 = T0 + 1_000_000_000_000;
+#[path = "support/cached.rs"]
+mod cached;
+
+use cached::{FAR, T0, session};
 
 /// Who makes the change.
 #[derive(Clone, Copy, Debug)]
@@ -95,21 +97,6 @@ impl Fixture {
     async fn titles(&self) -> Vec<String> {
         let posts = self.cache.list_posts(None, None, 10).await.expect("list");
         posts.iter().map(|p| p.title.clone()).collect()
-    }
-}
-
-fn session(id: &str, user: &User) -> Session {
-    Session {
-        id: id.into(),
-        secret_hash: "h".into(),
-        user_id: user.id,
-        security_stamp: user.security_stamp.clone(),
-        created_at: T0,
-        last_seen_at: T0,
-        expires_at: FAR,
-        remember: false,
-        ip: None,
-        user_agent: None,
     }
 }
 

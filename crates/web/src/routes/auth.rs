@@ -5,8 +5,8 @@ use axum::Form;
 use axum::extract::{Query, State};
 use axum::response::Response;
 
-use portcullis_app::AppError;
 use portcullis_app::accounts::Registration;
+use portcullis_app::{AppError, User};
 use portcullis_domain::safe_next;
 use serde::Deserialize;
 
@@ -14,7 +14,7 @@ use axum::http::HeaderMap;
 use axum::http::HeaderValue;
 use axum::http::header::SET_COOKIE;
 
-use crate::context::{Flash, SessionChange};
+use crate::context::{Flash, RequestCtx, SessionChange};
 use crate::device;
 use crate::error::WebError;
 use crate::extract::{Ctx, CurrentUser};
@@ -103,15 +103,8 @@ async fn post_register(
         ..Default::default()
     };
     match state.accounts.register(reg, &ctx.origin()).await {
-        Ok(user) => {
-            let new = state.accounts.start_session(&user, false, ctx.client.clone()).await?;
-            // The dashboard greets by name; the flash only says what happened.
-            let mut r = see_other_with("/dashboard", vec![Flash::success("Your account has been created.")]);
-            r.extensions_mut().insert(SessionChange::Start { cookie: new.cookie, remember: false });
-            // This browser made the account: its first login is not a new browser's.
-            device::attach(&mut r, &state.signer, user.id, state.config.is_https());
-            Ok(r)
-        }
+        // The dashboard greets by name; the flash only says what happened.
+        Ok(user) => sign_in_new_account(&state, &ctx, &user, "/dashboard", "Your account has been created.").await,
         Err(AppError::Invalid(errors)) => {
             std::sync::Arc::make_mut(&mut ctx).flashes.extend(errors.0.iter().map(|(_, m)| Flash::error(m.clone())));
             Ok(state.templates.render(&pages::Register {
@@ -124,6 +117,23 @@ async fn post_register(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Signs in the account this browser just made (registration, setup) and
+/// sends it `to` with `flash`: a session, and the device cookie, so that its
+/// first login from this browser is not a new browser's.
+pub(crate) async fn sign_in_new_account(
+    state: &AppState,
+    ctx: &RequestCtx,
+    user: &User,
+    to: &str,
+    flash: &str,
+) -> Result<Response, WebError> {
+    let new = state.accounts.start_session(user, false, ctx.client.clone()).await?;
+    let mut r = see_other_with(to, vec![Flash::success(flash)]);
+    r.extensions_mut().insert(SessionChange::Start { cookie: new.cookie, remember: false });
+    device::attach(&mut r, &state.signer, user.id, state.config.is_https());
+    Ok(r)
 }
 
 /// The login page; a signed-in user goes straight on.

@@ -10,12 +10,12 @@ use portcullis_app::AppError;
 use portcullis_app::accounts::FirstAdmin;
 use serde::Deserialize;
 
-use crate::context::{Flash, SessionChange};
-use crate::device;
+use crate::context::Flash;
 use crate::error::WebError;
 use crate::extract::Ctx;
 use crate::pages::{self, Errors};
-use crate::routes::{RouteTable, see_other_with};
+use crate::routes::RouteTable;
+use crate::routes::auth::sign_in_new_account;
 use crate::state::AppState;
 
 /// `/setup/{token}`.
@@ -66,12 +66,8 @@ async fn post_setup(
     let first = FirstAdmin { username: form.username.clone(), email: form.email.clone(), password: form.password };
     match state.accounts.complete_setup(&token, first, &ctx.origin()).await {
         Ok(user) => {
-            let new = state.accounts.start_session(&user, false, ctx.client.clone()).await?;
-            let flash = Flash::success("You are the administrator. The setup link is gone for good.");
-            let mut r = see_other_with("/admin/users", vec![flash]);
-            r.extensions_mut().insert(SessionChange::Start { cookie: new.cookie, remember: false });
-            device::attach(&mut r, &state.signer, user.id, state.config.is_https());
-            Ok(r)
+            let flash = "You are the administrator. The setup link is gone for good.";
+            sign_in_new_account(&state, &ctx, &user, "/admin/users", flash).await
         }
         Err(AppError::Invalid(errors)) => {
             std::sync::Arc::make_mut(&mut ctx).flashes.extend(errors.0.iter().map(|(_, m)| Flash::error(m.clone())));

@@ -1,6 +1,6 @@
 //! What every handler can reach.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -101,18 +101,9 @@ impl AppState {
     }
 }
 
-/// Who a per-IP rate limit counts: an IPv4 client by its address, an IPv6
-/// client by its /64, the smallest network a subscriber is usually given
-/// (one host can take any address in it).
+/// Who a per-IP rate limit counts (see `portcullis_app::limits::client_key`).
 pub fn rate_limit_key(ip: Option<IpAddr>) -> String {
-    match ip.map(|ip| ip.to_canonical()) {
-        None => "unknown".to_owned(),
-        Some(IpAddr::V4(v4)) => v4.to_string(),
-        Some(IpAddr::V6(v6)) => {
-            let network = u128::from(v6) & !(u128::from(u64::MAX));
-            format!("{}/64", Ipv6Addr::from(network))
-        }
-    }
+    ip.map_or_else(|| "unknown".to_owned(), portcullis_app::limits::client_key)
 }
 
 #[cfg(test)]

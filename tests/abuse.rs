@@ -198,6 +198,7 @@ async fn a_new_browser_gets_a_sign_in_notice_and_a_known_one_does_not() {
 }
 
 #[tokio::test]
+#[cfg_attr(portcullis_no_redis, ignore = "needs Redis: set PORTCULLIS_TEST_REDIS_URL")]
 async fn sessions_and_counters_live_in_redis_when_configured() {
     let Some(redis) = services::redis_url() else {
         return;

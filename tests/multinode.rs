@@ -39,12 +39,15 @@ const NGINX_TEMPLATE: &str = "docs/nginx/portcullis.conf";
 const TEMPLATE_NODE: &str = "server 127.0.0.1:8080";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(portcullis_no_postgres, ignore = "needs PostgreSQL: set PORTCULLIS_TEST_POSTGRES_URL")]
 async fn two_nodes_share_one_postgres_database() {
     multi_node(None).await;
 }
 
 /// The same with sessions and rate-limit counters in a shared Redis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(portcullis_no_postgres, ignore = "needs PostgreSQL: set PORTCULLIS_TEST_POSTGRES_URL")]
+#[cfg_attr(portcullis_no_redis, ignore = "needs Redis: set PORTCULLIS_TEST_REDIS_URL")]
 async fn two_nodes_share_postgres_and_redis() {
     let Some(redis) = services::redis_url() else {
         return;

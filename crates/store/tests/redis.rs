@@ -80,6 +80,7 @@ fn far() -> i64 {
 }
 
 #[tokio::test]
+#[cfg_attr(portcullis_no_redis, ignore = "needs Redis: set PORTCULLIS_TEST_REDIS_URL")]
 async fn sessions_round_trip_with_their_user() {
     let Some(f) = fixture().await else { return };
     let alice = f.user("alice").await;
@@ -104,6 +105,7 @@ async fn sessions_round_trip_with_their_user() {
 }
 
 #[tokio::test]
+#[cfg_attr(portcullis_no_redis, ignore = "needs Redis: set PORTCULLIS_TEST_REDIS_URL")]
 async fn sessions_are_listed_and_revoked_per_user() {
     let Some(f) = fixture().await else { return };
     let alice = f.user("alice").await;
@@ -131,6 +133,7 @@ async fn sessions_are_listed_and_revoked_per_user() {
 }
 
 #[tokio::test]
+#[cfg_attr(portcullis_no_redis, ignore = "needs Redis: set PORTCULLIS_TEST_REDIS_URL")]
 async fn sessions_expire_in_redis_at_their_end() {
     let Some(f) = fixture().await else { return };
     let alice = f.user("alice").await;
@@ -144,6 +147,7 @@ async fn sessions_expire_in_redis_at_their_end() {
 }
 
 #[tokio::test]
+#[cfg_attr(portcullis_no_redis, ignore = "needs Redis: set PORTCULLIS_TEST_REDIS_URL")]
 async fn rate_limit_counters_count_per_window_and_race_free() {
     let Some(f) = fixture().await else { return };
     // Windows as the limiter makes them: the current minute and the next.
@@ -168,6 +172,7 @@ async fn rate_limit_counters_count_per_window_and_race_free() {
 }
 
 #[tokio::test]
+#[cfg_attr(portcullis_no_redis, ignore = "needs Redis: set PORTCULLIS_TEST_REDIS_URL")]
 async fn a_login_opens_its_session_in_redis_and_records_the_rest_in_sql() {
     let Some(f) = fixture().await else { return };
     let alice = f.user("alice").await;

@@ -36,6 +36,7 @@ macro_rules! conformance {
         mod postgres {
             $($(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(portcullis_no_postgres, ignore = "needs PostgreSQL: set PORTCULLIS_TEST_POSTGRES_URL")]
                 async fn $name() {
                     crate::harness::run_postgres(stringify!($name), crate::$module::$name).await;
                 }

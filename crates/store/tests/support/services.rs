@@ -1,8 +1,10 @@
 //! The URLs of the outside services some tests need (PostgreSQL, Redis).
-//! Without one such a test is skipped, saying on stderr which variable to
-//! set; but when `PORTCULLIS_TEST_REQUIRE_SERVICES` is set, as CI sets it,
-//! it fails instead, so that a run meant to test a backend cannot pass
-//! having tested nothing.
+//! Without one, such a test is built ignored (`build_support/services.rs`
+//! sets the cfg each names), so `cargo test` counts it as ignored and says
+//! which variable to set; run anyway (`--ignored`), it skips, saying so on
+//! stderr. When `PORTCULLIS_TEST_REQUIRE_SERVICES` is set, as CI sets it,
+//! a missing URL fails the test instead, so that a run meant to test a
+//! backend cannot pass having tested nothing.
 //!
 //! Shared by every test binary of the workspace that needs a service (each
 //! includes this file with `#[path]`), so that all of them read the same

@@ -81,9 +81,11 @@ fn mail_transport(config: &Config) -> Result<Arc<dyn MailTransport>, StartError>
     }
 }
 
-/// A node's background work: the purger and the outbox worker.
+/// A node's background work: the purger, the outbox worker, the listening.
 pub struct Background {
     purger: tokio::task::JoinHandle<()>,
+    /// On PostgreSQL, the listening for other nodes' changes (for the read cache).
+    follower: Option<tokio::task::JoinHandle<()>>,
     worker: tokio::task::JoinHandle<()>,
     stop: tokio::sync::watch::Sender<bool>,
 }
@@ -92,6 +94,9 @@ impl Background {
     /// Stops: the worker finishes the mail it is sending (for at most 20 s).
     pub async fn shutdown(self) {
         self.purger.abort();
+        if let Some(follower) = &self.follower {
+            follower.abort();
+        }
         let _ = self.stop.send(true);
         let mut worker = self.worker;
         if tokio::time::timeout(Duration::from_secs(20), &mut worker).await.is_err() {
@@ -100,7 +105,8 @@ impl Background {
     }
 }
 
-/// Starts the background work of a node: the session purger and the outbox worker.
+/// Starts the background work of a node: the session purger, the outbox
+/// worker and, on PostgreSQL, the listening for other nodes' changes.
 pub fn start_background(services: &Services) -> Background {
     let store: Arc<dyn OutboxStore> = Arc::new(services.store.clone());
     let worker = OutboxWorker::new(
@@ -114,6 +120,7 @@ pub fn start_background(services: &Services) -> Background {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     Background {
         purger: spawn_purger(services.accounts.clone(), services.limiter.clone(), services.audit.clone()),
+        follower: services.store.follow_changes(),
         worker: tokio::spawn(worker.run(stopped)),
         stop,
     }
@@ -191,16 +198,18 @@ pub async fn open_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<S
     let wake = Arc::new(Notify::new());
     let mailer = Mailer::new(renderer, sealer.clone(), wake.clone());
     // Sessions and rate-limit counters: in Redis when configured, else in SQL.
+    let mut redis: Option<Arc<RedisStore>> = None;
     let (sessions, counters): (Arc<dyn SessionStore>, Arc<dyn RateLimitStore>) = match &config.redis_url {
         Some(url) => {
-            let redis = RedisStore::connect(url, &config.redis_prefix, shared.clone()).await.map_err(|e| {
+            let connected = RedisStore::connect(url, &config.redis_prefix, shared.clone()).await.map_err(|e| {
                 StartError::Config(ConfigError {
                     var: "PORTCULLIS_REDIS_URL".into(),
                     message: format!("cannot connect to {}: {e}", portcullis_store::redact(url)),
                 })
             })?;
-            let redis = Arc::new(redis);
-            (redis.clone(), redis)
+            let kept = Arc::new(connected);
+            redis = Some(kept.clone());
+            (kept.clone(), kept)
         }
         None => (shared.clone(), shared.clone()),
     };
@@ -212,11 +221,20 @@ pub async fn open_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<S
         audit: shared.clone(),
     };
     let mut post_store: Arc<dyn PostStore> = shared.clone();
-    // One node on SQLite: sessions and post lists are read from memory (see
-    // `portcullis_store::cache`). Other nodes could change them behind a
-    // cache's back, so PostgreSQL and Redis deployments read the database.
-    if store.backend() == Backend::Sqlite && config.redis_url.is_none() {
-        let cached = CachedStore::new(shared.clone());
+    // Sessions and post lists are read from memory (see
+    // `portcullis_store::cache`): on SQLite, other processes' changes are
+    // found through the file; on PostgreSQL, every node hears the others'
+    // as notices (once `start_background` listens), and sessions kept in
+    // Redis announce their changes the same way. Only SQLite with Redis is
+    // not cached: a change another process made in Redis leaves no trace
+    // in the file.
+    let cached = match (store.backend(), &redis) {
+        (Backend::Sqlite, None) => Some(CachedStore::new(shared.clone())),
+        (Backend::Postgres, None) => Some(CachedStore::new(shared.clone())),
+        (Backend::Postgres, Some(redis)) => Some(CachedStore::with_sessions(shared.clone(), redis.clone())),
+        (Backend::Sqlite, Some(_)) => None,
+    };
+    if let Some(cached) = cached {
         ports.sessions = cached.clone();
         post_store = cached;
     }

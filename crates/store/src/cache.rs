@@ -1,6 +1,5 @@
-//! A read cache for the one-node SQLite deployment: live sessions with their
-//! user, and post lists, served from memory so that a page view needs no
-//! database round trip.
+//! A read cache: live sessions with their user, and post lists, served from
+//! memory so that a page view needs no database round trip.
 //!
 //! Correctness rests on marks (see `marks`). Every write this process
 //! makes goes through the store's one way to write (`SqlStore::write`),
@@ -34,9 +33,12 @@
 //! minute at most) is updated in place, and its write marks nothing
 //! (`Reach::LastSeen`).
 //!
-//! Not for PostgreSQL or Redis: other nodes change those behind this
-//! process's back, with no cheap way to know. `server::open` installs the
-//! cache only on SQLite.
+//! On PostgreSQL, other nodes' changes (and the command line's) are heard
+//! as notices that triggers send at commit (see `notices`), and entries
+//! are used only while this node is listening for them; the readings above
+//! are SQLite's alone. Sessions kept in Redis are read through the cache
+//! too ([`CachedStore::with_sessions`]): their changes are announced like
+//! the triggers' notices (`SqlStore::announce`).
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -133,6 +135,8 @@ type PostKey = (Option<i64>, Option<i64>, i64);
 /// ports are the [`SqlStore`]'s own: nothing of theirs is kept.
 pub struct CachedStore {
     sql: Arc<SqlStore>,
+    /// Where sessions are kept when not in SQL (Redis).
+    elsewhere: Option<Arc<dyn SessionStore>>,
     sessions: Map<String, Arc<SignedIn>>,
     posts: Map<PostKey, Arc<[Post]>>,
     /// Held while a reader takes a reading for the others.
@@ -142,7 +146,22 @@ pub struct CachedStore {
 impl CachedStore {
     /// A cache in front of `sql`.
     pub fn new(sql: Arc<SqlStore>) -> Arc<Self> {
-        Arc::new(Self { sql, sessions: Map::new(), posts: Map::new(), reading: tokio::sync::Mutex::new(()) })
+        Self::build(sql, None)
+    }
+
+    /// A cache in front of `sql`, with the sessions kept in `sessions`, whose
+    /// changes announce themselves on `sql` (see `SqlStore::announce`).
+    pub fn with_sessions(sql: Arc<SqlStore>, sessions: Arc<dyn SessionStore>) -> Arc<Self> {
+        Self::build(sql, Some(sessions))
+    }
+
+    fn build(sql: Arc<SqlStore>, elsewhere: Option<Arc<dyn SessionStore>>) -> Arc<Self> {
+        Arc::new(Self { sql, elsewhere, sessions: Map::new(), posts: Map::new(), reading: tokio::sync::Mutex::new(()) })
+    }
+
+    /// The store the sessions are kept in.
+    fn kept(&self) -> &dyn SessionStore {
+        self.elsewhere.as_deref().unwrap_or(&*self.sql)
     }
 
     /// The store's marks, which its writes set.
@@ -156,6 +175,10 @@ impl CachedStore {
     /// while the writing connection is busy with a write of this process,
     /// the answer is no, and the reader reads the file as on a miss.
     async fn current(&self) -> bool {
+        // PostgreSQL: while the notices of other connections' changes are heard.
+        if let Some(listening) = self.sql.following() {
+            return listening;
+        }
         let recent = || self.sql.version_read_at().is_some_and(|at| at.elapsed() < READING_MAX_AGE);
         if recent() {
             return true;
@@ -190,7 +213,7 @@ impl CachedStore {
 impl SessionStore for CachedStore {
     async fn insert_session(&self, session: &Session) -> StoreResult<()> {
         // A new id: nothing cached can name it.
-        self.sql.insert_session(session).await
+        self.kept().insert_session(session).await
     }
 
     async fn open_session(&self, session: &Session, login: &SignIn<'_>) -> StoreResult<()> {
@@ -199,6 +222,9 @@ impl SessionStore for CachedStore {
         // back is good until the user's mark moves. The session is cached
         // as it was written, with the user as the login left them: the
         // first page after a login is served from memory.
+        if let Some(sessions) = &self.elsewhere {
+            return sessions.open_session(session, login).await;
+        }
         let (opened, count) = self.sql.open_session_counted(session, login).await?;
         if let Some(user) = opened {
             self.sessions.put(session.id.clone(), count, Arc::new(SignedIn { session: session.clone(), user }));
@@ -212,7 +238,7 @@ impl SessionStore for CachedStore {
         if current && let Some(hit) = self.sessions.get(id, self.session_fresh()) {
             return Ok(Some(hit));
         }
-        let found = self.sql.session_with_user(id).await?;
+        let found = self.kept().session_with_user(id).await?;
         if let Some(pair) = &found {
             self.sessions.put(id.to_owned(), since, Arc::clone(pair));
         }
@@ -230,7 +256,7 @@ impl SessionStore for CachedStore {
             }
             session.last_seen_at = now;
         }
-        let written = self.sql.touch_session(id, seen, now).await;
+        let written = self.kept().touch_session(id, seen, now).await;
         if written.is_err() {
             // The entry no longer says what is stored.
             self.marks().changed(Reach::Everything);
@@ -239,7 +265,7 @@ impl SessionStore for CachedStore {
     }
 
     async fn delete_session(&self, user_id: i64, id: &str, audit: Option<&AuditEvent>) -> StoreResult<bool> {
-        self.sql.delete_session(user_id, id, audit).await
+        self.kept().delete_session(user_id, id, audit).await
     }
 
     async fn delete_user_sessions(
@@ -248,15 +274,15 @@ impl SessionStore for CachedStore {
         except: Option<&str>,
         audit: Option<&AuditEvent>,
     ) -> StoreResult<u64> {
-        self.sql.delete_user_sessions(user_id, except, audit).await
+        self.kept().delete_user_sessions(user_id, except, audit).await
     }
 
     async fn user_sessions(&self, user_id: i64, now: i64) -> StoreResult<Vec<Session>> {
-        self.sql.user_sessions(user_id, now).await
+        self.kept().user_sessions(user_id, now).await
     }
 
     async fn purge_sessions(&self, now: i64, idle_cutoff: i64) -> StoreResult<u64> {
-        self.sql.purge_sessions(now, idle_cutoff).await
+        self.kept().purge_sessions(now, idle_cutoff).await
     }
 }
 

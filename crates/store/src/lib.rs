@@ -8,6 +8,7 @@ pub mod cache;
 mod kept;
 mod limits;
 mod marks;
+mod notices;
 mod outbox;
 mod posts;
 pub mod redis;
@@ -95,6 +96,8 @@ pub struct SqlStore {
     kept: Option<Arc<Kept>>,
     writer: Option<Arc<Writer>>,
     marks: Arc<Marks>,
+    /// On PostgreSQL, the listening for other connections' changes.
+    follower: Option<Arc<notices::Follower>>,
 }
 
 /// Locks a mutex under which nothing is left half-done.
@@ -148,7 +151,8 @@ impl SqlStore {
         let sqlite = backend == Backend::Sqlite;
         let kept = (sqlite && max_connections >= 2).then(|| Arc::new(Kept::new(max_connections as usize / 2)));
         let writer = sqlite.then(|| Arc::new(Writer::default()));
-        Ok(Self { pool, backend, kept, writer, marks: Arc::default() })
+        let follower = (!sqlite).then(|| Arc::new(notices::Follower::new(&url)));
+        Ok(Self { pool, backend, kept, writer, marks: Arc::default(), follower })
     }
 
     /// Applies pending migrations.

@@ -20,7 +20,7 @@ use portcullis_app::audit::AuditEvent;
 use portcullis_app::ports::{AuditStore, RateLimitStore, SignIn, StoreResult};
 use portcullis_app::{Session, SessionStore, SignedIn, StoreError, UserStore};
 
-use crate::SqlStore;
+use crate::{Reach, SqlStore};
 
 /// Sessions and counters on Redis.
 #[derive(Clone)]
@@ -178,6 +178,9 @@ impl SessionStore for RedisStore {
             Some(s) if s.user_id == user_id => self.remove(user_id, &[id.to_owned()]).await? > 0,
             _ => false,
         };
+        if deleted {
+            self.sql.announce(Reach::User(user_id)).await?;
+        }
         if let (true, Some(event)) = (deleted, audit) {
             self.sql.insert_audit(event).await?;
         }
@@ -193,6 +196,9 @@ impl SessionStore for RedisStore {
         let ids: Vec<String> =
             self.ids_of(user_id).await?.into_iter().filter(|id| Some(id.as_str()) != except).collect();
         let removed = self.remove(user_id, &ids).await?;
+        if removed > 0 {
+            self.sql.announce(Reach::User(user_id)).await?;
+        }
         if let Some(event) = audit {
             self.sql.insert_audit(event).await?;
         }

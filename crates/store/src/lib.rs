@@ -15,6 +15,7 @@ mod script;
 mod sessions;
 mod throttle;
 mod tokens;
+mod two_factor;
 mod users;
 mod version;
 mod writer;

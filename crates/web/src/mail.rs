@@ -52,6 +52,10 @@ fn subject(kind: MailKind) -> &'static str {
         MailKind::PasswordChanged => "Your password was changed",
         MailKind::NewDevice => "New sign-in to your account",
         MailKind::EmailChangeNotice => "Your email address is being changed",
+        MailKind::TwoFactorEnabled => "Two-factor sign-in is on",
+        MailKind::TwoFactorDisabled => "Two-factor sign-in is off",
+        MailKind::RecoveryCodeUsed => "A recovery code was used to sign in",
+        MailKind::TwoFactorReset => "An administrator turned two-factor sign-in off",
     }
 }
 

@@ -81,6 +81,12 @@ pub fn base32(secret: &[u8]) -> String {
     totp_rs::Secret::from(secret.to_vec()).to_base32()
 }
 
+/// A base32 secret as typed (spaces and case ignored), if it is one.
+pub fn secret_from_base32(text: &str) -> Option<Vec<u8>> {
+    let clean: String = text.chars().filter(|c| !c.is_whitespace()).map(|c| c.to_ascii_uppercase()).collect();
+    totp_rs::Secret::try_from_base32(clean).ok().map(|s| s.as_ref().to_vec())
+}
+
 /// The `otpauth://totp/ISSUER:ACCOUNT?secret=…&issuer=…` URI an
 /// authenticator app reads from the QR code. A colon in either name
 /// (which the format forbids) becomes a space.
@@ -175,6 +181,7 @@ mod tests {
         assert!(uri.contains(&format!("secret={}", base32(RFC_SEED))), "{uri}");
         assert!(uri.contains("issuer=Portcullis"), "{uri}");
         assert_eq!(base32(RFC_SEED), "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
+        assert_eq!(secret_from_base32("gezd gnbv gy3t qojq gezd gnbv gy3t qojq").as_deref(), Some(RFC_SEED));
         assert!(otpauth_uri(RFC_SEED, "A:B", "c:d").is_some(), "colons are replaced");
     }
 

@@ -74,6 +74,7 @@ async fn route_table_every_route_for_every_role() {
             let path = pattern
                 .replace("/posts/{id}", &format!("/posts/{post_id}"))
                 .replace("/admin/users/{id}/{action}", &format!("/admin/users/{}/unlock", victim.id))
+                .replace("/admin/users/{id}/two-factor", &format!("/admin/users/{}/two-factor", victim.id))
                 .replace("/account/sessions/{id}/revoke", "/account/sessions/AAAAAAAAAAAAAAAAAAAAAA/revoke")
                 .replace("{token}", &format!("{}.{}", "A".repeat(22), "B".repeat(43)));
             assert!(!path.contains('{'), "unclassified path parameter in {pattern}");
@@ -168,6 +169,32 @@ async fn route_table_every_route_for_every_role() {
                     _ => Status(403),
                 },
                 ("POST", "/admin/users/{id}/{action}") => match role {
+                    Anonymous => Login,
+                    Admin => Status(303),
+                    _ => Status(403),
+                },
+                ("GET", "/account/two-factor") | ("POST", "/account/two-factor/setup" | "/account/two-factor/confirm") => {
+                    if role == Anonymous {
+                        Login
+                    } else {
+                        Status(200)
+                    }
+                }
+                ("POST", "/account/two-factor/disable" | "/account/two-factor/recovery-codes") => {
+                    if role == Anonymous {
+                        Login
+                    } else {
+                        Status(303)
+                    }
+                }
+                // No password was given: no pending sign-in to finish.
+                (_, "/login/two-factor") => Status(303),
+                ("GET", "/admin/users/{id}/two-factor/reset") => match role {
+                    Anonymous => Login,
+                    Admin => Status(200),
+                    _ => Status(403),
+                },
+                ("POST", "/admin/users/{id}/two-factor/reset") => match role {
                     Anonymous => Login,
                     Admin => Status(303),
                     _ => Status(403),

@@ -182,7 +182,7 @@ async fn wrong_codes_lock_at_the_threshold_even_in_a_parallel_burst() {
     assert!(checked <= 5, "{checked} codes were checked: at most the threshold");
     assert!(events.iter().any(|e| e.kind == "login.locked"));
     // The pending sign-in is gone: even the right code does nothing now.
-    let right = code_step(&thief, &code(&app, &e.secret, 0)).await;
+    let right = thief.post_form("/login/two-factor", &[("code", &code(&app, &e.secret, 0)), ("csrf_token", &token)]).await;
     assert_eq!(right.status, 303);
     assert_eq!(right.location(), Some("/login"));
     assert!(thief.cookie(&app.session_cookie_name()).is_none());

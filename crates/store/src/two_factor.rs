@@ -212,7 +212,8 @@ impl TwoFactorStore for SqlStore {
         if done.rows_affected() != 1 {
             return Ok(false);
         }
-        for sql in ["DELETE FROM recovery_codes WHERE user_id = $1", "DELETE FROM pending_sign_ins WHERE user_id = $1"] {
+        for sql in ["DELETE FROM recovery_codes WHERE user_id = $1", "DELETE FROM pending_sign_ins WHERE user_id = $1"]
+        {
             sqlx::query(sql).bind(user_id).execute(&mut *tx).await.map_err(backend_err)?;
         }
         write_change(&mut tx, change).await.map_err(backend_err)?;

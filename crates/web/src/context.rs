@@ -193,8 +193,7 @@ fn needs_a_hash(method: &Method, path: &str) -> bool {
                 | "/account/delete"
                 | "/account/two-factor/disable"
                 | "/account/two-factor/recovery-codes"
-        )
-            || path.starts_with("/reset-password/")
+        ) || path.starts_with("/reset-password/")
             || path.starts_with("/setup/"))
 }
 

@@ -242,8 +242,10 @@ impl Accounts {
     ) -> Result<CodeUsed, AppError> {
         let rule = self.lockout_rule();
         let r = rule.reserve(self.now());
-        let attempts = self.throttle.reserve_attempt(attempt_key, r.now, r.threshold, r.lock_until, r.window_start).await?;
-        let refused = |kind: &str| self.event(origin, kind, Some(user.id), Some(&user.username), Some("second factor".into()));
+        let attempts =
+            self.throttle.reserve_attempt(attempt_key, r.now, r.threshold, r.lock_until, r.window_start).await?;
+        let refused =
+            |kind: &str| self.event(origin, kind, Some(user.id), Some(&user.username), Some("second factor".into()));
         if !rule.admits(attempts) {
             self.audit.insert_audit(&refused("login.locked")).await?;
             return Err(AppError::Locked);

@@ -103,6 +103,10 @@ impl Accounts {
     ) -> Result<SecondStep, AppError> {
         let pending = self.pending_sign_in(cookie).await?.ok_or(AppError::NotFound)?;
         let user = self.user(pending.user_id).await?;
+        if portcullis_domain::lockout::admin_lock_holds(user.admin_locked_until, self.now()) {
+            self.two_factor.delete_pending_sign_in(&pending.id).await?;
+            return Err(AppError::AdminLocked);
+        }
         let place = self.hasher.admit_check(user.id, origin.client.ip)?;
         let rec = self.two_factor.two_factor(user.id).await?.filter(|r| r.enabled());
         let Some(rec) = rec else {

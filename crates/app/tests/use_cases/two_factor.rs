@@ -123,10 +123,7 @@ async fn wrong_codes_lock_the_account_at_the_threshold_and_drop_the_pending_sign
     let right = code_at(&w, &secret, 0);
     assert!(matches!(code_step(&w, &cookie, &right).await, Err(AppError::Locked)), "locked, whatever the code");
     assert!(matches!(code_step(&w, &cookie, &right).await, Err(AppError::NotFound)), "the pending sign-in is gone");
-    assert!(matches!(
-        w.accounts.authenticate("alice", PW, None, &origin()).await,
-        Err(AppError::Locked)
-    ));
+    assert!(matches!(w.accounts.authenticate("alice", PW, None, &origin()).await, Err(AppError::Locked)));
     assert!(w.store.audit_events().iter().any(|e| e.kind == "login.locked"));
 }
 

@@ -139,7 +139,10 @@ pub async fn pending_sign_ins_round_trip_delete_once_and_purge(store: SqlStore) 
     store.insert_pending_sign_in(&pending("p2", alice.id, T0 + MINUTE)).await.expect("insert");
     let p = store.pending_sign_in("p1").await.expect("read").expect("found");
     assert_eq!((p.user_id, p.known_device, p.remember), (alice.id, true, true));
-    assert_eq!((p.next.as_deref(), p.attempt_key.as_str(), p.expires_at), (Some("/posts/new"), "user:1", T0 + 5 * MINUTE));
+    assert_eq!(
+        (p.next.as_deref(), p.attempt_key.as_str(), p.expires_at),
+        (Some("/posts/new"), "user:1", T0 + 5 * MINUTE)
+    );
     assert_eq!(store.purge_pending_sign_ins(T0 + MINUTE).await.expect("purge"), 1);
     assert!(store.pending_sign_in("p2").await.expect("read").is_none());
     assert!(store.delete_pending_sign_in("p1").await.expect("delete"));

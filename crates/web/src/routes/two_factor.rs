@@ -264,7 +264,7 @@ async fn post_login_two_factor(
             Ok(clear_pending(&state, r))
         }
         Err(AppError::NotFound) => Ok(start_again(&state, EXPIRED)),
-        Err(e @ AppError::Locked) => {
+        Err(e @ (AppError::Locked | AppError::AdminLocked)) => {
             Ok(clear_pending(&state, see_other_with("/login", vec![Flash::error(e.to_string())])))
         }
         Err(AppError::Invalid(errors)) => {

@@ -52,7 +52,8 @@ impl TwoFactorStore for Memory {
 
     async fn start_enrolment(&self, user_id: i64, sealed: &str, now: i64) -> StoreResult<bool> {
         let mut s = self.state();
-        let rec = s.two_factor.settings.entry(user_id).or_insert_with(|| TwoFactorRecord { user_id, ..Default::default() });
+        let rec =
+            s.two_factor.settings.entry(user_id).or_insert_with(|| TwoFactorRecord { user_id, ..Default::default() });
         if rec.enabled() {
             return Ok(false);
         }

@@ -348,6 +348,15 @@ mod tests {
     }
 
     #[test]
+    fn two_factor_settings_default_and_parse() {
+        let c = load(&[]).expect("defaults load");
+        assert_eq!((c.auth.totp_issuer.as_str(), c.auth.require_two_factor_for_admins), ("Portcullis", false));
+        let c = load(&[("PORTCULLIS_TOTP_ISSUER", "Acme Corp"), ("PORTCULLIS_REQUIRE_2FA_FOR_ADMINS", "true")])
+            .expect("loads");
+        assert_eq!((c.auth.totp_issuer.as_str(), c.auth.require_two_factor_for_admins), ("Acme Corp", true));
+    }
+
+    #[test]
     fn connection_limits_parse() {
         let c = load(&[("PORTCULLIS_HEADER_TIMEOUT", "3s"), ("PORTCULLIS_MAX_CONNECTIONS", "250")]).expect("loads");
         assert_eq!(c.header_timeout, Duration::from_secs(3));
@@ -371,6 +380,9 @@ mod tests {
             ("PORTCULLIS_MAX_CONNECTIONS", "0"),
             ("PORTCULLIS_MAX_CONNECTIONS", "many"),
             ("PORTCULLIS_MAIL_RATE_LIMIT_PER_HOUR", "lots"),
+            ("PORTCULLIS_TOTP_ISSUER", "Acme: Inc"),
+            ("PORTCULLIS_TOTP_ISSUER", " "),
+            ("PORTCULLIS_REQUIRE_2FA_FOR_ADMINS", "maybe"),
         ] {
             let e = load(&[(var, value)]).expect_err(var);
             assert_eq!(e.var, var);

@@ -155,6 +155,15 @@ fn boolean(src: &Sources, var: &str, default: bool) -> Result<bool, ConfigError>
     }
 }
 
+/// `PORTCULLIS_TOTP_ISSUER`: a name for authenticator apps, without a colon.
+fn totp_issuer(src: &Sources) -> Result<String, ConfigError> {
+    let issuer = src.get("PORTCULLIS_TOTP_ISSUER").unwrap_or_else(|| "Portcullis".into()).trim().to_owned();
+    if issuer.is_empty() || issuer.contains(':') || issuer.chars().count() > 64 {
+        return Err(err("PORTCULLIS_TOTP_ISSUER", format!("{issuer:?} must be 1–64 characters without a colon")));
+    }
+    Ok(issuer)
+}
+
 fn number<T>(src: &Sources, var: &str, default: T, min: T, max: T) -> Result<T, ConfigError>
 where
     T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
@@ -250,6 +259,8 @@ impl Config {
             base_url: base_url.as_str().trim_end_matches('/').to_owned(),
             new_device_mail: boolean(src, "PORTCULLIS_NEW_DEVICE_MAIL", true)?,
             mail_per_hour: number(src, "PORTCULLIS_MAIL_RATE_LIMIT_PER_HOUR", 3u32, 0, 10_000)?,
+            totp_issuer: totp_issuer(src)?,
+            require_two_factor_for_admins: boolean(src, "PORTCULLIS_REQUIRE_2FA_FOR_ADMINS", false)?,
         };
         let argon2 = Argon2Settings {
             memory_kib: number(src, "PORTCULLIS_ARGON2_MEMORY_KIB", 19_456u32, 8, 4 * 1024 * 1024)?,
@@ -337,6 +348,15 @@ mod tests {
     }
 
     #[test]
+    fn two_factor_settings_default_and_parse() {
+        let c = load(&[]).expect("defaults load");
+        assert_eq!((c.auth.totp_issuer.as_str(), c.auth.require_two_factor_for_admins), ("Portcullis", false));
+        let c = load(&[("PORTCULLIS_TOTP_ISSUER", "Acme Corp"), ("PORTCULLIS_REQUIRE_2FA_FOR_ADMINS", "true")])
+            .expect("loads");
+        assert_eq!((c.auth.totp_issuer.as_str(), c.auth.require_two_factor_for_admins), ("Acme Corp", true));
+    }
+
+    #[test]
     fn connection_limits_parse() {
         let c = load(&[("PORTCULLIS_HEADER_TIMEOUT", "3s"), ("PORTCULLIS_MAX_CONNECTIONS", "250")]).expect("loads");
         assert_eq!(c.header_timeout, Duration::from_secs(3));
@@ -360,6 +380,9 @@ mod tests {
             ("PORTCULLIS_MAX_CONNECTIONS", "0"),
             ("PORTCULLIS_MAX_CONNECTIONS", "many"),
             ("PORTCULLIS_MAIL_RATE_LIMIT_PER_HOUR", "lots"),
+            ("PORTCULLIS_TOTP_ISSUER", "Acme: Inc"),
+            ("PORTCULLIS_TOTP_ISSUER", " "),
+            ("PORTCULLIS_REQUIRE_2FA_FOR_ADMINS", "maybe"),
         ] {
             let e = load(&[(var, value)]).expect_err(var);
             assert_eq!(e.var, var);

@@ -75,6 +75,12 @@ enum UserCommand {
         /// Username or email.
         user: String,
     },
+    /// Turn a user's two-factor sign-in off (mailed to them, recorded), as the admin action does.
+    #[command(name = "reset-2fa")]
+    Reset2fa {
+        /// Username or email.
+        user: String,
+    },
 }
 
 /// A command's failure: configuration problems exit 2, others 1.
@@ -252,6 +258,12 @@ async fn user_command(cmd: UserCommand, services: &server::Services) -> Result<(
             let u = accounts.find_user(&user).await?;
             accounts.unlock_user(u.id, &Origin::command_line()).await?;
             println!("{} is unlocked", u.username);
+            Ok(())
+        }
+        UserCommand::Reset2fa { user } => {
+            let u = accounts.find_user(&user).await?;
+            let u = accounts.reset_two_factor(u.id, &Origin::command_line()).await?;
+            println!("two-factor sign-in is off for {}", u.username);
             Ok(())
         }
     }

@@ -219,6 +219,7 @@ pub async fn open_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<S
         throttle: shared.clone(),
         tokens: shared.clone(),
         audit: shared.clone(),
+        two_factor: shared.clone(),
     };
     let mut post_store: Arc<dyn PostStore> = shared.clone();
     // Sessions and post lists are read from memory (see
@@ -285,6 +286,9 @@ pub fn spawn_purger(accounts: Accounts, limiter: RateLimiter, audit: Audit) -> t
             }
             if let Err(e) = audit.purge().await {
                 tracing::warn!(error = %e, "audit purge failed");
+            }
+            if let Err(e) = accounts.purge_pending_sign_ins().await {
+                tracing::warn!(error = %e, "pending sign-in purge failed");
             }
             if let Err(e) = accounts.purge_stale_attempts().await {
                 tracing::warn!(error = %e, "attempt counter purge failed");

@@ -1,6 +1,6 @@
 //! Accounts and sessions: the use cases behind [`Accounts`], one file per
 //! use case (registration, sign-in and lockout, sessions, recovery, email
-//! change, administration); this file holds what they share.
+//! change, administration, two-factor); this file holds what they share.
 
 mod administration;
 mod email_change;
@@ -11,6 +11,8 @@ mod registration;
 mod sessions;
 mod setup;
 mod sign_in;
+mod two_factor;
+mod two_factor_sign_in;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +25,7 @@ use crate::error::{AppError, FieldErrors, TokenProblem};
 use crate::hashing::HashPool;
 use crate::mail::{MailVars, Mailer};
 use crate::model::{NewToken, TokenPurpose, TokenRecord, User};
-use crate::ports::{AuditStore, LoginThrottle, SessionStore, TokenStore, UserStore};
+use crate::ports::{AuditStore, LoginThrottle, SessionStore, TokenStore, TwoFactorStore, UserStore};
 use crate::settings::AuthSettings;
 use crate::tokens;
 
@@ -31,6 +33,8 @@ pub use registration::Registration;
 pub use sessions::NewSession;
 pub use setup::{FirstAdmin, SETUP_TTL};
 pub use sign_in::{DeviceCookie, Login};
+pub use two_factor::{CodeUsed, Enrolment, RECOVERY_CODES, SecondFactorKeys, TwoFactorStatus, WRONG_CODE};
+pub use two_factor_sign_in::{FirstStep, PENDING_SIGN_IN_TTL, SecondStep};
 
 /// The storage ports the account use cases need.
 #[derive(Clone)]
@@ -45,6 +49,8 @@ pub struct AccountPorts {
     pub tokens: Arc<dyn TokenStore>,
     /// Audit events that go with no other change (failed logins).
     pub audit: Arc<dyn AuditStore>,
+    /// Two-factor settings, recovery codes, pending sign-ins.
+    pub two_factor: Arc<dyn TwoFactorStore>,
 }
 
 /// The account use cases.
@@ -55,6 +61,7 @@ pub struct Accounts {
     throttle: Arc<dyn LoginThrottle>,
     tokens: Arc<dyn TokenStore>,
     audit: Arc<dyn AuditStore>,
+    two_factor: Arc<dyn TwoFactorStore>,
     mailer: Mailer,
     hasher: Arc<HashPool>,
     settings: AuthSettings,
@@ -78,6 +85,7 @@ impl Accounts {
             throttle: ports.throttle,
             tokens: ports.tokens,
             audit: ports.audit,
+            two_factor: ports.two_factor,
             mailer,
             hasher,
             settings,

@@ -63,6 +63,11 @@ pub const KINDS: &[&str] = &[
     "admin.revoke",
     "admin.sessions",
     "admin.delete",
+    "two_factor.enabled",
+    "two_factor.disabled",
+    "two_factor.recovery_used",
+    "two_factor.recovery_codes",
+    "two_factor.reset",
 ];
 
 /// Who made a change and from where: what every audit event of that change carries.

@@ -20,6 +20,6 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{AppError, FieldErrors, StoreError};
 pub use hashing::{HashPool, PoolBusy};
 pub use model::{ClientInfo, NewToken, NewUser, Post, Session, SignedIn, TokenPurpose, TokenRecord, User, UserSummary};
-pub use ports::{LoginThrottle, OutboxStore, PostStore, SessionStore, TokenStore, UserStore};
+pub use ports::{LoginThrottle, OutboxStore, PostStore, SessionStore, TokenStore, TwoFactorStore, UserStore};
 pub use posts::Posts;
 pub use settings::{Argon2Settings, AuthSettings};

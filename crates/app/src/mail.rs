@@ -49,6 +49,14 @@ pub enum MailKind {
     NewDevice,
     /// To the old address: "your email address is being changed".
     EmailChangeNotice,
+    /// "Two-factor sign-in is on".
+    TwoFactorEnabled,
+    /// "Two-factor sign-in is off".
+    TwoFactorDisabled,
+    /// "A recovery code was used to sign in".
+    RecoveryCodeUsed,
+    /// "An administrator turned two-factor sign-in off".
+    TwoFactorReset,
 }
 
 impl MailKind {
@@ -60,6 +68,10 @@ impl MailKind {
             Self::PasswordChanged => "password_changed",
             Self::NewDevice => "new_device",
             Self::EmailChangeNotice => "email_change_notice",
+            Self::TwoFactorEnabled => "two_factor_enabled",
+            Self::TwoFactorDisabled => "two_factor_disabled",
+            Self::RecoveryCodeUsed => "recovery_code_used",
+            Self::TwoFactorReset => "two_factor_reset",
         }
     }
 }
@@ -125,6 +137,7 @@ pub struct ClaimedMail {
 pub struct Sealer {
     cipher: XChaCha20Poly1305,
     fingerprint_key: [u8; 32],
+    second_factor: crate::accounts::SecondFactorKeys,
 }
 
 impl Sealer {
@@ -133,7 +146,13 @@ impl Sealer {
         let key = Sha256::new().chain_update(b"portcullis outbox v1\0").chain_update(secret).finalize();
         let fingerprint_key =
             Sha256::new().chain_update(b"portcullis identifiers v1\0").chain_update(secret).finalize().into();
-        Self { cipher: XChaCha20Poly1305::new(&key), fingerprint_key }
+        let second_factor = crate::accounts::SecondFactorKeys::new(secret);
+        Self { cipher: XChaCha20Poly1305::new(&key), fingerprint_key, second_factor }
+    }
+
+    /// The keys that seal TOTP secrets and hash recovery codes.
+    pub(crate) fn second_factor(&self) -> &crate::accounts::SecondFactorKeys {
+        &self.second_factor
     }
 
     /// HMAC-SHA256 of `text` under a key derived from the site's secret,
@@ -194,6 +213,11 @@ impl Mailer {
     pub(crate) fn compose(&self, kind: MailKind, to: &str, vars: &MailVars) -> Result<OutgoingMail, AppError> {
         let mail = self.renderer.render(kind, to, vars).map_err(AppError::Internal)?;
         self.sealer.seal(&mail).map_err(AppError::Internal)
+    }
+
+    /// The keys that seal TOTP secrets and hash recovery codes.
+    pub(crate) fn second_factor(&self) -> &crate::accounts::SecondFactorKeys {
+        self.sealer.second_factor()
     }
 
     /// See [`Sealer::fingerprint`].

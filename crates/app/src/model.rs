@@ -185,3 +185,52 @@ pub struct TokenRecord {
     /// Unix ms, once used.
     pub used_at: Option<i64>,
 }
+
+/// A user's two-factor settings as stored.
+#[derive(Clone, Debug, Default)]
+pub struct TwoFactorRecord {
+    /// Whose.
+    pub user_id: i64,
+    /// The confirmed TOTP secret, sealed; `None` while 2FA is off.
+    pub secret: Option<String>,
+    /// When 2FA was turned on (unix ms).
+    pub enabled_at: Option<i64>,
+    /// The last step a code was accepted for.
+    pub last_step: Option<i64>,
+    /// A secret shown for enrolment and not yet confirmed, sealed.
+    pub pending_secret: Option<String>,
+    /// When that enrolment started (unix ms).
+    pub pending_at: Option<i64>,
+    /// Recovery codes not yet used.
+    pub recovery_left: i64,
+}
+
+impl TwoFactorRecord {
+    /// Whether 2FA is on.
+    pub fn enabled(&self) -> bool {
+        self.secret.is_some()
+    }
+}
+
+/// A sign-in whose password was right, waiting for its second factor.
+#[derive(Clone, Debug)]
+pub struct PendingSignIn {
+    /// Public half of its cookie.
+    pub id: String,
+    /// SHA-256 (hex) of the secret half.
+    pub secret_hash: String,
+    /// Who.
+    pub user_id: i64,
+    /// The failed-login counter the password was counted under; wrong codes count there too.
+    pub attempt_key: String,
+    /// The browser showed a device cookie for this account.
+    pub known_device: bool,
+    /// "Remember me" was ticked.
+    pub remember: bool,
+    /// Where to go afterwards (a local path).
+    pub next: Option<String>,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms.
+    pub expires_at: i64,
+}

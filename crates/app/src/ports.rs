@@ -8,7 +8,9 @@ use async_trait::async_trait;
 use crate::audit::AuditEvent;
 use crate::error::StoreError;
 use crate::mail::{ClaimedMail, OutgoingMail};
-use crate::model::{NewToken, NewUser, Post, Session, SignedIn, TokenRecord, User, UserSummary};
+use crate::model::{
+    NewToken, NewUser, PendingSignIn, Post, Session, SignedIn, TokenRecord, TwoFactorRecord, User, UserSummary,
+};
 
 /// Result of a store call.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -244,4 +246,68 @@ pub trait AuditStore: Send + Sync {
     async fn list_audit(&self, filter: &crate::audit::AuditFilter, limit: i64) -> StoreResult<Vec<AuditEvent>>;
     /// Deletes events before `before` (unix ms).
     async fn purge_audit(&self, before: i64) -> StoreResult<u64>;
+}
+
+/// What a two-factor change writes besides itself, in its transaction.
+#[derive(Clone, Copy, Debug)]
+pub struct TwoFactorChange<'a> {
+    /// Mails to queue.
+    pub mails: &'a [OutgoingMail],
+    /// The event to record.
+    pub audit: Option<&'a AuditEvent>,
+    /// Unix ms.
+    pub now: i64,
+}
+
+/// Two-factor settings, recovery codes and sign-ins waiting for a code.
+/// Secrets arrive sealed and codes hashed: the store never sees them in clear.
+#[async_trait]
+pub trait TwoFactorStore: Send + Sync {
+    /// A user's settings, if any.
+    async fn two_factor(&self, user_id: i64) -> StoreResult<Option<TwoFactorRecord>>;
+    /// Those of `user_ids` who have 2FA on.
+    async fn two_factor_users(&self, user_ids: &[i64]) -> StoreResult<Vec<i64>>;
+    /// Keeps `sealed` as the user's pending enrolment, replacing any other;
+    /// `false` (nothing changed) if 2FA is on already.
+    async fn start_enrolment(&self, user_id: i64, sealed: &str, now: i64) -> StoreResult<bool>;
+    /// Turns 2FA on with the pending secret `sealed`, `step` as the last
+    /// step used, and `code_hashes` as the recovery codes; `false` (nothing
+    /// changed) if that is no longer the pending secret or 2FA is on.
+    async fn confirm_enrolment(
+        &self,
+        user_id: i64,
+        sealed: &str,
+        step: i64,
+        code_hashes: &[String],
+        change: &TwoFactorChange<'_>,
+    ) -> StoreResult<bool>;
+    /// Records `step` as the last one used if 2FA is on and it is later
+    /// than the last; `false` otherwise (a replay, or a race lost).
+    async fn accept_step(&self, user_id: i64, step: i64) -> StoreResult<bool>;
+    /// Uses an unused recovery code of a user with 2FA on; the number left,
+    /// or `None` (nothing changed) if there was no such code.
+    async fn use_recovery_code(
+        &self,
+        user_id: i64,
+        code_hash: &str,
+        change: &TwoFactorChange<'_>,
+    ) -> StoreResult<Option<i64>>;
+    /// Replaces every recovery code of a user with 2FA on; `false` if it is off.
+    async fn replace_recovery_codes(
+        &self,
+        user_id: i64,
+        code_hashes: &[String],
+        change: &TwoFactorChange<'_>,
+    ) -> StoreResult<bool>;
+    /// Turns 2FA off: the secret, the codes and the user's pending sign-ins
+    /// go. `false` (nothing recorded) if it was off.
+    async fn disable_two_factor(&self, user_id: i64, change: &TwoFactorChange<'_>) -> StoreResult<bool>;
+    /// Stores a pending sign-in.
+    async fn insert_pending_sign_in(&self, pending: &PendingSignIn) -> StoreResult<()>;
+    /// A pending sign-in by id.
+    async fn pending_sign_in(&self, id: &str) -> StoreResult<Option<PendingSignIn>>;
+    /// Deletes a pending sign-in; `false` if it was gone already.
+    async fn delete_pending_sign_in(&self, id: &str) -> StoreResult<bool>;
+    /// Deletes pending sign-ins past `expires_at`.
+    async fn purge_pending_sign_ins(&self, now: i64) -> StoreResult<u64>;
 }

@@ -46,6 +46,10 @@ pub struct AuthSettings {
     /// Mails with links (verification, email change, reset) per destination
     /// address, and per account, in an hour (0 = unlimited).
     pub mail_per_hour: u32,
+    /// The issuer named in a TOTP enrolment's `otpauth://` URI.
+    pub totp_issuer: String,
+    /// Administrators without 2FA are sent to enrol before any admin page.
+    pub require_two_factor_for_admins: bool,
 }
 
 impl Default for AuthSettings {
@@ -62,6 +66,8 @@ impl Default for AuthSettings {
             base_url: "http://127.0.0.1:8080".into(),
             new_device_mail: true,
             mail_per_hour: 3,
+            totp_issuer: "Portcullis".into(),
+            require_two_factor_for_admins: false,
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod password;
 pub mod policy;
 pub mod post;
 pub mod redirect;
+pub mod totp;
 pub mod username;
 
 pub use email::{Email, EmailError};

@@ -16,6 +16,7 @@ mod script;
 mod sessions;
 mod throttle;
 mod tokens;
+mod two_factor;
 mod users;
 mod version;
 mod writer;

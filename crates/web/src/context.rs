@@ -184,8 +184,16 @@ fn shed_load(state: &AppState, req: &Request) -> Option<Response> {
 /// Requests that hash or verify a password.
 fn needs_a_hash(method: &Method, path: &str) -> bool {
     *method == Method::POST
-        && (matches!(path, "/login" | "/register" | "/account/password" | "/account/email" | "/account/delete")
-            || path.starts_with("/reset-password/")
+        && (matches!(
+            path,
+            "/login"
+                | "/register"
+                | "/account/password"
+                | "/account/email"
+                | "/account/delete"
+                | "/account/two-factor/disable"
+                | "/account/two-factor/recovery-codes"
+        ) || path.starts_with("/reset-password/")
             || path.starts_with("/setup/"))
 }
 

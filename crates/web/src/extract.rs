@@ -8,8 +8,11 @@ use portcullis_domain::Actor;
 
 use portcullis_app::SignedIn;
 
+use axum::response::{IntoResponse, Response};
+
 use crate::context::RequestCtx;
 use crate::error::WebError;
+use crate::state::AppState;
 
 /// The request context, signed in or not.
 #[derive(Clone, Debug)]
@@ -73,14 +76,22 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for AdminUser {
-    type Rejection = WebError;
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, WebError> {
-        let user = CurrentUser::from_request_parts(parts, state).await?;
-        if user.actor().can_administer() {
-            Ok(AdminUser(user))
-        } else {
-            Err(WebError::Forbidden("Administrators only.".into()))
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let user = CurrentUser::from_request_parts(parts, state).await.map_err(IntoResponse::into_response)?;
+        if !user.actor().can_administer() {
+            return Err(WebError::Forbidden("Administrators only.".into()).into_response());
         }
+        // Where the settings ask for it, an administrator enrols before any admin page.
+        if state.accounts.settings().require_two_factor_for_admins
+            && !state.accounts.has_two_factor(user.auth.user.id).await.map_err(|e| WebError::from(e).into_response())?
+        {
+            return Err(crate::routes::see_other_with(
+                "/account/two-factor",
+                vec![crate::context::Flash::info("Administrators need two-factor sign-in: set it up first.")],
+            ));
+        }
+        Ok(AdminUser(user))
     }
 }

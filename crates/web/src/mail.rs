@@ -52,6 +52,10 @@ fn subject(kind: MailKind) -> &'static str {
         MailKind::PasswordChanged => "Your password was changed",
         MailKind::NewDevice => "New sign-in to your account",
         MailKind::EmailChangeNotice => "Your email address is being changed",
+        MailKind::TwoFactorEnabled => "Two-factor sign-in is on",
+        MailKind::TwoFactorDisabled => "Two-factor sign-in is off",
+        MailKind::RecoveryCodeUsed => "A recovery code was used to sign in",
+        MailKind::TwoFactorReset => "An administrator turned two-factor sign-in off",
     }
 }
 
@@ -100,5 +104,28 @@ mod tests {
         assert!(!notice.text.contains("verify-email"), "another kind's template");
         let change = MailTemplates.render(MailKind::EmailChangeNotice, "a@example.com", &vars).expect("change");
         assert!(change.text.contains("new@example.com") && change.html.contains("new@example.com"));
+    }
+
+    #[test]
+    fn the_two_factor_mails_say_what_happened_and_link_the_page() {
+        let vars = MailVars {
+            username: "alice".into(),
+            link: None,
+            valid_for: None,
+            base_url: "https://example.com".into(),
+            ip: Some("192.0.2.7".into()),
+            device: None,
+            new_email: None,
+        };
+        for (kind, says) in [
+            (MailKind::TwoFactorEnabled, "turned on"),
+            (MailKind::TwoFactorDisabled, "turned off"),
+            (MailKind::RecoveryCodeUsed, "192.0.2.7"),
+            (MailKind::TwoFactorReset, "An administrator"),
+        ] {
+            let m = MailTemplates.render(kind, "a@example.com", &vars).expect("render");
+            assert!(m.text.contains(says) && m.html.contains(says), "{kind:?}: {}", m.text);
+            assert!(m.text.contains("https://example.com/account/two-factor"), "{kind:?}");
+        }
     }
 }

@@ -19,6 +19,7 @@ mod posts;
 mod recovery;
 mod setup;
 mod time_tag;
+mod two_factor;
 
 use portcullis_app::User;
 
@@ -33,6 +34,7 @@ pub use self::posts::{Dashboard, Home, PostForm, PostList, PostPage};
 pub use self::recovery::{ForgotPassword, LinkProblem, ResetPassword};
 pub use self::setup::Setup;
 pub use self::time_tag::{TimeTag, time_tag};
+pub use self::two_factor::{LoginTwoFactor, RecoveryCodes, TwoFactor, TwoFactorSetup};
 use crate::context::RequestCtx;
 
 /// What `base.html` asks of the request.

@@ -8,6 +8,7 @@ pub mod pages;
 pub mod posts;
 pub mod recovery;
 pub mod setup;
+pub mod two_factor;
 
 use axum::Router;
 use axum::body::Body;
@@ -101,6 +102,7 @@ fn table() -> RouteTable {
     let t = admin::routes(t);
     let t = recovery::routes(t);
     let t = setup::routes(t);
+    let t = two_factor::routes(t);
     health::routes(t)
 }
 

@@ -40,6 +40,21 @@ pub struct Login {
     _place: Admission,
 }
 
+impl Login {
+    /// A login whose user was checked some other way than by
+    /// [`Accounts::authenticate`] (a second factor, a passkey), counted
+    /// under `attempt_key` and holding `place` in the hashing pool: to be
+    /// opened with [`Accounts::sign_in`] like any other.
+    pub(crate) fn checked(user: User, known_device: bool, attempt_key: String, place: Admission) -> Self {
+        Self { user, known_device, attempt_key, _place: place }
+    }
+
+    /// The failed-login counter the attempt was counted under.
+    pub(crate) fn attempt_key(&self) -> &str {
+        &self.attempt_key
+    }
+}
+
 impl Accounts {
     /// Every lockout counter that can hold a user's failed logins.
     pub(super) fn lockout_keys(&self, user: &User) -> Vec<String> {

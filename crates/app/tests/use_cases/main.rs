@@ -9,5 +9,6 @@ mod memory;
 mod quiet_failures;
 mod sessions;
 mod tokens;
+mod two_factor;
 mod windows;
 mod world;

@@ -15,6 +15,8 @@ use portcullis_app::{
 };
 use portcullis_domain::lockout::{Counter, Reservation};
 
+mod two_factor;
+
 /// A queued mail, as the outbox table keeps it.
 #[derive(Clone, Debug)]
 pub struct OutboxRow {
@@ -42,6 +44,7 @@ struct State {
     outbox: Vec<OutboxRow>,
     audit: Vec<AuditEvent>,
     rate: HashMap<(String, i64), i64>,
+    two_factor: two_factor::TwoFactorState,
 }
 
 impl State {

@@ -56,6 +56,7 @@ impl World {
             throttle: store.clone(),
             tokens: store.clone(),
             audit: store.clone(),
+            two_factor: store.clone(),
         };
         let accounts = Accounts::new(ports, mailer, hasher, settings, clock.clone());
         Self { clock, store, accounts, sealer }

@@ -20,6 +20,7 @@ mod posts;
 mod services;
 mod sessions;
 mod throttle;
+mod two_factor;
 mod users;
 
 /// Runs each listed test on both backends, as `sqlite::<name>` and `postgres::<name>`.
@@ -106,5 +107,13 @@ conformance! {
     logins: [
         open_session_writes_the_whole_login,
         a_login_whose_event_cannot_be_written_opens_nothing,
+    ],
+    two_factor: [
+        enrolment_is_pending_until_confirmed_with_its_own_secret,
+        accept_step_moves_only_forward_once_under_races,
+        recovery_codes_work_once_and_are_replaced_whole,
+        disabling_removes_secret_codes_and_pending_sign_ins,
+        a_two_factor_change_whose_event_cannot_be_written_is_undone,
+        pending_sign_ins_round_trip_delete_once_and_purge,
     ],
 }

@@ -14,6 +14,8 @@ pub struct UserRow<'a> {
     pub locked: bool,
     /// Locked by an administrator (until one unlocks it), not only by failed logins.
     pub locked_by_admin: bool,
+    /// Two-factor sign-in is on.
+    pub two_factor: bool,
 }
 
 /// `/admin/users`.

@@ -59,7 +59,7 @@ const LOCKED: &str =
 
 /// Counts a current-password check against this user's and this client's
 /// allowance (one shared by every account page); 429 over either.
-async fn limit_password_check(state: &AppState, user: &CurrentUser) -> Result<(), WebError> {
+pub(crate) async fn limit_password_check(state: &AppState, user: &CurrentUser) -> Result<(), WebError> {
     let by_user = state.limiter.check("password-check", &format!("user:{}", user.auth.user.id)).await?;
     let by_client = state.rate_limit("password-check", &user.ctx.client).await;
     match by_user {

@@ -103,12 +103,15 @@ async fn get_users(
     rows.truncate(PAGE_SIZE as usize);
     let next_after = if more { rows.last().map(|r| r.user.id) } else { None };
     let now = state.accounts.clock().now_ms();
+    let ids: Vec<i64> = rows.iter().map(|r| r.user.id).collect();
+    let with_two_factor = state.accounts.two_factor_users(&ids).await?;
     let users = rows
         .iter()
         .map(|r| pages::UserRow {
             user: &r.user,
             locked: r.locked_until.is_some(),
             locked_by_admin: portcullis_domain::lockout::admin_lock_holds(r.user.admin_locked_until, now),
+            two_factor: with_two_factor.contains(&r.user.id),
         })
         .collect();
     Ok(state.templates.render(&pages::AdminUsers {

@@ -5,7 +5,7 @@ use axum::Form;
 use axum::extract::{Query, State};
 use axum::response::Response;
 
-use portcullis_app::accounts::Registration;
+use portcullis_app::accounts::{FirstStep, Login, NewSession, Registration};
 use portcullis_app::{AppError, User};
 use portcullis_domain::safe_next;
 use serde::Deserialize;
@@ -67,7 +67,7 @@ pub struct NextQuery {
 }
 
 /// Where to go after login: `next` if it is a local path, else the dashboard.
-fn landing(next: Option<&str>) -> String {
+pub(crate) fn landing(next: Option<&str>) -> String {
     next.and_then(safe_next).unwrap_or("/dashboard").to_owned()
 }
 
@@ -162,22 +162,13 @@ async fn post_login(
     let device = device::read(&state.signer, &headers, https);
     match state.accounts.authenticate(&form.username, &form.password, device.as_ref(), &ctx.origin()).await {
         Ok(login) => {
-            let user_id = login.user.id;
             let remember =
                 form.remember_me.as_deref().is_some_and(|v| !v.is_empty() && v != "0" && v != "off" && v != "false");
-            let agent = if login.known_device {
-                String::new()
-            } else {
-                describe_agent(ctx.client.user_agent.as_deref().unwrap_or(""))
-            };
-            let new = state.accounts.sign_in(login, remember, ctx.client.clone(), &agent, &ctx.origin()).await?;
-            let mut r = see_other(&landing(next.as_deref()));
-            r.extensions_mut().insert(SessionChange::Start { cookie: new.cookie, remember });
-            // A fresh device cookie each time.
-            if let Ok(v) = HeaderValue::try_from(device::set_cookie(&state.signer, user_id, https)) {
-                r.headers_mut().append(SET_COOKIE, v);
+            let local_next = next.as_deref().and_then(safe_next);
+            match state.accounts.first_step(login, remember, local_next).await? {
+                FirstStep::Open(login) => open_session(&state, &ctx, login, remember, &landing(next.as_deref())).await,
+                FirstStep::SecondFactor { cookie } => Ok(crate::routes::two_factor::to_second_step(&state, &cookie)),
             }
-            Ok(r)
         }
         Err(e @ (AppError::InvalidCredentials | AppError::Locked | AppError::AdminLocked)) => {
             std::sync::Arc::make_mut(&mut ctx).flashes.push(Flash::error(e.to_string()));
@@ -186,6 +177,39 @@ async fn post_login(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Opens the session of a checked login (a password, a password and a
+/// second factor, or any other way a user is checked) and sends the
+/// browser `to`: a fresh session cookie, never one from before, and a fresh
+/// device cookie.
+pub(crate) async fn open_session(
+    state: &AppState,
+    ctx: &RequestCtx,
+    login: Login,
+    remember: bool,
+    to: &str,
+) -> Result<Response, WebError> {
+    let user_id = login.user.id;
+    let agent =
+        if login.known_device { String::new() } else { describe_agent(ctx.client.user_agent.as_deref().unwrap_or("")) };
+    let new = state.accounts.sign_in(login, remember, ctx.client.clone(), &agent, &ctx.origin()).await?;
+    Ok(session_opened(state, new, remember, user_id, see_other(to)))
+}
+
+/// Puts a session just opened on `r`: its cookie, and a fresh device cookie.
+pub(crate) fn session_opened(
+    state: &AppState,
+    new: NewSession,
+    remember: bool,
+    user_id: i64,
+    mut r: Response,
+) -> Response {
+    r.extensions_mut().insert(SessionChange::Start { cookie: new.cookie, remember });
+    if let Ok(v) = HeaderValue::try_from(device::set_cookie(&state.signer, user_id, state.config.is_https())) {
+        r.headers_mut().append(SET_COOKIE, v);
+    }
+    r
 }
 
 /// Asks before logging out: a link must not end a session.

@@ -63,6 +63,8 @@ pub const KINDS: &[&str] = &[
     "admin.revoke",
     "admin.sessions",
     "admin.delete",
+    "account.export",
+    "import",
 ];
 
 /// Who made a change and from where: what every audit event of that change carries.

@@ -5,6 +5,7 @@
 
 mod audit;
 pub mod cache;
+pub mod import;
 mod kept;
 mod limits;
 mod marks;

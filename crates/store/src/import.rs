@@ -151,10 +151,12 @@ impl FlaskSource {
         let mut conn = AnyConnection::connect_with(&options)
             .await
             .map_err(|e| SourceError(format!("cannot open {}: {e}", path.display())))?;
+        // Names every column read later; answers nothing the Any driver
+        // cannot decode (it knows no SQLite DATETIME).
         for check in [
-            "SELECT id, username, email, password_hash, created_at, is_admin, email_verified, locked_until \
-             FROM \"user\" LIMIT 1",
-            "SELECT id, title, content, author_id, created_at FROM post LIMIT 1",
+            "SELECT COUNT(*) AS n FROM (SELECT id, username, email, password_hash, created_at, is_admin, \
+             email_verified, locked_until FROM \"user\" LIMIT 1) AS t",
+            "SELECT COUNT(*) AS n FROM (SELECT id, title, content, author_id, created_at FROM post LIMIT 1) AS t",
         ] {
             sqlx::query(check).fetch_all(&mut conn).await.map_err(|e| {
                 SourceError(format!("{} is not a database of the Flask tutorial app: {e}", path.display()))

@@ -4,6 +4,7 @@
 //! back as domain errors, never as 500s.
 
 mod audit;
+mod backup;
 pub mod cache;
 pub mod import;
 mod kept;

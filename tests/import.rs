@@ -9,6 +9,10 @@ use std::process::Output;
 use portcullis::testing::TestApp;
 use sqlx::Row as _;
 
+#[allow(dead_code, reason = "shared by several test binaries, each using the services it needs")]
+#[path = "../crates/store/tests/support/services.rs"]
+mod services;
+
 /// The fixture, copied where a test may do what it likes with it.
 fn flask_db(dir: &Path) -> PathBuf {
     let to = dir.join("app.db");
@@ -299,9 +303,9 @@ async fn a_backup_taken_while_writes_go_on_opens_with_every_row() {
 }
 
 #[tokio::test]
+#[cfg_attr(portcullis_no_postgres, ignore = "needs PostgreSQL: set PORTCULLIS_TEST_POSTGRES_URL")]
 async fn a_backup_of_postgresql_is_refused_naming_pg_dump() {
-    let Ok(url) = std::env::var("PORTCULLIS_TEST_POSTGRES_URL") else {
-        assert!(std::env::var("PORTCULLIS_TEST_REQUIRE_SERVICES").is_err(), "PostgreSQL is required");
+    let Some(url) = services::postgres_url() else {
         return;
     };
     let app = TestApp::spawn().await;

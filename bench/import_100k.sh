@@ -33,8 +33,8 @@ db.commit()
 PY
 export PORTCULLIS_DATA_DIR="$work/data" PORTCULLIS_LOG=warn
 "$bin" migrate
-start=$(date +%s.%N)
-"$bin" import flask-sqlite "$work/app.db" </dev/null 2>"$work/stderr"
-end=$(date +%s.%N)
-echo "$n users, $((n * p)) posts: $(echo "$end - $start" | bc) s"
-tail -3 "$work/stderr"
+/usr/bin/time -f "%e s wall, %U s user, %S s system, %M KiB peak" -o "$work/time" \
+  "$bin" import flask-sqlite "$work/app.db" </dev/null 2>"$work/stderr"
+echo "$n users, $((n * p)) posts: $(cat "$work/time")"
+echo "load average before and after: $(cut -d' ' -f1-3 /proc/loadavg)"
+tail -2 "$work/stderr"

@@ -162,6 +162,15 @@ impl FlaskSource {
                 SourceError(format!("{} is not a database of the Flask tutorial app: {e}", path.display()))
             })?;
         }
+        // The app's `post` table has no index on `author_id`: an index of our
+        // own, in this connection's temporary database (the file stays
+        // untouched), spares a scan of every post for each batch of users.
+        for sql in [
+            "CREATE TEMP TABLE import_post_authors AS SELECT id, author_id FROM post",
+            "CREATE INDEX temp.import_post_authors_by_author ON import_post_authors (author_id, id)",
+        ] {
+            sqlx::query(sql).execute(&mut conn).await.map_err(|e| SourceError(format!("{}: {e}", path.display())))?;
+        }
         Ok(Self { conn, after: 0 })
     }
 
@@ -205,8 +214,9 @@ impl FlaskSource {
         self.after = last.try_get("id").map_err(err)?;
         let mut posts: HashMap<i64, Vec<Result<ImportPost, String>>> = HashMap::new();
         let post_rows = sqlx::query(
-            "SELECT id, CAST(title AS TEXT) AS title, CAST(content AS TEXT) AS content, author_id, \
-             CAST(created_at AS TEXT) AS created_at FROM post WHERE author_id BETWEEN $1 AND $2 ORDER BY id",
+            "SELECT p.id, CAST(p.title AS TEXT) AS title, CAST(p.content AS TEXT) AS content, p.author_id, \
+             CAST(p.created_at AS TEXT) AS created_at FROM import_post_authors a JOIN post p ON p.id = a.id \
+             WHERE a.author_id BETWEEN $1 AND $2 ORDER BY p.id",
         )
         .bind(first)
         .bind(self.after)

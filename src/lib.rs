@@ -3,8 +3,10 @@
 //! the store, starts the server and its background work, and shuts down
 //! gracefully.
 
+pub mod backup;
 pub mod config;
 pub mod files;
+pub mod import;
 pub mod listen;
 pub mod logs;
 pub mod mail;

@@ -37,6 +37,45 @@ enum Command {
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Move users (and posts) in from another app. Reasons for skipped rows
+    /// go to standard error; the last line is
+    /// `imported N users, M posts; skipped K`. Running it again imports nothing.
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// Copy the SQLite database (consistently, while the server runs) to
+    /// FILE, and the secret key to FILE.secret.key, both mode 0600. Never
+    /// overwrites; on PostgreSQL it refuses: use pg_dump.
+    Backup {
+        /// Where the copy goes; must not exist.
+        file: std::path::PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Users and posts from a database of the Flask tutorial app (tables
+    /// `user` and `post`): Werkzeug hashes kept (upgraded at each user's next
+    /// login), admin and verified flags, creation times and a lock still in
+    /// force kept; its plaintext verification and reset tokens are not taken.
+    FlaskSqlite {
+        /// The app's SQLite file (instance/app.db).
+        path: std::path::PathBuf,
+        /// Check and count everything, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Users from CSV with the header
+    /// `username,email,password_hash,is_admin,email_verified,created_at`;
+    /// hashes: Argon2id, Werkzeug pbkdf2/scrypt, bcrypt `$2b$`. Times are
+    /// UTC (`2024-05-01 12:00:00`, RFC 3339 with `Z`, or Unix seconds);
+    /// empty means now.
+    Csv {
+        /// The CSV file.
+        path: std::path::PathBuf,
+        /// Check and count everything, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -160,6 +199,29 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
             Ok(())
         }
         Command::User(cmd) => user_command(cmd, &services).await,
+        Command::Import(cmd) => {
+            let dry_run = matches!(
+                cmd,
+                ImportCommand::FlaskSqlite { dry_run: true, .. } | ImportCommand::Csv { dry_run: true, .. }
+            );
+            let summary = match cmd {
+                ImportCommand::FlaskSqlite { path, dry_run } => {
+                    portcullis::import::flask_sqlite(&services, &path, dry_run).await
+                }
+                ImportCommand::Csv { path, dry_run } => portcullis::import::csv(&services, &path, dry_run).await,
+            }
+            .map_err(Failure::Other)?;
+            if dry_run {
+                eprintln!("dry run: nothing was written; the counts say what an import would do");
+            }
+            println!("{summary}");
+            Ok(())
+        }
+        Command::Backup { file } => {
+            let (db, key) = portcullis::backup::backup(&services, &file).await.map_err(Failure::Other)?;
+            println!("backed up the database to {} and the secret key to {}", db.display(), key.display());
+            Ok(())
+        }
     }
 }
 

@@ -111,7 +111,8 @@ async fn route_table_every_route_for_every_role() {
                 }
                 (
                     "GET",
-                    "/logout" | "/dashboard" | "/posts/new" | "/account" | "/account/sessions" | "/account/activity",
+                    "/logout" | "/dashboard" | "/posts/new" | "/account" | "/account/sessions" | "/account/activity"
+                    | "/account/export",
                 ) => {
                     if role == Anonymous {
                         Login

@@ -4,6 +4,7 @@
 
 mod administration;
 mod email_change;
+mod export;
 mod mail_limits;
 mod password_check;
 mod recovery;
@@ -29,6 +30,7 @@ use crate::ports::{AuditStore, LoginThrottle, SessionStore, TokenStore, TwoFacto
 use crate::settings::AuthSettings;
 use crate::tokens;
 
+pub use export::AccountExport;
 pub use registration::Registration;
 pub use sessions::NewSession;
 pub use setup::{FirstAdmin, SETUP_TTL};

@@ -68,6 +68,8 @@ pub const KINDS: &[&str] = &[
     "two_factor.recovery_used",
     "two_factor.recovery_codes",
     "two_factor.reset",
+    "account.export",
+    "import",
 ];
 
 /// Who made a change and from where: what every audit event of that change carries.

@@ -319,8 +319,20 @@ fn verify_in(current: Argon2Settings, password: &str, stored: &str, memory: &mut
         };
         return Verified { ok, needs_rehash };
     }
-    let ok = werkzeug::verify(password, stored).unwrap_or(false);
+    let ok = if stored.starts_with("$2") {
+        bcrypt_matches(password, stored)
+    } else {
+        werkzeug::verify(password, stored).unwrap_or(false)
+    };
     Verified { ok, needs_rehash: true }
+}
+
+/// Whether `password` matches a bcrypt hash (`$2b$`, and the older `$2a$`
+/// and `$2y$` spellings), as other apps' imported users carry. Like the apps
+/// that made them, only the first 72 bytes of the password count.
+fn bcrypt_matches(password: &str, stored: &str) -> bool {
+    let known = ["$2a$", "$2b$", "$2y$"].iter().any(|p| stored.starts_with(p));
+    known && bcrypt::verify(password, stored).unwrap_or(false)
 }
 
 /// Werkzeug's `generate_password_hash` formats:
@@ -494,6 +506,18 @@ mod tests {
         {
             assert!(!pool.verify("x", junk).await.expect("verify").ok, "{junk}");
         }
+    }
+
+    #[tokio::test]
+    async fn bcrypt_hashes_verify_and_are_upgraded() {
+        let pool = HashPool::new(cheap(), 1, 1).expect("pool");
+        let h = bcrypt::hash("hunter2-but-longer", 4).expect("bcrypt");
+        assert!(h.starts_with("$2b$04$"), "{h}");
+        assert_eq!(pool.verify("hunter2-but-longer", &h).await.expect("v"), Verified { ok: true, needs_rehash: true });
+        assert!(!pool.verify("hunter2-but-longe", &h).await.expect("v").ok);
+        // Only the spellings bcrypt has: `$2x$` (a broken old one) and junk never match.
+        assert!(!pool.verify("hunter2-but-longer", &h.replacen("$2b$", "$2x$", 1)).await.expect("v").ok);
+        assert!(!pool.verify("x", "$2b$04$short").await.expect("v").ok);
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod clock;
 pub mod error;
 pub mod hashing;
+pub mod import;
 pub mod limits;
 pub mod mail;
 pub mod model;

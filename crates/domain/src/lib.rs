@@ -2,6 +2,7 @@
 //! after, and the decisions that need no IO. No async, no framework, no SQL.
 
 pub mod email;
+pub mod import;
 pub mod lockout;
 pub mod password;
 pub mod policy;

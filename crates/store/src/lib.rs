@@ -4,7 +4,9 @@
 //! back as domain errors, never as 500s.
 
 mod audit;
+mod backup;
 pub mod cache;
+pub mod import;
 mod kept;
 mod limits;
 mod marks;

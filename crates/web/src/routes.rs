@@ -3,6 +3,7 @@
 pub mod account;
 pub mod admin;
 pub mod auth;
+pub mod export;
 pub mod health;
 pub mod pages;
 pub mod posts;

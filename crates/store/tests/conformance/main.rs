@@ -12,6 +12,7 @@ mod audit;
 mod fixtures;
 mod harness;
 mod health;
+mod import;
 mod logins;
 mod outbox;
 mod posts;
@@ -104,6 +105,10 @@ conformance! {
         a_change_whose_event_cannot_be_written_is_undone,
     ],
     outbox: [outbox_claims_each_mail_once_and_marks_a_batch_sent],
+    import: [
+        taken_names_are_found_without_regard_to_case,
+        a_batch_writes_users_with_their_posts_and_locks_and_skips_taken_names,
+    ],
     logins: [
         open_session_writes_the_whole_login,
         a_login_whose_event_cannot_be_written_opens_nothing,

@@ -24,6 +24,7 @@ pub fn routes(t: RouteTable) -> RouteTable {
         .post("/account/delete", post_delete_account)
         .get("/account/sessions", get_sessions)
         .get("/account/activity", get_activity)
+        .get("/account/export", crate::routes::export::get_export)
         .post("/account/sessions/revoke-others", post_revoke_others)
         .post("/account/sessions/{id}/revoke", post_revoke_session)
 }

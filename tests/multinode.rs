@@ -46,8 +46,10 @@ async fn two_nodes_share_one_postgres_database() {
 
 /// The same with sessions and rate-limit counters in a shared Redis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(portcullis_no_postgres, ignore = "needs PostgreSQL: set PORTCULLIS_TEST_POSTGRES_URL")]
-#[cfg_attr(portcullis_no_redis, ignore = "needs Redis: set PORTCULLIS_TEST_REDIS_URL")]
+#[cfg_attr(
+    any(portcullis_no_postgres, portcullis_no_redis),
+    ignore = "needs PostgreSQL and Redis: set PORTCULLIS_TEST_POSTGRES_URL and PORTCULLIS_TEST_REDIS_URL"
+)]
 async fn two_nodes_share_postgres_and_redis() {
     let Some(redis) = services::redis_url() else {
         return;

@@ -8,6 +8,7 @@ pub mod pages;
 pub mod posts;
 pub mod recovery;
 pub mod setup;
+pub mod tokens;
 
 use axum::Router;
 use axum::body::Body;
@@ -101,6 +102,7 @@ fn table() -> RouteTable {
     let t = admin::routes(t);
     let t = recovery::routes(t);
     let t = setup::routes(t);
+    let t = tokens::routes(t);
     health::routes(t)
 }
 
@@ -112,5 +114,5 @@ pub fn route_list() -> Vec<(Method, &'static str)> {
 /// Every route, with the page for paths that match none. The request
 /// context and the layers around the routes are in `crate::site`.
 pub fn router(state: AppState) -> Router {
-    table().router.fallback(not_found).with_state(state)
+    table().router.nest("/api", crate::api::router(state.clone())).fallback(not_found).with_state(state)
 }

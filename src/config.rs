@@ -58,6 +58,8 @@ pub struct Config {
     pub hash_queue: usize,
     /// Attempts per client IP per minute on the sensitive forms (0 = off).
     pub rate_limit_per_minute: u32,
+    /// API requests per personal access token per minute (0: no limit).
+    pub api_rate_limit_per_minute: u32,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
     /// Largest request body, in bytes.
@@ -309,6 +311,7 @@ impl Config {
             hash_workers: number(src, "PORTCULLIS_HASH_WORKERS", workers, 1, 1024)?,
             hash_queue: number(src, "PORTCULLIS_HASH_QUEUE", queue, 0, 100_000)?,
             rate_limit_per_minute: number(src, "PORTCULLIS_RATE_LIMIT_PER_MINUTE", 20u32, 0, 1_000_000)?,
+            api_rate_limit_per_minute: number(src, "PORTCULLIS_API_RATE_LIMIT_PER_MINUTE", 600u32, 0, 10_000_000)?,
             trusted_proxies,
             body_limit: number(src, "PORTCULLIS_BODY_LIMIT", 64 * 1024usize, 1024, 64 * 1024 * 1024)?,
             request_timeout: duration(src, "PORTCULLIS_REQUEST_TIMEOUT", "30s")?,

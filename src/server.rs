@@ -44,6 +44,8 @@ pub struct Services {
     pub accounts: Accounts,
     /// Post use cases.
     pub posts: Posts,
+    /// Personal access tokens.
+    pub tokens: portcullis_app::access_tokens::AccessTokens,
     /// Rate limits.
     pub limiter: RateLimiter,
     /// The security log.
@@ -241,10 +243,18 @@ pub async fn open_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<S
     }
     let accounts = Accounts::new(ports, mailer, hasher, config.auth.clone(), clock.clone());
     let posts = Posts::new(post_store, clock.clone());
+    let tokens = portcullis_app::access_tokens::AccessTokens::new(
+        shared.clone(),
+        shared.clone(),
+        counters.clone(),
+        clock.clone(),
+        config.rate_limit_per_minute,
+        config.api_rate_limit_per_minute,
+    );
     let limiter = RateLimiter::new(counters, config.rate_limit_per_minute, clock.clone());
     let audit = Audit::new(shared, config.audit_retention, clock.clone());
     let transport = mail_transport(config)?;
-    Ok(Services { store, accounts, posts, limiter, audit, secret_key, sealer, wake, transport, clock })
+    Ok(Services { store, accounts, posts, tokens, limiter, audit, secret_key, sealer, wake, transport, clock })
 }
 
 /// The HTTP state for these services.
@@ -261,6 +271,7 @@ pub fn web_state(config: &Config, services: &Services) -> Result<AppState, Start
     Ok(AppState::new(
         services.accounts.clone(),
         services.posts.clone(),
+        services.tokens.clone(),
         services.limiter.clone(),
         services.audit.clone(),
         web,

@@ -1,6 +1,7 @@
 //! What Portcullis does: accounts, sessions, posts and administration, as use
 //! cases over ports (traits) that the store implements. No HTTP, no SQL here.
 
+pub mod access_tokens;
 pub mod accounts;
 pub mod audit;
 pub mod clock;

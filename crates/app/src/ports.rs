@@ -311,3 +311,32 @@ pub trait TwoFactorStore: Send + Sync {
     /// Deletes pending sign-ins past `expires_at`.
     async fn purge_pending_sign_ins(&self, now: i64) -> StoreResult<u64>;
 }
+
+/// Personal access tokens for the JSON API.
+#[async_trait]
+pub trait AccessTokenStore: Send + Sync {
+    /// Stores a new token and records `audit`, in one transaction.
+    async fn insert_access_token(
+        &self,
+        token: &crate::access_tokens::AccessToken,
+        audit: Option<&AuditEvent>,
+    ) -> StoreResult<()>;
+    /// A token with its user, in one read.
+    async fn access_token_with_user(&self, id: &str) -> StoreResult<Option<(crate::access_tokens::AccessToken, User)>>;
+    /// A user's tokens, newest first.
+    async fn user_access_tokens(&self, user_id: i64) -> StoreResult<Vec<crate::access_tokens::AccessToken>>;
+    /// Deletes one token of one user and records `audit`; `false` if there was none.
+    async fn delete_access_token(&self, user_id: i64, id: &str, audit: Option<&AuditEvent>) -> StoreResult<bool>;
+    /// Notes a use at `now` from `ip`, unless another request noted one
+    /// since `seen` (the value the caller read); records `audit` with it.
+    async fn touch_access_token(
+        &self,
+        id: &str,
+        seen: Option<i64>,
+        now: i64,
+        ip: Option<&str>,
+        audit: Option<&AuditEvent>,
+    ) -> StoreResult<bool>;
+    /// Marks the token shown; `true` only the first time.
+    async fn reveal_access_token(&self, user_id: i64, id: &str) -> StoreResult<bool>;
+}

@@ -18,3 +18,6 @@ pub use policy::Actor;
 pub use post::{PostContent, PostError, PostTitle};
 pub use redirect::safe_next;
 pub use username::{Username, UsernameError};
+pub mod access_token;
+pub mod scope;
+pub use scope::{Need, Scope};

@@ -3,6 +3,7 @@
 //! (`migrations/sqlite`, `migrations/postgres`). Constraint violations come
 //! back as domain errors, never as 500s.
 
+mod access_tokens;
 mod audit;
 mod backup;
 pub mod cache;

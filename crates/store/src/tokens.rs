@@ -166,6 +166,8 @@ impl TokenStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(backend_err)?;
+        // A reset means someone else may have had the password: API tokens go too.
+        crate::access_tokens::delete_user_tokens_in(&mut tx, change.user_id).await.map_err(backend_err)?;
         for key in lockout_keys {
             sqlx::query("DELETE FROM login_attempts WHERE key = $1")
                 .bind(key)

@@ -357,6 +357,10 @@ impl UserStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(backend_err)?;
+        if done.rows_affected() == 1 && until.is_some_and(|t| t > now) {
+            // A lock by an administrator ends the user's API tokens with it.
+            crate::access_tokens::delete_user_tokens_in(&mut tx, id).await.map_err(backend_err)?;
+        }
         record_if_one(tx, done.rows_affected(), audit).await
     }
 

@@ -141,6 +141,9 @@ where
         return busy;
     }
     let client = client_info(state, peer, req.headers());
+    if crate::api::is_api_path(req.uri().path()) {
+        return api_request(state, started, req, routes, client).await;
+    }
     let visitor = match visitor(state, req.headers()).await {
         Ok(visitor) => visitor,
         Err(e) => return finish_error(state, e, None, &client, Some(req.uri())),
@@ -166,6 +169,25 @@ where
     let accept_encoding = req.headers().get(ACCEPT_ENCODING).cloned();
     let res = run_routes(started, state.config.request_timeout, routes, req).await;
     finish_response(state, res, &ctx, notes, accept_encoding).await
+}
+
+/// A request to `/api`: cookies are not read (no session, no CSRF, no
+/// flash); the bearer token is the API's own business (`crate::api`), and
+/// every error answer is a problem document.
+async fn api_request<R>(state: &AppState, started: Instant, mut req: Request, routes: R, client: ClientInfo) -> Response
+where
+    R: Service<Request, Response = Response, Error = Infallible>,
+{
+    let ctx = RequestCtx {
+        auth: None,
+        csrf_token: String::new(),
+        flashes: Vec::new(),
+        client,
+        path_and_query: path_and_query(req.uri()),
+    };
+    req.extensions_mut().insert(Arc::new(ctx));
+    let res = run_routes(started, state.config.request_timeout, routes, req).await;
+    crate::api::problem::finish(res).await
 }
 
 /// Load shedding: while the hashing pool is full, a request that would

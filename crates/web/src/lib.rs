@@ -2,6 +2,7 @@
 //! flash), extractors that decide who may enter, templates and error pages.
 //! It never writes SQL and never hashes a password: it calls `portcullis-app`.
 
+pub mod api;
 pub mod context;
 pub mod cookies;
 pub mod csrf;

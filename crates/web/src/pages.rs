@@ -54,3 +54,5 @@ impl RequestCtx {
         if self.path_and_query.starts_with(prefix) { " aria-current=\"page\"" } else { "" }
     }
 }
+pub mod tokens;
+pub use self::tokens::{TokenRow, Tokens};

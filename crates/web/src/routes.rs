@@ -10,6 +10,7 @@ pub mod posts;
 pub mod recovery;
 pub mod setup;
 pub mod two_factor;
+pub mod tokens;
 
 use axum::Router;
 use axum::body::Body;
@@ -104,6 +105,7 @@ fn table() -> RouteTable {
     let t = recovery::routes(t);
     let t = setup::routes(t);
     let t = two_factor::routes(t);
+    let t = tokens::routes(t);
     health::routes(t)
 }
 
@@ -115,5 +117,5 @@ pub fn route_list() -> Vec<(Method, &'static str)> {
 /// Every route, with the page for paths that match none. The request
 /// context and the layers around the routes are in `crate::site`.
 pub fn router(state: AppState) -> Router {
-    table().router.fallback(not_found).with_state(state)
+    table().router.nest("/api", crate::api::router(state.clone())).fallback(not_found).with_state(state)
 }

@@ -51,6 +51,8 @@ pub struct Inner {
     pub accounts: Accounts,
     /// Post use cases.
     pub posts: Posts,
+    /// Personal access tokens.
+    pub tokens: portcullis_app::access_tokens::AccessTokens,
     /// Per-client limits on sensitive forms.
     pub limiter: RateLimiter,
     /// The security log.
@@ -74,11 +76,19 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     /// Builds the state.
-    pub fn new(accounts: Accounts, posts: Posts, limiter: RateLimiter, audit: Audit, config: WebConfig) -> Self {
+    pub fn new(
+        accounts: Accounts,
+        posts: Posts,
+        tokens: portcullis_app::access_tokens::AccessTokens,
+        limiter: RateLimiter,
+        audit: Audit,
+        config: WebConfig,
+    ) -> Self {
         let signer = Signer::new(&config.secret_key);
         Self(Arc::new(Inner {
             accounts,
             posts,
+            tokens,
             limiter,
             audit,
             templates: Templates,

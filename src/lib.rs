@@ -8,6 +8,7 @@ pub mod files;
 pub mod listen;
 pub mod logs;
 pub mod mail;
+pub mod metrics;
 pub mod server;
 pub mod setup;
 #[cfg(feature = "testing")]

@@ -60,6 +60,7 @@ pub struct Accounts {
     settings: AuthSettings,
     clock: Arc<dyn Clock>,
     setup: setup::SetupSlot,
+    meter: Arc<crate::meter::Meter>,
 }
 
 impl Accounts {
@@ -83,6 +84,7 @@ impl Accounts {
             settings,
             clock,
             setup: setup::SetupSlot::default(),
+            meter: Arc::default(),
         }
     }
 
@@ -99,6 +101,11 @@ impl Accounts {
     /// The password policy in force.
     pub fn password_policy(&self) -> PasswordPolicy {
         PasswordPolicy { min_length: self.settings.min_password_length }
+    }
+
+    /// Sign-in counters (for metrics).
+    pub fn meter(&self) -> &crate::meter::Meter {
+        &self.meter
     }
 
     /// The hashing pool.
@@ -125,7 +132,8 @@ impl Accounts {
         self.clock.now_ms()
     }
 
-    /// An audit event of `kind` from `origin`, dated now.
+    /// An audit event of `kind` from `origin`, dated now; sign-in events
+    /// are counted for metrics as they are made.
     fn event(
         &self,
         origin: &Origin,
@@ -134,6 +142,7 @@ impl Accounts {
         subject: Option<&str>,
         detail: Option<String>,
     ) -> AuditEvent {
+        self.meter.saw(kind);
         origin.event(self.now(), kind, user_id, subject, detail)
     }
 

@@ -9,6 +9,7 @@ mod kept;
 mod limits;
 mod marks;
 mod outbox;
+mod overview;
 mod posts;
 pub mod redis;
 mod script;

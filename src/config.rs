@@ -30,6 +30,8 @@ fn err(var: &str, message: impl Into<String>) -> ConfigError {
 pub struct Config {
     /// Listen address.
     pub bind: SocketAddr,
+    /// Where `/metrics` is served (unset: nowhere).
+    pub metrics_bind: Option<SocketAddr>,
     /// Public URL.
     pub base_url: url::Url,
     /// Data directory (database, secret key, dev outbox).
@@ -206,6 +208,14 @@ impl Config {
             .parse()
             .map_err(|_| err("PORTCULLIS_BIND", format!("{bind_raw:?} is not an address like 127.0.0.1:8080")))?;
 
+        let metrics_bind = match src.get("PORTCULLIS_METRICS_BIND") {
+            None => None,
+            Some(raw) if raw.trim().is_empty() => None,
+            Some(raw) => Some(raw.trim().parse().map_err(|_| {
+                err("PORTCULLIS_METRICS_BIND", format!("{raw:?} is not an address like 127.0.0.1:9090"))
+            })?),
+        };
+
         let base_raw = src.get("PORTCULLIS_BASE_URL").unwrap_or_else(|| "http://127.0.0.1:8080".into());
         let base_url =
             url::Url::parse(base_raw.trim()).map_err(|e| err("PORTCULLIS_BASE_URL", format!("{base_raw:?}: {e}")))?;
@@ -297,6 +307,7 @@ impl Config {
 
         Ok(Self {
             bind,
+            metrics_bind,
             base_url,
             data_dir,
             database_url,

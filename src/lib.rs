@@ -10,6 +10,7 @@ pub mod import;
 pub mod listen;
 pub mod logs;
 pub mod mail;
+pub mod metrics;
 pub mod server;
 pub mod setup;
 #[cfg(feature = "testing")]

@@ -187,6 +187,9 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
             }
             let state = server::web_state(&config, &services)?;
             let listener = server::bind(config.bind).await?;
+            if let Some(at) = server::start_metrics(&config, &services, server::shutdown_signal()).await? {
+                tracing::info!("metrics are served at http://{at}/metrics");
+            }
             let background = server::start_background(&services);
             let addr = listener.local_addr().map_err(|e| Failure::Other(e.to_string()))?;
             tracing::info!("Portcullis is serving http://{addr} (public URL {})", config.base_url);

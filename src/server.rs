@@ -60,6 +60,10 @@ pub struct Services {
     pub transport: Arc<dyn MailTransport>,
     /// What every timeout, lifetime and window is measured on.
     pub clock: Arc<dyn Clock>,
+    /// The administrators' overview.
+    pub overview: portcullis_app::overview::Overview,
+    /// The metrics recorder, when `PORTCULLIS_METRICS_BIND` is set.
+    pub metrics: Option<crate::metrics::Exporter>,
 }
 
 /// SMTP when configured, else the dev outbox in the data dir.
@@ -252,9 +256,26 @@ pub async fn open_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<S
         config.api_rate_limit_per_minute,
     );
     let limiter = RateLimiter::new(counters, config.rate_limit_per_minute, clock.clone());
+    let overview =
+        portcullis_app::overview::Overview::new(shared.clone(), clock.clone(), config.auth.session_idle_timeout);
     let audit = Audit::new(shared, config.audit_retention, clock.clone());
     let transport = mail_transport(config)?;
-    Ok(Services { store, accounts, posts, tokens, limiter, audit, secret_key, sealer, wake, transport, clock })
+    let metrics = config.metrics_bind.map(|_| crate::metrics::Exporter::new()).transpose()?;
+    Ok(Services {
+        store,
+        accounts,
+        posts,
+        tokens,
+        limiter,
+        audit,
+        secret_key,
+        sealer,
+        wake,
+        transport,
+        clock,
+        overview,
+        metrics,
+    })
 }
 
 /// The HTTP state for these services.
@@ -268,14 +289,15 @@ pub fn web_state(config: &Config, services: &Services) -> Result<AppState, Start
         max_connections: config.max_connections,
         trusted_proxies: config.trusted_proxies.clone(),
     };
-    Ok(AppState::new(
+    let state = AppState::new(
         services.accounts.clone(),
         services.posts.clone(),
         services.tokens.clone(),
         services.limiter.clone(),
         services.audit.clone(),
         web,
-    ))
+    );
+    Ok(state.with_operations(services.overview.clone(), services.metrics.as_ref().map(crate::metrics::Exporter::http)))
 }
 
 /// Deletes expired sessions, finished rate-limit windows and old audit
@@ -316,6 +338,27 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
             message: format!("cannot listen on {addr}: {e}"),
         })
     })
+}
+
+/// Binds the metrics listener when `PORTCULLIS_METRICS_BIND` is set and
+/// serves `/metrics` on it until `shutdown` completes; its address.
+pub async fn start_metrics(
+    config: &Config,
+    services: &Services,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<Option<SocketAddr>, StartError> {
+    let (Some(addr), Some(exporter)) = (config.metrics_bind, services.metrics.clone()) else { return Ok(None) };
+    let listener = crate::metrics::bind(addr).await?;
+    let local = listener.local_addr().map_err(|e| StartError::Other(e.to_string()))?;
+    let upkeep = exporter.spawn_upkeep();
+    let services = services.clone();
+    tokio::spawn(async move {
+        if let Err(e) = crate::metrics::serve(listener, exporter, services, shutdown).await {
+            tracing::error!(error = %e, "the metrics listener stopped");
+        }
+        upkeep.abort();
+    });
+    Ok(Some(local))
 }
 
 /// Serves until `shutdown` completes; in-flight requests finish. The

@@ -37,6 +37,8 @@ pub struct TestApp {
     pub services: Services,
     /// The clock every timeout, lifetime and window is measured on.
     pub clock: Arc<ManualClock>,
+    /// Where `/metrics` is served, when `PORTCULLIS_METRICS_BIND` was given.
+    pub metrics_addr: Option<SocketAddr>,
     dir: Option<tempfile::TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
@@ -74,6 +76,9 @@ impl TestApp {
         let addr = listener.local_addr().expect("local addr");
         let (tx, rx) = oneshot::channel::<()>();
         let background = server::start_background(&services);
+        // The metrics listener lives as long as the test's runtime.
+        let metrics_addr =
+            server::start_metrics(&config, &services, std::future::pending()).await.expect("metrics listener");
         let handle = tokio::spawn(async move {
             let _ = server::serve(listener, state, async {
                 let _ = rx.await;
@@ -81,7 +86,7 @@ impl TestApp {
             .await;
             background.shutdown().await;
         });
-        Self { addr, config, services, clock, dir: None, shutdown: Some(tx), handle: Some(handle) }
+        Self { addr, config, services, clock, metrics_addr, dir: None, shutdown: Some(tx), handle: Some(handle) }
     }
 
     /// Moves the server's clock on by `by`: timeouts, lifetimes and windows

@@ -161,7 +161,7 @@ async fn route_table_every_route_for_every_role() {
                 }
                 ("GET", "/admin") => match role {
                     Anonymous => Login,
-                    Admin => Status(303),
+                    Admin => Status(200),
                     _ => Status(403),
                 },
                 ("GET", "/admin/users" | "/admin/audit" | "/admin/users/{id}/{action}") => match role {

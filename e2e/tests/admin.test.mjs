@@ -31,7 +31,8 @@ test('admin: list, search, lock behind a confirmation, unlock', async () => {
   const page = await h.newPage(context);
   await login(h, page, { username: 'admin', password: ADMIN_PASSWORD }, 'dashboard as admin');
 
-  await h.submit(page, page.locator('nav.site-nav a', { hasText: 'Admin' }), 'admin users');
+  await h.submit(page, page.locator('nav.site-nav a', { hasText: 'Admin' }), 'admin overview');
+  await h.submit(page, page.locator('main a', { hasText: 'Users' }), 'admin users');
   assert.equal(new URL(page.url()).pathname, '/admin/users');
   const all = await page.locator('table tbody').innerText();
   for (const name of ['admin', 'heidi', 'ivan']) assert.ok(all.includes(name), `lists ${name}`);

@@ -69,6 +69,7 @@ pub struct Accounts {
     settings: AuthSettings,
     clock: Arc<dyn Clock>,
     setup: setup::SetupSlot,
+    meter: Arc<crate::meter::Meter>,
 }
 
 impl Accounts {
@@ -93,6 +94,7 @@ impl Accounts {
             settings,
             clock,
             setup: setup::SetupSlot::default(),
+            meter: Arc::default(),
         }
     }
 
@@ -109,6 +111,11 @@ impl Accounts {
     /// The password policy in force.
     pub fn password_policy(&self) -> PasswordPolicy {
         PasswordPolicy { min_length: self.settings.min_password_length }
+    }
+
+    /// Sign-in counters (for metrics).
+    pub fn meter(&self) -> &crate::meter::Meter {
+        &self.meter
     }
 
     /// The hashing pool.
@@ -135,7 +142,8 @@ impl Accounts {
         self.clock.now_ms()
     }
 
-    /// An audit event of `kind` from `origin`, dated now.
+    /// An audit event of `kind` from `origin`, dated now; sign-in events
+    /// are counted for metrics as they are made.
     fn event(
         &self,
         origin: &Origin,
@@ -144,6 +152,7 @@ impl Accounts {
         subject: Option<&str>,
         detail: Option<String>,
     ) -> AuditEvent {
+        self.meter.saw(kind);
         origin.event(self.now(), kind, user_id, subject, detail)
     }
 

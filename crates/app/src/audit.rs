@@ -50,6 +50,7 @@ pub const KINDS: &[&str] = &[
     "login.success",
     "login.failure",
     "login.locked",
+    "login.lockout",
     "logout",
     "password.changed",
     "password.reset",

@@ -16,6 +16,7 @@ pub mod fair_share;
 
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
@@ -65,6 +66,18 @@ pub struct HashPool {
     shares: fair_share::Shares,
     caps: fair_share::Caps,
     dummy_hash: String,
+    load: Arc<Load>,
+}
+
+/// What the pool is doing, for metrics.
+#[derive(Debug, Default)]
+struct Load {
+    /// Jobs a thread is running.
+    running: AtomicUsize,
+    /// Jobs queued, not yet started.
+    queued: AtomicUsize,
+    /// Places refused because the pool was full.
+    refused: AtomicU64,
 }
 
 impl HashPool {
@@ -95,6 +108,7 @@ impl HashPool {
             shares: fair_share::Shares::default(),
             caps: fair_share::Caps::for_pool(workers + queue),
             dummy_hash,
+            load: Arc::default(),
         })
     }
 
@@ -139,11 +153,25 @@ impl HashPool {
     /// caller that must not do anything (such as counting a login attempt)
     /// unless its check will really run takes its place first.
     pub fn admit(&self) -> Result<Admission, PoolBusy> {
-        self.admission
-            .clone()
-            .try_acquire_owned()
-            .map(|p| Admission { _permit: Arc::new(p), _share: None })
-            .map_err(|_| PoolBusy)
+        self.admission.clone().try_acquire_owned().map(|p| Admission { _permit: Arc::new(p), _share: None }).map_err(
+            |_| {
+                self.note_refused();
+                PoolBusy
+            },
+        )
+    }
+
+    /// Counts a check turned away because the pool was full (the web layer
+    /// turns some away before they ask, see [`HashPool::is_full`]).
+    pub fn note_refused(&self) {
+        self.load.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Hashes running now, hashes queued behind them, and places refused
+    /// so far.
+    pub fn load(&self) -> (usize, usize, u64) {
+        let l = &self.load;
+        (l.running.load(Ordering::Relaxed), l.queued.load(Ordering::Relaxed), l.refused.load(Ordering::Relaxed))
     }
 
     /// Reserves a place for a signed-in user's password check, within the
@@ -155,7 +183,10 @@ impl HashPool {
             .shares
             .take(fair_share::principals(user_id, client), self.caps)
             .ok_or(AppError::TooMany { retry_after: 1 })?;
-        let permit = self.admission.clone().try_acquire_owned().map_err(|_| AppError::Busy)?;
+        let permit = self.admission.clone().try_acquire_owned().map_err(|_| {
+            self.note_refused();
+            AppError::Busy
+        })?;
         Ok(Admission { _permit: Arc::new(permit), _share: Some(Arc::new(share)) })
     }
 
@@ -198,14 +229,35 @@ impl HashPool {
     ) -> Result<T, AppError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let place = place.clone();
+        let load = Arc::clone(&self.load);
+        load.queued.fetch_add(1, Ordering::Relaxed);
         let job: Job = Box::new(move |memory| {
+            load.queued.fetch_sub(1, Ordering::Relaxed);
+            let running = Running::start(load);
             let out = job(memory);
+            drop(running);
             // Given back before the answer, so the caller never finds its own place still taken.
             drop(place);
             let _ = tx.send(out);
         });
         self.jobs.send(job).map_err(|_| AppError::Internal("hash pool stopped".into()))?;
         rx.await.map_err(|_| AppError::Internal("hash job failed".into()))
+    }
+}
+
+/// A job running, counted until dropped (a panicking job too).
+struct Running(Arc<Load>);
+
+impl Running {
+    fn start(load: Arc<Load>) -> Self {
+        load.running.fetch_add(1, Ordering::Relaxed);
+        Self(load)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

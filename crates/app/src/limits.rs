@@ -26,13 +26,14 @@ pub struct RateLimiter {
     store: Arc<dyn RateLimitStore>,
     per_minute: u32,
     clock: Arc<dyn Clock>,
+    refused: Arc<crate::meter::RefusalCounts>,
 }
 
 impl RateLimiter {
     /// `per_minute` attempts per client per action, in windows of `clock`'s
     /// minutes; 0 turns limits off.
     pub fn new(store: Arc<dyn RateLimitStore>, per_minute: u32, clock: Arc<dyn Clock>) -> Self {
-        Self { store, per_minute, clock }
+        Self { store, per_minute, clock, refused: Arc::default() }
     }
 
     /// Counts one attempt at `action` by `client`. `Ok(None)` lets it through;
@@ -47,8 +48,14 @@ impl RateLimiter {
         if count <= i64::from(self.per_minute) {
             return Ok(None);
         }
+        self.refused.count(action);
         let wait_ms = (window + WINDOW_MS - now).max(1);
         Ok(Some(u64::try_from((wait_ms + 999) / 1000).unwrap_or(60)))
+    }
+
+    /// Attempts refused so far, per action (for metrics).
+    pub fn refusals(&self) -> Vec<(String, u64)> {
+        self.refused.snapshot()
     }
 
     /// Forgets finished windows.

@@ -340,3 +340,17 @@ pub trait AccessTokenStore: Send + Sync {
     /// Marks the token shown; `true` only the first time.
     async fn reveal_access_token(&self, user_id: i64, id: &str) -> StoreResult<bool>;
 }
+
+/// The numbers of the administrators' overview, each one indexed query.
+#[async_trait]
+pub trait OverviewStore: Send + Sync {
+    /// Events of each of `kinds` per UTC day, from `since` (unix ms) on.
+    async fn daily_events(&self, kinds: &[&str], since: i64) -> StoreResult<Vec<crate::overview::DailyCount>>;
+    /// How many users, verified, administrators (and, where stored, with
+    /// two-factor sign-in and with passkeys).
+    async fn user_counts(&self) -> StoreResult<crate::overview::UserCounts>;
+    /// Sessions not expired at `now` and used since `idle_cutoff`.
+    async fn active_sessions(&self, now: i64, idle_cutoff: i64) -> StoreResult<i64>;
+    /// Mails waiting in the outbox, and when the oldest was queued.
+    async fn outbox_health(&self) -> StoreResult<crate::overview::OutboxHealth>;
+}

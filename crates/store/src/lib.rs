@@ -13,6 +13,7 @@ mod limits;
 mod marks;
 mod notices;
 mod outbox;
+mod overview;
 mod posts;
 pub mod redis;
 mod script;

@@ -116,6 +116,10 @@ where
     let mut res = trace::serving(id.clone(), async {
         let res = with_context(state, peer, started, req, routes).await;
         trace::finished(&method, uri.path(), res.status(), started);
+        if let Some(metrics) = &state.http_metrics {
+            let route = res.extensions().get::<crate::metrics::MatchedRoute>().copied();
+            metrics.record(route, &method, res.status(), started.elapsed());
+        }
         res
     })
     .await;
@@ -199,6 +203,7 @@ fn shed_load(state: &AppState, req: &Request) -> Option<Response> {
     if !(needs_a_hash(req.method(), req.uri().path()) && state.accounts.hasher().is_full()) {
         return None;
     }
+    state.accounts.hasher().note_refused();
     let client = ClientInfo { ip: None, user_agent: None };
     Some(finish_error(state, WebError::Busy, None, &client, Some(req.uri())))
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 pub mod headers;
 pub mod mail;
+pub mod metrics;
 pub mod pages;
 pub mod routes;
 pub mod site;

@@ -89,6 +89,12 @@ impl RouteTable {
     }
 
     fn add(mut self, method: Method, path: &'static str, route: MethodRouter<AppState>) -> Self {
+        // Every answer of the route says which route it was, for the metrics.
+        let matched = crate::metrics::MatchedRoute { template: path, index: self.entries.len() };
+        let route = route.layer(axum::middleware::map_response(move |mut res: Response| async move {
+            res.extensions_mut().insert(matched);
+            res
+        }));
         self.router = self.router.route(path, route);
         self.entries.push((method, path));
         self

@@ -65,6 +65,10 @@ pub struct Inner {
     pub signer: Signer,
     /// Names requests that arrive without an id.
     pub request_ids: RequestIds,
+    /// Request metrics, when they are exported.
+    pub http_metrics: Option<crate::metrics::HttpMetrics>,
+    /// The administrators' overview.
+    pub overview: Option<portcullis_app::overview::Overview>,
 }
 
 impl std::ops::Deref for AppState {
@@ -95,7 +99,23 @@ impl AppState {
             config,
             signer,
             request_ids: RequestIds::default(),
+            http_metrics: None,
+            overview: None,
         }))
+    }
+
+    /// This state with the administrators' overview and, if given, request
+    /// metrics; only on a state not yet shared.
+    pub fn with_operations(
+        mut self,
+        overview: portcullis_app::overview::Overview,
+        http_metrics: Option<crate::metrics::HttpMetrics>,
+    ) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.0) {
+            inner.overview = Some(overview);
+            inner.http_metrics = http_metrics;
+        }
+        self
     }
 
     /// Counts an attempt at `action` by this client; refuses with 429 over the limit.

@@ -51,6 +51,9 @@ impl Accounts {
         };
         if !verified {
             self.audit.insert_audit(&refused("login.failure")).await?;
+            if attempts >= r.threshold {
+                self.audit.insert_audit(&refused(crate::meter::LOCKOUT_EVENT)).await?;
+            }
             return Err(AppError::InvalidCredentials);
         }
         self.throttle.clear_attempts(&[key]).await?;

@@ -116,11 +116,17 @@ impl Accounts {
         let Some(user) = user else {
             self.hasher.verify_dummy_admitted(&place, password).await?;
             self.audit.insert_audit(&failed("login.failure", None)).await?;
+            if attempts >= r.threshold {
+                self.audit.insert_audit(&failed(crate::meter::LOCKOUT_EVENT, None)).await?;
+            }
             return Err(AppError::InvalidCredentials);
         };
         let verified = self.hasher.verify_admitted(&place, password, &user.password_hash).await?;
         if !verified.ok {
             self.audit.insert_audit(&failed("login.failure", Some(&user))).await?;
+            if attempts >= r.threshold {
+                self.audit.insert_audit(&failed(crate::meter::LOCKOUT_EVENT, Some(&user))).await?;
+            }
             return Err(AppError::InvalidCredentials);
         }
         // Only the owner, who knows the password, learns of an administrator's lock.

@@ -93,6 +93,12 @@ impl TimeTag {
     }
 }
 
+/// The UTC date `YYYY-MM-DD` of unix ms.
+pub(crate) fn date(ms: i64) -> String {
+    let t = Utc::from_ms(ms);
+    format!("{:04}-{:02}-{:02}", t.year, t.month, t.day)
+}
+
 impl fmt::Display for TimeTag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.write(f)

@@ -86,9 +86,14 @@ impl Action {
     }
 }
 
-/// `/admin` is the user list.
-async fn get_admin(_admin: AdminUser) -> Response {
-    crate::routes::see_other("/admin/users")
+/// The overview: sign-ins, failures and lockouts of the last 30 days,
+/// user counts, sessions and the mail outbox.
+async fn get_admin(State(state): State<AppState>, AdminUser(admin): AdminUser) -> Result<Response, WebError> {
+    let overview = state.overview.as_ref().ok_or(WebError::NotFound)?;
+    let report = overview.report().await?;
+    let oldest_mail = report.outbox.oldest_at.map(|at| pages::age(report.now - at));
+    let charts = pages::charts(&report.days);
+    Ok(state.templates.render(&pages::AdminOverview { ctx: &admin.ctx, report: &report, charts, oldest_mail }))
 }
 
 /// The user list with search and keyset pagination.

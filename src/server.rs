@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_app::SystemClock;
-use portcullis_app::accounts::AccountPorts;
+use portcullis_app::accounts::{AccountPorts, Passkeys};
 use portcullis_app::audit::Audit;
 use portcullis_app::limits::RateLimiter;
 use portcullis_app::mail::{MailTransport, Mailer, OutboxWorker, Sealer};
@@ -46,6 +46,8 @@ pub struct Services {
     pub posts: Posts,
     /// Personal access tokens.
     pub tokens: portcullis_app::access_tokens::AccessTokens,
+    /// Passkey use cases.
+    pub passkeys: Passkeys,
     /// Rate limits.
     pub limiter: RateLimiter,
     /// The security log.
@@ -92,6 +94,7 @@ pub struct Background {
     purger: tokio::task::JoinHandle<()>,
     /// On PostgreSQL, the listening for other nodes' changes (for the read cache).
     follower: Option<tokio::task::JoinHandle<()>>,
+    ceremonies: tokio::task::JoinHandle<()>,
     worker: tokio::task::JoinHandle<()>,
     stop: tokio::sync::watch::Sender<bool>,
 }
@@ -103,6 +106,7 @@ impl Background {
         if let Some(follower) = &self.follower {
             follower.abort();
         }
+        self.ceremonies.abort();
         let _ = self.stop.send(true);
         let mut worker = self.worker;
         if tokio::time::timeout(Duration::from_secs(20), &mut worker).await.is_err() {
@@ -127,6 +131,7 @@ pub fn start_background(services: &Services) -> Background {
     Background {
         purger: spawn_purger(services.accounts.clone(), services.limiter.clone(), services.audit.clone()),
         follower: services.store.follow_changes(),
+        ceremonies: spawn_ceremony_purger(services.passkeys.clone()),
         worker: tokio::spawn(worker.run(stopped)),
         stop,
     }
@@ -255,6 +260,7 @@ pub async fn open_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<S
         config.rate_limit_per_minute,
         config.api_rate_limit_per_minute,
     );
+    let passkeys = Passkeys::new(accounts.clone(), shared.clone());
     let limiter = RateLimiter::new(counters, config.rate_limit_per_minute, clock.clone());
     let overview =
         portcullis_app::overview::Overview::new(shared.clone(), clock.clone(), config.auth.session_idle_timeout);
@@ -266,6 +272,7 @@ pub async fn open_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<S
         accounts,
         posts,
         tokens,
+        passkeys,
         limiter,
         audit,
         secret_key,
@@ -293,6 +300,7 @@ pub fn web_state(config: &Config, services: &Services) -> Result<AppState, Start
         services.accounts.clone(),
         services.posts.clone(),
         services.tokens.clone(),
+        services.passkeys.clone(),
         services.limiter.clone(),
         services.audit.clone(),
         web,
@@ -325,6 +333,19 @@ pub fn spawn_purger(accounts: Accounts, limiter: RateLimiter, audit: Audit) -> t
             }
             if let Err(e) = accounts.purge_stale_attempts().await {
                 tracing::warn!(error = %e, "attempt counter purge failed");
+            }
+        }
+    })
+}
+
+/// Deletes passkey ceremonies past their time now and then.
+pub fn spawn_ceremony_purger(passkeys: Passkeys) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(300));
+        loop {
+            tick.tick().await;
+            if let Err(e) = passkeys.purge().await {
+                tracing::warn!(error = %e, "passkey ceremony purge failed");
             }
         }
     })

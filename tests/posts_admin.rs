@@ -76,13 +76,21 @@ async fn route_table_every_route_for_every_role() {
                 .replace("/admin/users/{id}/{action}", &format!("/admin/users/{}/unlock", victim.id))
                 .replace("/admin/users/{id}/two-factor", &format!("/admin/users/{}/two-factor", victim.id))
                 .replace("/account/sessions/{id}/revoke", "/account/sessions/AAAAAAAAAAAAAAAAAAAAAA/revoke")
+                .replace("/account/passkeys/{id}/", "/account/passkeys/1/")
                 .replace("{token}", &format!("{}.{}", "A".repeat(22), "B".repeat(43)));
             assert!(!path.contains('{'), "unclassified path parameter in {pattern}");
             use Role::*;
             let expected: Outcome = match (method.as_str(), pattern) {
-                ("GET", "/" | "/static/app.css" | "/static/password.js" | "/healthz" | "/readyz" | "/posts/{id}") => {
-                    Status(200)
-                }
+                (
+                    "GET",
+                    "/"
+                    | "/static/app.css"
+                    | "/static/password.js"
+                    | "/static/passkeys.js"
+                    | "/healthz"
+                    | "/readyz"
+                    | "/posts/{id}",
+                ) => Status(200),
                 ("GET", "/register" | "/login") => {
                     if role == Anonymous {
                         Status(200)
@@ -157,6 +165,48 @@ async fn route_table_every_route_for_every_role() {
                         Login
                     } else {
                         Status(404)
+                    }
+                }
+                // Passkeys: these servers' base URL is an IP address, so
+                // passkeys are off; the ceremonies' bodies here are forms, not JSON.
+                ("GET", "/account/passkeys") => {
+                    if role == Anonymous {
+                        Login
+                    } else {
+                        Status(200)
+                    }
+                }
+                (
+                    "POST",
+                    "/account/passkeys/register/start"
+                    | "/account/passkeys/register/finish"
+                    | "/account/passkeys/confirm/start",
+                ) => {
+                    if role == Anonymous {
+                        Login
+                    } else {
+                        Status(400)
+                    }
+                }
+                ("POST", "/account/passkeys/{id}/rename") => {
+                    if role == Anonymous {
+                        Login
+                    } else {
+                        Status(303)
+                    }
+                }
+                ("POST", "/account/passkeys/{id}/delete") => {
+                    if role == Anonymous {
+                        Login
+                    } else {
+                        Status(404)
+                    }
+                }
+                ("POST", "/login/passkey/start" | "/login/passkey/finish") => {
+                    if role == Anonymous {
+                        Status(400)
+                    } else {
+                        Status(409)
                     }
                 }
                 ("GET", "/admin") => match role {

@@ -83,13 +83,17 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** `target/debug/portcullis serve` on a free port with a fresh data directory. */
 export class Server {
-  static async start(name) {
+  /**
+   * `host` names the site in its base URL (WebAuthn needs a name such as
+   * `localhost`, never an IP address); the server listens on 127.0.0.1.
+   */
+  static async start(name, { host = '127.0.0.1' } = {}) {
     if (!fs.existsSync(BIN)) {
       throw new Error(`${BIN} is missing: build it first with \`cargo build\` (or run e2e/run.sh)`);
     }
     const port = await freePort();
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `portcullis-e2e-${name}-`));
-    const base = `http://127.0.0.1:${port}`;
+    const base = `http://${host}:${port}`;
     const env = {
       ...process.env,
       PORTCULLIS_BIND: `127.0.0.1:${port}`,
@@ -109,7 +113,7 @@ export class Server {
       if (child.exitCode !== null) {
         throw new Error(`portcullis serve exited with ${child.exitCode}; see ${path.join(LOGS, `server-${name}.log`)}`);
       }
-      if ((await healthz(`${base}/healthz`)) === 200) break;
+      if ((await healthz(`http://127.0.0.1:${port}/healthz`)) === 200) break;
       if (Date.now() > deadline) {
         await server.stop();
         throw new Error('portcullis serve did not answer GET /healthz with 200 within 60 s');

@@ -6,6 +6,7 @@ mod administration;
 mod email_change;
 mod export;
 mod mail_limits;
+mod passkeys;
 mod password_check;
 mod recovery;
 mod registration;
@@ -31,6 +32,7 @@ use crate::settings::AuthSettings;
 use crate::tokens;
 
 pub use export::AccountExport;
+pub use passkeys::{CEREMONY_TTL, Passkeys, Proof, Started, relying_party};
 pub use registration::Registration;
 pub use sessions::NewSession;
 pub use setup::{FirstAdmin, SETUP_TTL};

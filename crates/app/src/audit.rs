@@ -71,6 +71,10 @@ pub const KINDS: &[&str] = &[
     "two_factor.reset",
     "account.export",
     "import",
+    "passkey.added",
+    "passkey.renamed",
+    "passkey.removed",
+    "passkey.refused",
 ];
 
 /// Who made a change and from where: what every audit event of that change carries.

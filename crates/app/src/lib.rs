@@ -13,6 +13,7 @@ pub mod mail;
 pub mod meter;
 pub mod model;
 pub mod overview;
+pub mod passkey_store;
 pub mod ports;
 pub mod posts;
 pub mod settings;

@@ -57,6 +57,10 @@ pub enum MailKind {
     RecoveryCodeUsed,
     /// "An administrator turned two-factor sign-in off".
     TwoFactorReset,
+    /// "A passkey was added to your account" (`device` names it).
+    PasskeyAdded,
+    /// "A passkey was removed from your account" (`device` names it).
+    PasskeyRemoved,
 }
 
 impl MailKind {
@@ -72,6 +76,8 @@ impl MailKind {
             Self::TwoFactorDisabled => "two_factor_disabled",
             Self::RecoveryCodeUsed => "recovery_code_used",
             Self::TwoFactorReset => "two_factor_reset",
+            Self::PasskeyAdded => "passkey_added",
+            Self::PasskeyRemoved => "passkey_removed",
         }
     }
 }

@@ -14,6 +14,7 @@ mod marks;
 mod notices;
 mod outbox;
 mod overview;
+mod passkeys;
 mod posts;
 pub mod redis;
 mod script;

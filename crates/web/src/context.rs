@@ -441,11 +441,13 @@ fn write_session_cookie(state: &AppState, res: &mut Response, stale: bool) -> bo
 }
 
 /// A redirect carries the handler's flash messages on, with any not yet
-/// shown; any other answer shows the waiting ones, so their cookie goes.
+/// shown, and so does an answer a script follows to the next page (a JSON
+/// answer with flash messages); any other answer shows the waiting ones,
+/// so their cookie goes.
 fn write_flash_cookie(state: &AppState, res: &mut Response, shown: &[Flash]) {
     let https = state.config.is_https();
     let out = res.extensions_mut().remove::<FlashOut>().unwrap_or_default();
-    if res.status().is_redirection() {
+    if res.status().is_redirection() || !out.0.is_empty() {
         if !out.0.is_empty() {
             let mut all = shown.to_vec();
             all.extend(out.0);

@@ -56,6 +56,8 @@ fn subject(kind: MailKind) -> &'static str {
         MailKind::TwoFactorDisabled => "Two-factor sign-in is off",
         MailKind::RecoveryCodeUsed => "A recovery code was used to sign in",
         MailKind::TwoFactorReset => "An administrator turned two-factor sign-in off",
+        MailKind::PasskeyAdded => "A passkey was added to your account",
+        MailKind::PasskeyRemoved => "A passkey was removed from your account",
     }
 }
 

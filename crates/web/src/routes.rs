@@ -6,11 +6,12 @@ pub mod auth;
 pub mod export;
 pub mod health;
 pub mod pages;
+pub mod passkeys;
 pub mod posts;
 pub mod recovery;
 pub mod setup;
-pub mod two_factor;
 pub mod tokens;
+pub mod two_factor;
 
 use axum::Router;
 use axum::body::Body;
@@ -107,6 +108,7 @@ fn table() -> RouteTable {
     let t = auth::routes(t);
     let t = posts::routes(t);
     let t = account::routes(t);
+    let t = passkeys::routes(t);
     let t = admin::routes(t);
     let t = recovery::routes(t);
     let t = setup::routes(t);

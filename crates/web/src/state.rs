@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use portcullis_app::accounts::Passkeys;
 use portcullis_app::audit::Audit;
 use portcullis_app::limits::RateLimiter;
 use portcullis_app::{Accounts, Posts};
@@ -53,6 +54,8 @@ pub struct Inner {
     pub posts: Posts,
     /// Personal access tokens.
     pub tokens: portcullis_app::access_tokens::AccessTokens,
+    /// Passkey use cases.
+    pub passkeys: Passkeys,
     /// Per-client limits on sensitive forms.
     pub limiter: RateLimiter,
     /// The security log.
@@ -84,6 +87,7 @@ impl AppState {
         accounts: Accounts,
         posts: Posts,
         tokens: portcullis_app::access_tokens::AccessTokens,
+        passkeys: Passkeys,
         limiter: RateLimiter,
         audit: Audit,
         config: WebConfig,
@@ -93,6 +97,7 @@ impl AppState {
             accounts,
             posts,
             tokens,
+            passkeys,
             limiter,
             audit,
             templates: Templates,

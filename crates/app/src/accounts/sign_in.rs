@@ -37,7 +37,10 @@ pub struct Login {
     pub known_device: bool,
     /// The failed-login counter the attempt was counted under.
     attempt_key: String,
-    _place: Admission,
+    /// Said in the audit event of the sign-in: how the user proved who
+    /// they are, when not by password.
+    method: Option<&'static str>,
+    _place: Option<Admission>,
 }
 
 impl Login {
@@ -46,7 +49,7 @@ impl Login {
     /// under `attempt_key` and holding `place` in the hashing pool: to be
     /// opened with [`Accounts::sign_in`] like any other.
     pub(crate) fn checked(user: User, known_device: bool, attempt_key: String, place: Admission) -> Self {
-        Self { user, known_device, attempt_key, _place: place }
+        Self { user, known_device, attempt_key, method: None, _place: Some(place) }
     }
 
     /// The failed-login counter the attempt was counted under.
@@ -143,7 +146,52 @@ impl Accounts {
                 }
             }
         }
-        Ok(Login { user, known_device: counted.known_device, attempt_key: counted.key, _place: place })
+        Ok(Login {
+            user,
+            known_device: counted.known_device,
+            attempt_key: counted.key,
+            method: None,
+            _place: Some(place),
+        })
+    }
+
+    /// A checked login for `user`, who proved who they are by `method` (a
+    /// passkey) rather than a password: refused, like a password login,
+    /// while the counter a password login from this browser would be counted
+    /// on is locked, or while an administrator's lock holds. Nothing was
+    /// guessed, so no attempt is counted; a success forgets the counter.
+    pub(super) async fn verified_login(
+        &self,
+        user: User,
+        method: &'static str,
+        device: Option<&DeviceCookie>,
+        origin: &Origin,
+    ) -> Result<Login, AppError> {
+        let name_hash = self.mailer.fingerprint(&normalize_login(&user.username));
+        let claim = device.map(|d| DeviceClaim { user_id: d.user_id, nonce: &d.nonce });
+        let counted = lockout::attempt_key(Some(user.id), &name_hash, claim);
+        let now = self.now();
+        let locked = self.throttle.locked_until(&counted.key, now).await?.is_some();
+        let refusal = if locked {
+            Some(AppError::Locked)
+        } else if lockout::admin_lock_holds(user.admin_locked_until, now) {
+            Some(AppError::AdminLocked)
+        } else {
+            None
+        };
+        if let Some(e) = refusal {
+            let detail = Some(format!("by {method}"));
+            let event = self.event(origin, "login.locked", Some(user.id), Some(&user.username), detail);
+            self.audit.insert_audit(&event).await?;
+            return Err(e);
+        }
+        Ok(Login {
+            user,
+            known_device: counted.known_device,
+            attempt_key: counted.key,
+            method: Some(method),
+            _place: None,
+        })
     }
 
     /// Opens the session of a checked login, in one write with the rest of
@@ -173,7 +221,8 @@ impl Accounts {
                 .ok()
         };
         let new = self.new_session(user, remember, client);
-        let event = self.event(origin, "login.success", Some(user.id), Some(&user.username), None);
+        let detail = login.method.map(|m| format!("by {m}"));
+        let event = self.event(origin, "login.success", Some(user.id), Some(&user.username), detail);
         let writes = SignIn { attempt_key: &login.attempt_key, audit: &event, mail: mail.as_ref() };
         self.sessions.open_session(&new.session, &writes).await?;
         if mail.is_some() {

@@ -15,6 +15,7 @@ mod health;
 mod import;
 mod logins;
 mod outbox;
+mod passkeys;
 mod posts;
 #[allow(dead_code, reason = "shared by several test binaries, each using the services it needs")]
 #[path = "../support/services.rs"]
@@ -108,6 +109,17 @@ conformance! {
     import: [
         taken_names_are_found_without_regard_to_case,
         a_batch_writes_users_with_their_posts_and_locks_and_skips_taken_names,
+    ],
+    passkeys: [
+        a_ceremony_is_taken_once_by_its_kind,
+        concurrent_takes_of_a_ceremony_let_exactly_one_win,
+        purge_ceremonies_removes_only_expired_ones,
+        passkeys_round_trip_with_their_mail_and_event,
+        rename_and_delete_touch_only_the_owners_passkey,
+        a_use_moves_the_counter_forward_only,
+        deleting_a_user_deletes_their_passkeys_and_ceremonies,
+        a_passkey_whose_event_cannot_be_written_is_not_stored,
+        delete_user_passkeys_removes_all_of_one_users,
     ],
     logins: [
         open_session_writes_the_whole_login,

@@ -16,6 +16,8 @@ pub struct UserRow<'a> {
     pub locked_by_admin: bool,
     /// Two-factor sign-in is on.
     pub two_factor: bool,
+    /// How many passkeys the account holds.
+    pub passkeys: i64,
 }
 
 /// `/admin/users`.

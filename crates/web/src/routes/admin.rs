@@ -43,6 +43,7 @@ enum Action {
     GrantAdmin,
     RevokeAdmin,
     RevokeSessions,
+    RemovePasskeys,
     Delete,
 }
 
@@ -54,6 +55,7 @@ impl Action {
             "grant-admin" => Self::GrantAdmin,
             "revoke-admin" => Self::RevokeAdmin,
             "revoke-sessions" => Self::RevokeSessions,
+            "remove-passkeys" => Self::RemovePasskeys,
             "delete" => Self::Delete,
             _ => return None,
         })
@@ -66,6 +68,7 @@ impl Action {
             Self::GrantAdmin => "Make administrator",
             Self::RevokeAdmin => "Remove administrator",
             Self::RevokeSessions => "Sign out everywhere",
+            Self::RemovePasskeys => "Remove passkeys",
             Self::Delete => "Delete user",
         }
     }
@@ -81,6 +84,9 @@ impl Action {
             }
             Self::RevokeAdmin => "The user loses access to the admin area at once. Their sessions end.",
             Self::RevokeSessions => "Every session of this user ends.",
+            Self::RemovePasskeys => {
+                "Every passkey of this user is removed; they sign in with their password until they add one again."
+            }
             Self::Delete => "The user and all their posts are deleted. This cannot be undone.",
         }
     }
@@ -110,6 +116,7 @@ async fn get_users(
     let now = state.accounts.clock().now_ms();
     let ids: Vec<i64> = rows.iter().map(|r| r.user.id).collect();
     let with_two_factor = state.accounts.two_factor_users(&ids).await?;
+    let passkeys = state.passkeys.counts(&ids).await?;
     let users = rows
         .iter()
         .map(|r| pages::UserRow {
@@ -117,6 +124,7 @@ async fn get_users(
             locked: r.locked_until.is_some(),
             locked_by_admin: portcullis_domain::lockout::admin_lock_holds(r.user.admin_locked_until, now),
             two_factor: with_two_factor.contains(&r.user.id),
+            passkeys: passkeys.iter().find(|(id, _)| *id == r.user.id).map_or(0, |(_, n)| *n),
         })
         .collect();
     Ok(state.templates.render(&pages::AdminUsers {
@@ -142,7 +150,7 @@ async fn get_confirm(
         action: &action,
         label: action_enum.label(),
         consequence: action_enum.consequence(),
-        danger: matches!(action_enum, Action::Delete | Action::Lock | Action::RevokeAdmin),
+        danger: matches!(action_enum, Action::Delete | Action::Lock | Action::RevokeAdmin | Action::RemovePasskeys),
     }))
 }
 
@@ -173,6 +181,9 @@ async fn post_action(
             .map(|u| format!("{} is no longer an administrator", u.username)),
         Action::RevokeSessions => {
             accounts.end_all_sessions(id, &origin).await.map(|n| format!("Ended {n} session(s) of {}", user.username))
+        }
+        Action::RemovePasskeys => {
+            state.passkeys.remove_all(id, &origin).await.map(|n| format!("Removed {n} passkey(s) of {}", user.username))
         }
         Action::Delete => accounts.delete_user(id, &origin).await.map(|()| format!("{} was deleted", user.username)),
     };

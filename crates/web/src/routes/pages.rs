@@ -14,6 +14,7 @@ use crate::state::AppState;
 
 const APP_CSS: &str = include_str!("../../../../static/app.css");
 const PASSWORD_JS: &str = include_str!("../../../../static/password.js");
+const PASSKEYS_JS: &str = include_str!("../../../../static/passkeys.js");
 
 /// Keyset pagination: show items with ids below `before`.
 #[derive(Debug, Default, Deserialize)]
@@ -24,7 +25,10 @@ pub struct PageQuery {
 
 /// `/`, `/static/*`.
 pub fn routes(t: RouteTable) -> RouteTable {
-    t.get("/", get_home).get("/static/app.css", get_css).get("/static/password.js", get_js)
+    t.get("/", get_home)
+        .get("/static/app.css", get_css)
+        .get("/static/password.js", get_js)
+        .get("/static/passkeys.js", get_passkeys_js)
 }
 
 /// Home: the newest posts.
@@ -50,4 +54,9 @@ async fn get_css() -> Response {
 /// The password field helper.
 async fn get_js() -> Response {
     asset("text/javascript; charset=utf-8", PASSWORD_JS)
+}
+
+/// The passkey ceremonies' script.
+async fn get_passkeys_js() -> Response {
+    asset("text/javascript; charset=utf-8", PASSKEYS_JS)
 }

@@ -335,7 +335,7 @@ impl From<&UserSummary> for UserBody {
 const MAX_DEPTH: u64 = 10_000;
 
 /// `page` (from 1) and `per_page` (1–100, default 20) from the query.
-fn paging(q: &HashMap<String, String>) -> Result<(u64, u64), Response> {
+fn paging(q: &HashMap<String, String>) -> Result<(u64, u64), Box<Problem>> {
     let mut errors = FieldErrors::default();
     let mut num = |name: &'static str, default: u64, max: u64| match q.get(name) {
         None => Some(default),
@@ -353,9 +353,9 @@ fn paging(q: &HashMap<String, String>) -> Result<(u64, u64), Response> {
         (Some(p), Some(n)) if p * n <= MAX_DEPTH + 100 => Ok((p, n)),
         (Some(_), Some(_)) => {
             errors.add("page", format!("pages reach no deeper than {MAX_DEPTH} items"));
-            Err(Problem::invalid(&errors).into_response())
+            Err(Box::new(Problem::invalid(&errors)))
         }
-        _ => Err(Problem::invalid(&errors).into_response()),
+        _ => Err(Box::new(Problem::invalid(&errors))),
     }
 }
 
@@ -394,26 +394,23 @@ fn paged<T: Serialize>(
 
 /// A JSON object from the body: 415 for another media type, 400 for
 /// malformed JSON, 422 for JSON that is not an object.
-fn json_object(headers: &HeaderMap, body: &Bytes) -> Result<serde_json::Map<String, Value>, Response> {
+fn json_object(headers: &HeaderMap, body: &Bytes) -> Result<serde_json::Map<String, Value>, Box<Problem>> {
     let ct = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if !(essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))) {
-        return Err(Problem::new(
+        return Err(Box::new(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Send a JSON body with Content-Type: application/json.",
-        )
-        .into_response());
+        )));
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => {
             let mut e = FieldErrors::default();
             e.add("body", "The body must be a JSON object");
-            Err(Problem::invalid(&e).into_response())
+            Err(Box::new(Problem::invalid(&e)))
         }
-        Err(e) => {
-            Err(Problem::new(StatusCode::BAD_REQUEST, format!("The body is not valid JSON: {e}")).into_response())
-        }
+        Err(e) => Err(Box::new(Problem::new(StatusCode::BAD_REQUEST, format!("The body is not valid JSON: {e}")))),
     }
 }
 
@@ -429,8 +426,8 @@ fn string_field(obj: &serde_json::Map<String, Value>, name: &'static str, errors
     }
 }
 
-fn post_id(raw: &str) -> Result<i64, Response> {
-    raw.parse::<i64>().map_err(|_| Problem::new(StatusCode::NOT_FOUND, "No such post.").into_response())
+fn post_id(raw: &str) -> Result<i64, Box<Problem>> {
+    raw.parse::<i64>().map_err(|_| Box::new(Problem::new(StatusCode::NOT_FOUND, "No such post.")))
 }
 
 /// The token's user.
@@ -463,7 +460,7 @@ async fn get_me(Caller(c): Caller) -> Response {
 async fn list_posts(State(state): State<AppState>, _c: Caller, Query(q): Query<HashMap<String, String>>) -> Response {
     let (page, per_page) = match paging(&q) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(p) => return p.into_response(),
     };
     let want = i64::try_from(page * per_page + 1).unwrap_or(i64::MAX);
     match state.posts.list(None, None, want).await {
@@ -489,7 +486,7 @@ async fn list_posts(State(state): State<AppState>, _c: Caller, Query(q): Query<H
 async fn create_post(State(state): State<AppState>, Caller(c): Caller, headers: HeaderMap, body: Bytes) -> Response {
     let obj = match json_object(&headers, &body) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(p) => return p.into_response(),
     };
     let mut errors = FieldErrors::default();
     let title = string_field(&obj, "title", &mut errors);
@@ -522,7 +519,7 @@ async fn create_post(State(state): State<AppState>, Caller(c): Caller, headers: 
 async fn get_post(State(state): State<AppState>, _c: Caller, Path(raw): Path<String>) -> Response {
     let id = match post_id(&raw) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(p) => return p.into_response(),
     };
     match state.posts.get(id).await {
         Ok(p) => axum::Json(PostBody::from(&p)).into_response(),
@@ -551,11 +548,11 @@ async fn update_post(
 ) -> Response {
     let id = match post_id(&raw) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(p) => return p.into_response(),
     };
     let obj = match json_object(&headers, &body) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(p) => return p.into_response(),
     };
     let current = match state.posts.get_for_edit(c.actor(), id).await {
         Ok(p) => p,
@@ -586,7 +583,7 @@ async fn update_post(
 async fn delete_post(State(state): State<AppState>, Caller(c): Caller, Path(raw): Path<String>) -> Response {
     let id = match post_id(&raw) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(p) => return p.into_response(),
     };
     match state.posts.delete(c.actor(), id).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
@@ -638,7 +635,7 @@ async fn delete_session(
 async fn list_users(State(state): State<AppState>, _c: Caller, Query(q): Query<HashMap<String, String>>) -> Response {
     let (page, per_page) = match paging(&q) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(p) => return p.into_response(),
     };
     let query = q.get("q").map(String::as_str);
     let want = i64::try_from(page * per_page + 1).unwrap_or(i64::MAX);

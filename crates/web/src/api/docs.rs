@@ -54,7 +54,7 @@ fn render() -> String {
                 out.push_str("</ul>");
             }
             out.push_str("<h3>Responses</h3><ul>");
-            for (code, _) in &op.responses.responses {
+            for code in op.responses.responses.keys() {
                 let _ = write!(out, "<li><code>{}</code></li>", esc(code));
             }
             out.push_str("</ul></section>");

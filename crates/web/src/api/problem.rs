@@ -81,6 +81,13 @@ impl Problem {
     }
 }
 
+/// Refusals travel boxed: a problem is larger than a `Result` should carry.
+impl IntoResponse for Box<Problem> {
+    fn into_response(self) -> Response {
+        (*self).into_response()
+    }
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

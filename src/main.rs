@@ -193,6 +193,11 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
             let background = server::start_background(&services);
             let addr = listener.local_addr().map_err(|e| Failure::Other(e.to_string()))?;
             tracing::info!("Portcullis is serving http://{addr} (public URL {})", config.base_url);
+            if !services.passkeys.available() {
+                tracing::info!(
+                    "passkeys are off: browsers offer them only where PORTCULLIS_BASE_URL names a host (such as localhost), not an IP address"
+                );
+            }
             portcullis::setup::announce(&config, &services).await?;
             server::serve(listener, state, server::shutdown_signal())
                 .await

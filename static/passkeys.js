@@ -93,6 +93,12 @@
     });
   }
 
+  // The page's CSRF token, from its forms' hidden field.
+  function pageCsrf() {
+    var field = document.querySelector('input[name="csrf_token"]');
+    return field ? field.value : "";
+  }
+
   function say(el, text) {
     if (el) { el.textContent = text; }
   }
@@ -100,7 +106,7 @@
   // --- Sign-in -------------------------------------------------------------
   var signIn = document.getElementById("passkey-sign-in");
   if (signIn) {
-    var csrf = signIn.getAttribute("data-csrf");
+    var csrf = pageCsrf();
     var next = signIn.getAttribute("data-next");
     var error = document.getElementById("passkey-error");
     var remember = document.getElementById("remember_me");
@@ -156,7 +162,7 @@
   // --- Account page: add ---------------------------------------------------
   var add = document.getElementById("add-passkey");
   if (add) {
-    var addCsrf = add.getAttribute("data-csrf");
+    var addCsrf = pageCsrf();
     var status = document.getElementById("passkey-status");
     var button = document.getElementById("add-passkey-button");
     button.disabled = false;

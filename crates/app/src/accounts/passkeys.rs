@@ -123,12 +123,6 @@ impl Passkeys {
     /// The use cases for `accounts`' users, relying party from its base URL.
     pub fn new(accounts: Accounts, store: Arc<dyn PasskeyStore>) -> Self {
         let webauthn = relying_party(&accounts.settings.base_url).map(Arc::new);
-        if webauthn.is_none() {
-            tracing::warn!(
-                base_url = %accounts.settings.base_url,
-                "passkeys are off: PORTCULLIS_BASE_URL must name a host, not an IP address"
-            );
-        }
         Self { accounts, store, webauthn }
     }
 

@@ -330,6 +330,22 @@ async fn the_export_holds_the_users_data_and_no_secret() {
     let them = portcullis_domain::Actor { user_id: other.id, is_admin: false };
     app.services.posts.create(them, "Someone else's post", "not mine").await.expect("post");
     app.login_as(&other).await;
+    let origin = portcullis_app::Origin::user(&portcullis_app::ClientInfo::default());
+    let (_, token_value) =
+        app.services.tokens.create(&user, "Backup script", "read", "30", &origin).await.expect("token");
+    let credential = "{\"not\":\"a secret, but not for the export either\"}";
+    let passkey = portcullis_app::passkey_store::NewPasskey {
+        user_id: user.id,
+        credential_id: "Y3JlZGVudGlhbC1pZA",
+        name: "Work laptop",
+        credential,
+        sign_count: 0,
+        backup_eligible: false,
+        backed_up: false,
+        now: 1,
+    };
+    use portcullis_app::passkey_store::PasskeyStore as _;
+    app.services.store.insert_passkey(&passkey, None, None).await.expect("passkey").expect("new");
 
     assert!(c.get("/account").await.body.contains("href=\"/account/export\""), "linked from /account");
     let res = c.get("/account/export").await;
@@ -353,6 +369,13 @@ async fn the_export_holds_the_users_data_and_no_secret() {
     let kinds: Vec<&str> =
         json["audit_events"].as_array().expect("events").iter().filter_map(|e| e["kind"].as_str()).collect();
     assert!(kinds.contains(&"login.success") && kinds.contains(&"account.export"), "{kinds:?}");
+    assert_eq!(json["two_factor"]["enabled"], false);
+    let tokens = json["access_tokens"].as_array().expect("tokens");
+    assert_eq!(tokens.len(), 1);
+    assert_eq!((&tokens[0]["name"], &tokens[0]["scope"]), (&"Backup script".into(), &"read".into()));
+    let keys = json["passkeys"].as_array().expect("passkeys");
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["name"], "Work laptop");
 
     // No hash, no secret: not the password hash, nor any session's secret
     // hash, nor the cookie's secret, nor the security stamp.
@@ -379,6 +402,9 @@ async fn the_export_holds_the_users_data_and_no_secret() {
     let (id, secret) = cookie.split_once('.').expect("id.secret");
     assert!(!body.contains(secret) && !body.contains(id), "the session cookie in the export");
     assert!(!body.contains("someone"), "another user's data in the export");
+    let (_, token_secret) = portcullis_domain::access_token::parse(&token_value).expect("a well-formed token");
+    assert!(!body.contains(&token_value) && !body.contains(token_secret), "the token in the export");
+    assert!(!body.contains("Y3JlZGVudGlhbC1pZA") && !body.contains("not for the export"), "the credential");
 
     // Recorded.
     assert_eq!(

@@ -31,7 +31,7 @@ use crate::ports::{AuditStore, LoginThrottle, SessionStore, TokenStore, TwoFacto
 use crate::settings::AuthSettings;
 use crate::tokens;
 
-pub use export::AccountExport;
+pub use export::{AccountExport, ExportSources};
 pub use passkeys::{CEREMONY_TTL, Passkeys, Proof, Started, relying_party};
 pub use registration::Registration;
 pub use sessions::NewSession;

@@ -6,9 +6,22 @@ use portcullis_domain::lockout;
 use serde::Serialize;
 
 use super::Accounts;
+use super::passkeys::Passkeys;
+use crate::access_tokens::AccessTokens;
 use crate::audit::{AuditFilter, Origin};
 use crate::error::AppError;
 use crate::posts::Posts;
+
+/// The other use cases that hold a user's data, read for an export.
+#[derive(Clone, Copy)]
+pub struct ExportSources<'a> {
+    /// The user's posts.
+    pub posts: &'a Posts,
+    /// The user's personal access tokens.
+    pub tokens: &'a AccessTokens,
+    /// The user's passkeys.
+    pub passkeys: &'a Passkeys,
+}
 
 /// Rows read at a time.
 const PAGE: i64 = 500;
@@ -26,6 +39,12 @@ pub struct AccountExport {
     pub posts: Vec<ExportPost>,
     /// Where the user is signed in.
     pub sessions: Vec<ExportSession>,
+    /// Two-factor sign-in with an authenticator app.
+    pub two_factor: ExportTwoFactor,
+    /// Personal access tokens, by name (never their secret).
+    pub access_tokens: Vec<ExportToken>,
+    /// Passkeys, by name (never the credential).
+    pub passkeys: Vec<ExportPasskey>,
     /// The security record about the account, newest first.
     pub audit_events: Vec<ExportEvent>,
 }
@@ -89,6 +108,43 @@ pub struct ExportSession {
     pub user_agent: Option<String>,
 }
 
+/// Two-factor sign-in: whether it is on, never its secret or codes.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExportTwoFactor {
+    /// On.
+    pub enabled: bool,
+    /// Recovery codes not yet used.
+    pub recovery_codes_left: i64,
+}
+
+/// A personal access token.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExportToken {
+    /// The owner's label.
+    pub name: String,
+    /// `read`, `write` or `admin`.
+    pub scope: String,
+    /// Made.
+    pub created_at: i64,
+    /// Ends; `None`: never.
+    pub expires_at: Option<i64>,
+    /// Last noted use.
+    pub last_used_at: Option<i64>,
+    /// Address of the last noted use.
+    pub last_used_ip: Option<String>,
+}
+
+/// A passkey.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExportPasskey {
+    /// The owner's label.
+    pub name: String,
+    /// Added.
+    pub created_at: i64,
+    /// Last sign-in with it.
+    pub last_used_at: Option<i64>,
+}
+
 /// An audit event about the account.
 #[derive(Clone, Debug, Serialize)]
 pub struct ExportEvent {
@@ -115,7 +171,7 @@ impl Accounts {
         &self,
         user_id: i64,
         current: &str,
-        posts: &Posts,
+        sources: ExportSources<'_>,
         origin: &Origin,
     ) -> Result<AccountExport, AppError> {
         let user = self.user(user_id).await?;
@@ -123,7 +179,7 @@ impl Accounts {
         let mut all_posts = Vec::new();
         let mut before = None;
         loop {
-            let page = posts.list(Some(user.id), before, PAGE).await?;
+            let page = sources.posts.list(Some(user.id), before, PAGE).await?;
             all_posts.extend(page.iter().map(|p| ExportPost {
                 id: p.id,
                 title: p.title.clone(),
@@ -149,6 +205,29 @@ impl Accounts {
                 ip: s.ip,
                 user_agent: s.user_agent,
             })
+            .collect();
+        let status = self.two_factor_status(user.id).await?;
+        let two_factor = ExportTwoFactor { enabled: status.enabled, recovery_codes_left: status.recovery_left };
+        let access_tokens = sources
+            .tokens
+            .list(user.id)
+            .await?
+            .into_iter()
+            .map(|t| ExportToken {
+                name: t.name,
+                scope: t.scope.as_str().to_owned(),
+                created_at: t.created_at,
+                expires_at: t.expires_at,
+                last_used_at: t.last_used_at,
+                last_used_ip: t.last_used_ip,
+            })
+            .collect();
+        let passkeys = sources
+            .passkeys
+            .list(&user)
+            .await?
+            .into_iter()
+            .map(|p| ExportPasskey { name: p.name, created_at: p.created_at, last_used_at: p.last_used_at })
             .collect();
         // Recorded before the events are read: the download is in its own record.
         let event = self.event(origin, "account.export", Some(user.id), Some(&user.username), None);
@@ -188,6 +267,9 @@ impl Accounts {
             },
             posts: all_posts,
             sessions,
+            two_factor,
+            access_tokens,
+            passkeys,
             audit_events,
         })
     }

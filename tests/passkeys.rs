@@ -473,3 +473,17 @@ async fn a_ceremony_begun_on_one_node_finishes_on_the_other() {
     two.stop().await;
     admin.execute(format!(r#"DROP SCHEMA "{schema}" CASCADE"#).as_str()).await.expect("drop schema");
 }
+
+#[tokio::test]
+async fn a_site_at_an_ip_address_does_not_offer_passkeys() {
+    // Browsers refuse a relying party named by an IP address.
+    let app = TestApp::spawn_with(&[("PORTCULLIS_BASE_URL", "http://127.0.0.1:8080")]).await;
+    let anon = app.client();
+    let login = anon.get("/login").await;
+    assert_eq!(login.status, 200);
+    assert!(!login.body.contains("Sign in with a passkey"), "not offered where it cannot work");
+    assert!(login.body.contains("name=\"password\""), "the password still works");
+    let csrf = login.csrf_token().expect("token");
+    let res = post_json(&anon, "/login/passkey/start", Some(&csrf), &json!({})).await;
+    assert_eq!(res.status, 400, "{}", res.body);
+}

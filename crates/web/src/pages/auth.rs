@@ -17,6 +17,8 @@ pub struct Login<'a> {
     pub username: &'a str,
     /// Whether an attempt just failed.
     pub failed: bool,
+    /// Whether passkeys can be used on this site (offered only then).
+    pub passkeys: bool,
 }
 
 /// `/register`.

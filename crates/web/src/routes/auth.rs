@@ -142,7 +142,13 @@ async fn get_login(State(state): State<AppState>, Ctx(ctx): Ctx, Query(q): Query
         return see_other(&landing(q.next.as_deref()));
     }
     let next = q.next.as_deref().and_then(safe_next);
-    state.templates.render(&pages::Login { ctx: &ctx, next, username: "", failed: false })
+    state.templates.render(&pages::Login {
+        ctx: &ctx,
+        next,
+        username: "",
+        failed: false,
+        passkeys: state.passkeys.available(),
+    })
 }
 
 /// Checks the credentials and opens a fresh session (never reusing one from before login).
@@ -173,7 +179,13 @@ async fn post_login(
         Err(e @ (AppError::InvalidCredentials | AppError::Locked | AppError::AdminLocked)) => {
             std::sync::Arc::make_mut(&mut ctx).flashes.push(Flash::error(e.to_string()));
             let next = next.as_deref().and_then(safe_next);
-            Ok(state.templates.render(&pages::Login { ctx: &ctx, next, username: &form.username, failed: true }))
+            Ok(state.templates.render(&pages::Login {
+                ctx: &ctx,
+                next,
+                username: &form.username,
+                failed: true,
+                passkeys: state.passkeys.available(),
+            }))
         }
         Err(e) => Err(e.into()),
     }

@@ -30,8 +30,33 @@ fn table_total(html: &str, id: &str) -> i64 {
 async fn the_overview_counts_what_happened() {
     let app = TestApp::spawn_with(&[("PORTCULLIS_LOCKOUT_THRESHOLD", "3")]).await;
     let admin = app.create_user("root", "root@example.com", PW, true).await;
-    app.create_user("alice", "alice@example.com", PW, false).await;
-    app.create_user("bobby", "bob@example.com", PW, false).await;
+    let alice = app.create_user("alice", "alice@example.com", PW, false).await;
+    let bobby = app.create_user("bobby", "bob@example.com", PW, false).await;
+    // Bobby has two-factor sign-in, alice two passkeys; root only a pending enrolment.
+    for (user, secret) in [(bobby.id, Some("sealed")), (admin.id, None)] {
+        sqlx::query(
+            "INSERT INTO two_factor (user_id, secret, enabled_at, pending_secret) VALUES ($1, $2, 1, 'sealed')",
+        )
+        .bind(user)
+        .bind(secret)
+        .execute(app.services.store.pool())
+        .await
+        .expect("two-factor row");
+    }
+    use portcullis_app::passkey_store::{NewPasskey, PasskeyStore as _};
+    for (credential_id, name) in [("Y3JlZC1vbmU", "Laptop"), ("Y3JlZC10d28", "Phone")] {
+        let key = NewPasskey {
+            user_id: alice.id,
+            credential_id,
+            name,
+            credential: "{}",
+            sign_count: 0,
+            backup_eligible: false,
+            backed_up: false,
+            now: 1,
+        };
+        app.services.store.insert_passkey(&key, None, None).await.expect("passkey").expect("new");
+    }
 
     // Two sign-ins, three failures that lock bobby, one refused while locked.
     assert_eq!(app.client().login("alice", PW, false).await.status, 303);
@@ -52,6 +77,8 @@ async fn the_overview_counts_what_happened() {
     assert_eq!(html.matches("<svg class=\"chart").count(), 3);
     assert_eq!(text_of(html, "count-users"), "3");
     assert_eq!(text_of(html, "count-admins"), "1");
+    assert_eq!(text_of(html, "count-two-factor"), "1", "a pending enrolment is not two-factor sign-in");
+    assert_eq!(text_of(html, "count-passkeys"), "1", "users with passkeys, not passkeys");
     assert_eq!(text_of(html, "count-sessions"), "2");
     assert!(!html.contains("style=\""), "no inline styles under the CSP");
     assert!(html.contains("href=\"/admin\""), "the navigation links the overview");

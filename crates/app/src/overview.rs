@@ -31,9 +31,9 @@ pub struct UserCounts {
     /// Administrators.
     pub admins: i64,
     /// With two-factor sign-in on.
-    pub two_factor: Option<i64>,
+    pub two_factor: i64,
     /// With at least one passkey.
-    pub passkeys: Option<i64>,
+    pub passkeys: i64,
 }
 
 /// The mail outbox.

@@ -34,7 +34,9 @@ impl OverviewStore for SqlStore {
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM users) AS total, \
              (SELECT COUNT(*) FROM users WHERE email_verified = 1) AS verified, \
-             (SELECT COUNT(*) FROM users WHERE is_admin = 1) AS admins",
+             (SELECT COUNT(*) FROM users WHERE is_admin = 1) AS admins, \
+             (SELECT COUNT(*) FROM two_factor WHERE secret IS NOT NULL) AS two_factor, \
+             (SELECT COUNT(*) FROM (SELECT DISTINCT user_id FROM passkeys) AS p) AS passkeys",
         )
         .fetch_one(&mut *self.read().await?)
         .await
@@ -43,8 +45,8 @@ impl OverviewStore for SqlStore {
             total: row.try_get("total").map_err(backend_err)?,
             verified: row.try_get("verified").map_err(backend_err)?,
             admins: row.try_get("admins").map_err(backend_err)?,
-            two_factor: None,
-            passkeys: None,
+            two_factor: row.try_get("two_factor").map_err(backend_err)?,
+            passkeys: row.try_get("passkeys").map_err(backend_err)?,
         })
     }
 

@@ -487,3 +487,33 @@ async fn a_site_at_an_ip_address_does_not_offer_passkeys() {
     let res = post_json(&anon, "/login/passkey/start", Some(&csrf), &json!({})).await;
     assert_eq!(res.status, 400, "{}", res.body);
 }
+
+#[tokio::test]
+async fn a_passkey_with_user_verification_needs_no_second_factor() {
+    use portcullis_domain::totp;
+    let app = spawn().await;
+    let alice = app.create_user("alice", "alice@example.com", PW, false).await;
+    let c = app.login_as(&alice).await;
+    let mut key = SoftKey::new(ORIGIN, 7);
+    add_passkey(&c, &mut key, "Laptop").await;
+    // Two-factor sign-in on, through the pages.
+    let setup = c.submit("/account/two-factor", "/account/two-factor/setup", &[]).await;
+    let text = setup.body.split("id=\"totp-secret\">").nth(1).and_then(|s| s.split('<').next()).expect("secret");
+    let secret = totp::secret_from_base32(text).expect("base32");
+    let code = totp::code_for_step(&secret, totp::step_at(app.clock.now_ms()), 6);
+    let token = setup.csrf_token().expect("token");
+    let done = c.post_form("/account/two-factor/confirm", &[("code", &code), ("csrf_token", &token)]).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+
+    // A password alone leads to the second step…
+    let other = app.client();
+    assert_eq!(other.login("alice", PW, false).await.location(), Some("/login/two-factor"));
+    // …a verified passkey signs in at once.
+    let anon = app.client();
+    let (handle, options) = start_sign_in(&anon).await;
+    let res = finish_sign_in(&anon, &json!({ "handle": handle, "response": key.assert(&options) })).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(json_of(&res)["redirect"], "/dashboard");
+    assert!(res.set_cookie(&app.session_cookie_name()).is_some());
+    assert_eq!(anon.get("/dashboard").await.status, 200);
+}

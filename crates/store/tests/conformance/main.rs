@@ -7,6 +7,7 @@
 //! set. The tests live in one file per part of the store; the list below
 //! runs them.
 
+mod access_tokens;
 mod admins;
 mod audit;
 mod fixtures;
@@ -109,6 +110,14 @@ conformance! {
     import: [
         taken_names_are_found_without_regard_to_case,
         a_batch_writes_users_with_their_posts_and_locks_and_skips_taken_names,
+    ],
+    access_tokens: [
+        tokens_round_trip_with_their_user_and_event,
+        a_token_whose_event_cannot_be_written_is_not_stored,
+        delete_touches_only_the_owners_token,
+        concurrent_touches_from_one_reading_note_one_use,
+        a_token_is_revealed_once_and_only_to_its_owner,
+        an_admin_lock_and_deleting_the_user_end_their_tokens,
     ],
     passkeys: [
         a_ceremony_is_taken_once_by_its_kind,

@@ -17,6 +17,9 @@ bin="${1:-${PORTCULLIS_BIN:-target/debug/portcullis}}"
 [ -x "$bin" ] || { echo "promtool.sh: no executable at $bin" >&2; exit 1; }
 bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
 cd "$(dirname "$0")/.."
+root="$PWD"
+# Only the settings below: none inherited, and no ./portcullis.toml read.
+while read -r var; do unset "$var"; done < <(compgen -e | grep '^PORTCULLIS_' || true)
 
 fail() { echo "promtool.sh: $*" >&2; exit 1; }
 
@@ -59,6 +62,7 @@ export PORTCULLIS_DATA_DIR="$work/data"
 export PORTCULLIS_LOG=warn
 export PORTCULLIS_NEW_DEVICE_MAIL=false
 mkdir "$PORTCULLIS_DATA_DIR"
+cd "$work"
 
 started=""
 for attempt in 1 2 3; do
@@ -165,10 +169,19 @@ fi
 [ -z "$lint" ] || { printf '%s\n' "$lint" >&2; fail "promtool check metrics reported problems"; }
 echo "ok  $(grep -c '^# TYPE ' "$scrape") families, $(grep -vc '^#\|^$' "$scrape") samples, no problems"
 
+echo "== metric names in the docs"
+# Every portcullis_* name the alerts, the dashboard and the operations page
+# use is a family the scrape has (histogram series by their family's name).
+for name in $(grep -ohP 'portcullis_[a-z_]+(?![a-z_:])' "$root/docs/alerts.yml" "$root/docs/grafana-dashboard.json" \
+    "$root/docs/operations.md" | sed -E 's/_(bucket|sum|count)$//' | sort -u); do
+    grep -q "^# TYPE $name " "$scrape" || fail "$name is used in docs/ but is not in the scrape"
+done
+echo "ok  every name used in docs/ is exported"
+
 echo "== promtool check rules"
-promtool check rules docs/alerts.yml
-if [ -f tests/alerts.test.yml ]; then
+promtool check rules "$root/docs/alerts.yml"
+if [ -f "$root/tests/alerts.test.yml" ]; then
     echo "== promtool test rules"
-    promtool test rules tests/alerts.test.yml
+    promtool test rules "$root/tests/alerts.test.yml"
 fi
 echo "promtool: all checks passed"

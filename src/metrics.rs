@@ -72,7 +72,8 @@ const FAMILIES: &[(&str, &str, bool)] = &[
 ];
 
 /// Rate-limited actions shown at zero before their first refusal.
-const LIMITED_ACTIONS: &[&str] = &["login", "register", "forgot-password", "reset", "verify"];
+const LIMITED_ACTIONS: &[&str] =
+    &["login", "register", "forgot", "reset", "verify", "password-check", "two-factor", "passkey", "setup"];
 
 impl Exporter {
     /// A recorder with every family described and the duration buckets set.

@@ -49,6 +49,11 @@ async fn counters_move_with_logins_failures_lockouts_and_429s() {
         assert!(sample(&before, family, &[]).is_some(), "{family} present:\n{before}");
     }
     assert_eq!(sample(&before, "portcullis_logins_total", &[("outcome", "success")]), Some(0.0));
+    for action in ["login", "register", "forgot", "reset", "verify", "password-check", "two-factor", "passkey", "setup"]
+    {
+        let labels = [("action", action)];
+        assert_eq!(sample(&before, "portcullis_rate_limited_total", &labels), Some(0.0), "{action}:\n{before}");
+    }
 
     let alice = app.create_user("alice", "alice@example.com", PW, false).await;
     app.create_user("bobby", "bob@example.com", PW, false).await;
@@ -58,6 +63,15 @@ async fn counters_move_with_logins_failures_lockouts_and_429s() {
     assert_eq!(c.login("alice", PW, false).await.status, 303);
     assert_eq!(c.get(&format!("/posts/{post_id}")).await.status, 200);
     assert_eq!(c.get("/no/such/page").await.status, 404);
+    let origin = portcullis_app::Origin::user(&portcullis_app::ClientInfo::default());
+    let (_, token) = app.services.tokens.create(&alice, "metrics", "read", "30", &origin).await.expect("token");
+    let bearer = format!("Bearer {token}");
+    let auth = [("authorization", bearer.as_str())];
+    for (path, status) in
+        [(format!("/api/v1/posts/{post_id}"), 200), ("/api/v1/me".into(), 200), ("/api/v1/nothing/here".into(), 404)]
+    {
+        assert_eq!(c.send(reqwest::Method::GET, &path, None, &auth).await.status, status, "{path}");
+    }
     let stranger = app.client();
     assert_eq!(stranger.login("bobby", "wrong password", false).await.status, 200);
     stranger.login("bobby", "wrong password 2", false).await;
@@ -86,7 +100,11 @@ async fn counters_move_with_logins_failures_lockouts_and_429s() {
     let login = [("route", "/login"), ("method", "POST"), ("status", "429")];
     assert!(n(&login, "portcullis_http_requests_total") >= 1.0, "{after}");
     let unmatched = [("route", "unmatched"), ("method", "GET"), ("status", "404")];
-    assert_eq!(n(&unmatched, "portcullis_http_requests_total"), 1.0, "{after}");
+    assert_eq!(n(&unmatched, "portcullis_http_requests_total"), 2.0, "a page and an API path:\n{after}");
+    let api_post = [("route", "/api/v1/posts/{id}"), ("method", "GET"), ("status", "200")];
+    assert_eq!(n(&api_post, "portcullis_http_requests_total"), 1.0, "{after}");
+    let me = [("route", "/api/v1/me"), ("method", "GET"), ("status", "200")];
+    assert_eq!(n(&me, "portcullis_http_requests_total"), 1.0, "{after}");
     assert!(!after.contains(&format!("/posts/{post_id}\"")), "a raw path in a label:\n{after}");
     assert!(!after.contains("/no/such/page"), "a raw path in a label:\n{after}");
     let buckets = [("route", "/posts/{id}"), ("method", "GET"), ("le", "+Inf")];

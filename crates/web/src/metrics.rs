@@ -67,9 +67,11 @@ pub struct HttpMetrics {
 static METADATA: Metadata<'static> = Metadata::new("portcullis_web::metrics", metrics::Level::INFO, None);
 
 impl HttpMetrics {
-    /// Handles on `recorder` for the routes of [`crate::routes::route_list`].
+    /// Handles on `recorder` for the routes of [`crate::routes::route_list`]
+    /// and of the API ([`crate::api::route_templates`]).
     pub fn new(recorder: Box<dyn Recorder + Send + Sync>) -> Self {
         let mut templates: Vec<&'static str> = crate::routes::route_list().into_iter().map(|(_, p)| p).collect();
+        templates.extend_from_slice(crate::api::route_templates());
         templates.push(UNMATCHED);
         recorder.describe_counter(
             KeyName::from_const_str(REQUESTS),
@@ -87,7 +89,7 @@ impl HttpMetrics {
 
     /// Counts one request that `route` answered with `status` in `elapsed`.
     pub fn record(&self, route: Option<MatchedRoute>, method: &Method, status: StatusCode, elapsed: Duration) {
-        let index = route.map_or(self.templates.len() - 1, |r| r.index).min(self.templates.len() - 1);
+        let index = route.map_or(self.templates.len() - 1, |r| self.index_of(r));
         let m = method_index(method);
         let series = self.series[index][m].get_or_init(|| {
             let key = Key::from_parts(DURATION, self.labels(index, m));
@@ -112,6 +114,15 @@ impl HttpMetrics {
         let counter = self.recorder.register_counter(&Key::from_parts(REQUESTS, labels), &METADATA);
         counter.increment(1);
         known.push((code, counter));
+    }
+
+    /// The route's place: its own index when that names its template (the
+    /// page routes), else found by template (the API's), else unmatched.
+    fn index_of(&self, route: MatchedRoute) -> usize {
+        if self.templates.get(route.index) == Some(&route.template) {
+            return route.index;
+        }
+        self.templates.iter().position(|t| *t == route.template).unwrap_or(self.templates.len() - 1)
     }
 
     fn labels(&self, index: usize, method: usize) -> Vec<Label> {

@@ -246,14 +246,16 @@ pub async fn open_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<S
         (Backend::Postgres, Some(redis)) => Some(CachedStore::with_sessions(shared.clone(), redis.clone())),
         (Backend::Sqlite, Some(_)) => None,
     };
+    let mut token_store: Arc<dyn portcullis_app::ports::AccessTokenStore> = shared.clone();
     if let Some(cached) = cached {
         ports.sessions = cached.clone();
+        token_store = cached.clone();
         post_store = cached;
     }
     let accounts = Accounts::new(ports, mailer, hasher, config.auth.clone(), clock.clone());
     let posts = Posts::new(post_store, clock.clone());
     let tokens = portcullis_app::access_tokens::AccessTokens::new(
-        shared.clone(),
+        token_store,
         shared.clone(),
         counters.clone(),
         clock.clone(),

@@ -82,7 +82,8 @@ impl AccessTokenStore for SqlStore {
     }
 
     async fn delete_access_token(&self, user_id: i64, id: &str, audit: Option<&AuditEvent>) -> StoreResult<bool> {
-        let mut conn = self.write(Reach::Uncached).await?;
+        // The read cache keeps tokens by their user's mark.
+        let mut conn = self.write(Reach::User(user_id)).await?;
         let mut tx = conn.begin().await.map_err(backend_err)?;
         let done = sqlx::query("DELETE FROM access_tokens WHERE id = $1 AND user_id = $2")
             .bind(id)

@@ -1,5 +1,6 @@
-//! A read cache: live sessions with their user, and post lists, served from
-//! memory so that a page view needs no database round trip.
+//! A read cache: live sessions with their user, personal access tokens
+//! with their user, and post lists, served from memory so that a page view
+//! (or an API call) needs no database round trip.
 //!
 //! Correctness rests on marks (see `marks`). Every write this process
 //! makes goes through the store's one way to write (`SqlStore::write`),
@@ -48,9 +49,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use portcullis_app::access_tokens::AccessToken;
 use portcullis_app::audit::AuditEvent;
-use portcullis_app::ports::{SignIn, StoreResult};
-use portcullis_app::{Post, PostStore, Session, SessionStore, SignedIn};
+use portcullis_app::ports::{AccessTokenStore, SignIn, StoreResult};
+use portcullis_app::{Post, PostStore, Session, SessionStore, SignedIn, User};
 
 use crate::marks::Marks;
 use crate::{Reach, SqlStore};
@@ -138,6 +140,8 @@ pub struct CachedStore {
     /// Where sessions are kept when not in SQL (Redis).
     elsewhere: Option<Arc<dyn SessionStore>>,
     sessions: Map<String, Arc<SignedIn>>,
+    /// Tokens by id, with their user; valid while the user's mark stays.
+    tokens: Map<String, Arc<(AccessToken, User)>>,
     posts: Map<PostKey, Arc<[Post]>>,
     /// Held while a reader takes a reading for the others.
     reading: tokio::sync::Mutex<()>,
@@ -156,7 +160,14 @@ impl CachedStore {
     }
 
     fn build(sql: Arc<SqlStore>, elsewhere: Option<Arc<dyn SessionStore>>) -> Arc<Self> {
-        Arc::new(Self { sql, elsewhere, sessions: Map::new(), posts: Map::new(), reading: tokio::sync::Mutex::new(()) })
+        Arc::new(Self {
+            sql,
+            elsewhere,
+            sessions: Map::new(),
+            tokens: Map::new(),
+            posts: Map::new(),
+            reading: tokio::sync::Mutex::new(()),
+        })
     }
 
     /// The store the sessions are kept in.
@@ -283,6 +294,69 @@ impl SessionStore for CachedStore {
 
     async fn purge_sessions(&self, now: i64, idle_cutoff: i64) -> StoreResult<u64> {
         self.kept().purge_sessions(now, idle_cutoff).await
+    }
+}
+
+/// Tokens are revoked with their user's mark (`Reach::User`): by their
+/// owner, an administrator's lock, a password reset, the user's deletion.
+#[async_trait]
+impl AccessTokenStore for CachedStore {
+    async fn insert_access_token(&self, token: &AccessToken, audit: Option<&AuditEvent>) -> StoreResult<()> {
+        // A new id: nothing cached can name it.
+        self.sql.insert_access_token(token, audit).await
+    }
+
+    async fn access_token_with_user(&self, id: &str) -> StoreResult<Option<(AccessToken, User)>> {
+        let current = self.current().await;
+        let since = self.marks().now();
+        let fresh =
+            |found: &Arc<(AccessToken, User)>, since| self.marks().unchanged(self.marks().user(found.1.id), since);
+        if current && let Some(hit) = self.tokens.get(id, fresh) {
+            return Ok(Some((*hit).clone()));
+        }
+        let found = self.sql.access_token_with_user(id).await?;
+        if let Some(pair) = &found {
+            self.tokens.put(id.to_owned(), since, Arc::new(pair.clone()));
+        }
+        Ok(found)
+    }
+
+    async fn user_access_tokens(&self, user_id: i64) -> StoreResult<Vec<AccessToken>> {
+        self.sql.user_access_tokens(user_id).await
+    }
+
+    async fn delete_access_token(&self, user_id: i64, id: &str, audit: Option<&AuditEvent>) -> StoreResult<bool> {
+        self.sql.delete_access_token(user_id, id, audit).await
+    }
+
+    async fn touch_access_token(
+        &self,
+        id: &str,
+        seen: Option<i64>,
+        now: i64,
+        ip: Option<&str>,
+        audit: Option<&AuditEvent>,
+    ) -> StoreResult<bool> {
+        // As `touch_session`: the entry first, so that the requests that
+        // come next see the use noted and write nothing.
+        if let Some(entry) = self.tokens.lock().get_mut(id) {
+            let token = &mut Arc::make_mut(&mut entry.value).0;
+            if token.last_used_at != seen {
+                return Ok(false);
+            }
+            token.last_used_at = Some(now);
+            token.last_used_ip = ip.map(str::to_owned);
+        }
+        let written = self.sql.touch_access_token(id, seen, now, ip, audit).await;
+        if !matches!(written, Ok(true)) {
+            // Another node noted a use first, or the write failed: read it again.
+            self.tokens.lock().remove(id);
+        }
+        written
+    }
+
+    async fn reveal_access_token(&self, user_id: i64, id: &str) -> StoreResult<bool> {
+        self.sql.reveal_access_token(user_id, id).await
     }
 }
 

@@ -1,5 +1,6 @@
 //! `OverviewStore` on SQL: counts for the administrators' overview and
-//! the metrics scrape, each one statement on an index (migration 0009).
+//! the metrics scrape, each one statement on an index (migrations 0009 and
+//! 0013).
 
 use async_trait::async_trait;
 use sqlx::Row as _;

@@ -147,8 +147,13 @@ fill = [
 ]
 
 # Copied from crates/store/src/overview.rs (DAY_MS written out by format!).
-daily = ("SELECT at / 86400000 AS day, COUNT(*) AS n FROM audit_events "
-         "WHERE kind = $1 AND at >= $2 GROUP BY at / 86400000")
+daily = ("WITH RECURSIVE days(d) AS ( "
+         "SELECT $2 / 86400000 "
+         "UNION ALL SELECT d + 1 FROM days "
+         "WHERE d < (SELECT MAX(at) FROM audit_events WHERE kind = $1) / 86400000 AND d < $2 / 86400000 + 366) "
+         "SELECT d AS day, (SELECT COUNT(*) FROM audit_events "
+         "WHERE kind = $1 AND at >= d * 86400000 AND at < (d + 1) * 86400000 AND at >= $2) AS n "
+         "FROM days")
 user_counts = ("SELECT (SELECT COUNT(*) FROM users) AS total, "
                "(SELECT COUNT(*) FROM users WHERE email_verified = 1) AS verified, "
                "(SELECT COUNT(*) FROM users WHERE is_admin = 1) AS admins, "

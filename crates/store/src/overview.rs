@@ -13,10 +13,17 @@ use crate::{SqlStore, backend_err};
 #[async_trait]
 impl OverviewStore for SqlStore {
     async fn daily_events(&self, kinds: &[&str], since: i64) -> StoreResult<Vec<DailyCount>> {
-        // One range of the (kind, at) index per kind; the rows are never read.
+        // Per kind, one count of a range of the (kind, at) index per day,
+        // from `since`'s day to the last event's (a year at most): the rows
+        // are never read, and no grouping sorts a month of events.
         let sql = format!(
-            "SELECT at / {DAY_MS} AS day, COUNT(*) AS n FROM audit_events \
-             WHERE kind = $1 AND at >= $2 GROUP BY at / {DAY_MS}"
+            "WITH RECURSIVE days(d) AS ( \
+               SELECT $2 / {DAY_MS} \
+               UNION ALL SELECT d + 1 FROM days \
+               WHERE d < (SELECT MAX(at) FROM audit_events WHERE kind = $1) / {DAY_MS} AND d < $2 / {DAY_MS} + 366) \
+             SELECT d AS day, (SELECT COUNT(*) FROM audit_events \
+               WHERE kind = $1 AND at >= d * {DAY_MS} AND at < (d + 1) * {DAY_MS} AND at >= $2) AS n \
+             FROM days"
         );
         let mut conn = self.read().await?;
         let mut out = Vec::new();
@@ -25,7 +32,9 @@ impl OverviewStore for SqlStore {
             for row in rows {
                 let day: i64 = row.try_get("day").map_err(backend_err)?;
                 let count: i64 = row.try_get("n").map_err(backend_err)?;
-                out.push(DailyCount { kind: (*kind).to_owned(), day, count });
+                if count > 0 {
+                    out.push(DailyCount { kind: (*kind).to_owned(), day, count });
+                }
             }
         }
         Ok(out)

@@ -16,6 +16,7 @@ mod health;
 mod import;
 mod logins;
 mod outbox;
+mod overview;
 mod passkeys;
 mod posts;
 #[allow(dead_code, reason = "shared by several test binaries, each using the services it needs")]
@@ -118,6 +119,10 @@ conformance! {
         concurrent_touches_from_one_reading_note_one_use,
         a_token_is_revealed_once_and_only_to_its_owner,
         an_admin_lock_and_deleting_the_user_end_their_tokens,
+    ],
+    overview: [
+        daily_events_count_each_kind_per_day_from_the_first,
+        user_counts_count_two_factor_and_passkey_users_once,
     ],
     passkeys: [
         a_ceremony_is_taken_once_by_its_kind,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Portcullis load run: Portcullis, the Flask peer and the bare-axum ceiling measured in one
-# run with the shared harness, a login-flood run, the raw Argon2id rate, and one table.
+# Portcullis load run: Portcullis (on SQLite, on PostgreSQL, on PostgreSQL with sessions in
+# Redis), the Flask peer and the bare-axum ceiling measured in one run with the shared harness,
+# the JSON API with a personal access token, a login-flood run, the raw Argon2id rate, and one table.
 #
 # Usage (from anywhere): bench/run.sh [options]
 #   --large            also seed and measure 1,000,000 users and 1,000,000 sessions
@@ -19,12 +20,26 @@
 #                      1k and 1M servers, taken in turn, for their typical p99 (default 20; 0: none)
 #   --user-fmt F --pass-fmt F   account pattern (default user{:04d} / password-{:04d})
 #   --argon2-bin PATH  a prebuilt benches/argon2_rate binary (default: cargo bench --no-run builds it,
-#                      before anything is measured)
+#                      before anything is measured; not needed with --no-flow)
+#   --postgres URL     the PostgreSQL database the same 1,000 users and posts are seeded into, once
+#                      (created if missing, through the server's `postgres` database; an existing one
+#                      that holds anything else is refused); every server start serves a fresh copy,
+#                      NAME_run_PART, made with CREATE DATABASE … TEMPLATE and dropped at the end
+#                      (default postgres://postgres@127.0.0.1:5432/portcullis_bench)
+#   --redis URL        Redis for the PostgreSQL + Redis server; a /N path picks the database number.
+#                      Its keys start with portcullis-bench: and only those are deleted, before every
+#                      server start and at the end                      (default redis://127.0.0.1:6379)
+#   --no-postgres / --no-redis   leave out both PostgreSQL servers / the one with Redis
+#   --no-api           leave out GET /api/v1/me with a personal access token (measured in the rounds)
 #   --prepare          only build, set up the harness and seed the databases, then stop
 #
 # The server runs on core 0 and the load generators on core 1 (the harness's rule).
-# Ports: Portcullis 127.0.0.1:18080 (1M users: 18081), Flask 127.0.0.1:18001, ceiling 127.0.0.1:18002.
-# Needs: curl, python3, taskset, and what the harness's setup.sh installs (wrk, a venv).
+# Ports: Portcullis 127.0.0.1:18080 (1M users: 18081, PostgreSQL: 18082, PostgreSQL + Redis: 18083),
+# Flask 127.0.0.1:18001, ceiling 127.0.0.1:18002. PostgreSQL and Redis are the machine's own
+# services, not pinned. Every Portcullis runs with PORTCULLIS_RATE_LIMIT_PER_MINUTE=0 and
+# PORTCULLIS_API_RATE_LIMIT_PER_MINUTE=0 (all load comes from one address and one token).
+# Needs: curl, python3, taskset, and what the harness's setup.sh installs (wrk, a venv);
+# for the PostgreSQL parts psql, for the Redis part redis-cli.
 set -euo pipefail
 # Data directories private, as Portcullis expects of its own (it warns otherwise).
 umask 077
@@ -35,6 +50,8 @@ SHARED="${BENCH_SHARED:-$ROOT/../shared/bench}"
 WORK=/tmp/portcullis-bench OUT="" BUILD=1 BIN="" LARGE=0 QBUDGET=900
 DO_FLASK=1 DO_CEIL=1 DO_FLOOD=1 DO_FLOW=1 PREPARE=0 ARGON="" ROUNDS=5 WINDOWS=20
 USER_FMT='user{:04d}' PASS_FMT='password-{:04d}'
+PG_URL=postgres://postgres@127.0.0.1:5432/portcullis_bench REDIS_URL=redis://127.0.0.1:6379
+DO_PG=1 DO_REDIS=1 DO_API=1 REDIS_PREFIX=portcullis-bench:
 while [ $# -gt 0 ]; do
   case "$1" in
     --large) LARGE=1; shift ;;
@@ -53,14 +70,20 @@ while [ $# -gt 0 ]; do
     --argon2-bin) ARGON="$(realpath "$2")"; shift 2 ;;
     --rounds | --pairs) ROUNDS="$2"; shift 2 ;;
     --windows) WINDOWS="$2"; shift 2 ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    --postgres) PG_URL="$2"; shift 2 ;;
+    --redis) REDIS_URL="$2"; shift 2 ;;
+    --no-postgres) DO_PG=0; shift ;;
+    --no-redis) DO_REDIS=0; shift ;;
+    --no-api) DO_API=0; shift ;;
+    -h|--help) sed -n '2,/^set -euo/{/^#/p}' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 mkdir -p "$WORK"; WORK="$(cd "$WORK" && pwd)"
 OUT="${OUT:-$WORK/results/$(date -u +%Y%m%dT%H%M%SZ)}"; mkdir -p "$OUT"; OUT="$(cd "$OUT" && pwd)"
 H="$WORK/bench"                      # writable copy of the shared harness
-PORT_P=18080 PORT_F=18001 PORT_C=18002 PORT_L=18081
+PORT_P=18080 PORT_F=18001 PORT_C=18002 PORT_L=18081 PORT_PG=18082 PORT_PR=18083
+[ "$DO_PG" = 1 ] || DO_REDIS=0
 FLOW="--users 50 --concurrency 16 --seconds 20 --user-fmt $USER_FMT --pass-fmt $PASS_FMT"
 RFLOW="--users 50 --concurrency 16 --seconds 12 --warmup 3 --user-fmt $USER_FMT --pass-fmt $PASS_FMT"
 user_n() { python3 -c "import sys; print(sys.argv[1].format(int(sys.argv[2])))" "$1" "$2"; }
@@ -126,7 +149,56 @@ if [ "$LARGE" = 1 ] && [ ! -f "$SEED1M/done" ]; then
   python3 "$HERE/seed.py" large "$SEED1M/portcullis.db" --users 1000000 --sessions 1000000
   touch "$SEED1M/done"
 fi
-if [ -z "$ARGON" ]; then
+# PostgreSQL: the same 1,000 users (their Argon2id hashes taken over through
+# `portcullis import csv`) and posts, in a database seeded once; every server
+# start serves a copy made from it as a template.
+pg_url() { # URL NAME -> URL with the database NAME
+  python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' "$1" "$2"
+}
+psql_() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+pg_admin() { psql_ "$(pg_url "$PG_URL" postgres)" "$@"; }
+if [ "$DO_PG" = 1 ]; then
+  command -v psql >/dev/null || { echo "psql not found (the PostgreSQL parts need it; or --no-postgres)" >&2; exit 1; }
+  PG_DB=$(python3 -c 'import sys, urllib.parse as u; print(u.urlsplit(sys.argv[1]).path.lstrip("/"))' "$PG_URL")
+  [[ "$PG_DB" =~ ^[a-z_][a-z0-9_]*$ ]] || { echo "--postgres: the database name must be [a-z_][a-z0-9_]*, not '$PG_DB'" >&2; exit 1; }
+  PG_SEEDED="$(user_n "$USER_FMT" 999) 3000"
+  pg_seeded() { psql -X -tA "$PG_URL" -c "SELECT (SELECT max(username) FROM users) || ' ' || (SELECT count(*) FROM posts)" 2>/dev/null || true; }
+  have=$(psql -X -tA "$(pg_url "$PG_URL" postgres)" -c "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'")
+  if [ "$have" != 1 ] || [ "$(pg_seeded)" != "$PG_SEEDED" ]; then
+    if [ "$have" = 1 ] && [ -n "$(psql -X -tA "$PG_URL" -c "SELECT 1 FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') LIMIT 1")" ]; then
+      echo "$PG_URL holds tables but not the seeded accounts: drop it, or pass another --postgres" >&2; exit 1
+    fi
+    log "seeding the same 1,000 users and their posts into PostgreSQL database $PG_DB"
+    [ "$have" = 1 ] || pg_admin -c "CREATE DATABASE \"$PG_DB\""
+    SEEDPG="$WORK/seed-pg"; rm -rf "$SEEDPG"; mkdir -p "$SEEDPG"; cp "$SEED1K/secret.key" "$SEEDPG/"
+    PORTCULLIS_DATABASE_URL="$PG_URL" pc "$SEEDPG" migrate
+    python3 "$HERE/seed.py" users-csv "$SEED1K/portcullis.db" > "$SEEDPG/users.csv"
+    PORTCULLIS_DATABASE_URL="$PG_URL" pc "$SEEDPG" import csv "$SEEDPG/users.csv" 2>"$SEEDPG/import.log" | tail -n1
+    python3 "$HERE/seed.py" posts-sql --users 1000 --user-fmt "$USER_FMT" | psql_ "$PG_URL"
+    [ "$(pg_seeded)" = "$PG_SEEDED" ] \
+      || { echo "seeding PostgreSQL failed (see $SEEDPG/import.log)" >&2; exit 1; }
+  fi
+fi
+fresh_pg() { # part -> URL of a fresh copy of the seeded PostgreSQL database
+  local db="${PG_DB}_run_$1"
+  pg_admin -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" -c "CREATE DATABASE \"$db\" TEMPLATE \"$PG_DB\"" >&2
+  pg_url "$PG_URL" "$db"
+}
+drop_pg_copies() {
+  [ "$DO_PG" = 1 ] || return 0
+  for db in $(psql -X -tA "$(pg_url "$PG_URL" postgres)" -c "SELECT datname FROM pg_database WHERE datname LIKE '${PG_DB}\_run\_%'"); do
+    pg_admin -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" || true
+  done
+}
+if [ "$DO_REDIS" = 1 ]; then
+  command -v redis-cli >/dev/null || { echo "redis-cli not found (the Redis part needs it; or --no-redis)" >&2; exit 1; }
+  redis-cli -u "$REDIS_URL" ping >/dev/null || { echo "no Redis at $REDIS_URL (or pass --no-redis)" >&2; exit 1; }
+fi
+flush_redis() { # deletes this script's keys, and only those
+  [ "$DO_REDIS" = 1 ] || return 0
+  redis-cli -u "$REDIS_URL" --scan --pattern "${REDIS_PREFIX}*" | xargs -r -n 500 redis-cli -u "$REDIS_URL" del >/dev/null
+}
+if [ -z "$ARGON" ] && [ "$DO_FLOW" = 1 ]; then
   log "building benches/argon2_rate (the raw Argon2id rate)"
   ARGON=$(cd "$ROOT" && cargo bench --bench argon2_rate --no-run --message-format=json 2>>"$OUT/build.log" \
     | python3 -c 'import json,sys
@@ -145,6 +217,7 @@ fresh() { # seed-dir -> a fresh data dir for one server run
 }
 
 [ "$PREPARE" = 1 ] && { log "prepared"; exit 0; }
+trap 'drop_pg_copies; flush_redis' EXIT
 
 # ---- measurements ----------------------------------------------------------------------------
 export QUIET_DEADLINE=$(( $(date +%s) + QBUDGET ))
@@ -155,10 +228,13 @@ export QUIET_DEADLINE=$(( $(date +%s) + QBUDGET ))
 } > "$OUT/env.txt"
 cat "$OUT/env.txt" >&2
 PFLOW=(); [ "$DO_FLOW" = 1 ] && PFLOW=(--flow "$FLOW")
-serve_portcullis() { # data dir [port] -> command line (env + binary)
-  local port=${2:-$PORT_P}
+serve_portcullis() { # data dir [port] [PostgreSQL URL] [Redis URL] -> command line (env + binary)
+  local port=${2:-$PORT_P} more=()
+  [ -n "${3:-}" ] && more+=("PORTCULLIS_DATABASE_URL=$3")
+  [ -n "${4:-}" ] && more+=("PORTCULLIS_REDIS_URL=$4" "PORTCULLIS_REDIS_PREFIX=$REDIS_PREFIX")
   echo env PORTCULLIS_BIND=127.0.0.1:$port PORTCULLIS_BASE_URL=http://127.0.0.1:$port \
-    PORTCULLIS_DATA_DIR="$1" PORTCULLIS_RATE_LIMIT_PER_MINUTE=0 "$BIN" serve
+    PORTCULLIS_DATA_DIR="$1" PORTCULLIS_RATE_LIMIT_PER_MINUTE=0 PORTCULLIS_API_RATE_LIMIT_PER_MINUTE=0 \
+    "${more[@]}" "$BIN" serve
 }
 # The raw Argon2id verify rate on core 0, at the server's cost, for the
 # logins/s ratio. `now` skips the wait for quiet: the measurement taken just
@@ -204,18 +280,64 @@ if [ "$LARGE" = 1 ]; then
     || log "1M run reported a failure"
 fi
 
+# The same pages on PostgreSQL, and on PostgreSQL with the sessions in Redis.
+if [ "$DO_PG" = 1 ]; then
+  for part in pg pg-redis; do
+    port=$PORT_PG rurl=""
+    if [ "$part" = pg-redis ]; then
+      [ "$DO_REDIS" = 1 ] || continue
+      port=$PORT_PR rurl=$REDIS_URL; flush_redis
+    fi
+    log "Portcullis, 1,000 users, on PostgreSQL${rurl:+ with the sessions in Redis}"
+    D=$(fresh "$SEED1K" "$part"); U=$(fresh_pg "${part//-/_}")
+    # shellcheck disable=SC2046
+    "$H/bench_server.sh" --label "portcullis-$part" --wait-quiet --base "http://127.0.0.1:$port" \
+        --user "$U1" --pass "$P1" -- $(serve_portcullis "$D" "$port" "$U" "$rurl") > "$OUT/portcullis-$part.txt" 2>&1 \
+      || log "portcullis-$part run reported a failure (see portcullis-$part.txt)"
+  done
+fi
+
 if [ "$DO_CEIL" = 1 ]; then
   log "axum ceiling"
   "$H/bench_server.sh" --label axum-ceiling --wait-quiet --base "http://127.0.0.1:$PORT_C" \
       --cookie "sid=ceiling-session-0123456789abcdef" -- "$CEIL" "127.0.0.1:$PORT_C" > "$OUT/axum-ceiling.txt" 2>&1 \
     || log "ceiling run reported a failure"
 fi
+# GET /api/v1/me with a personal access token, wrk on core 1: 2 s warm-up,
+# 8 s measured, 2 threads, 64 connections, as get_bench.sh measures pages
+# (and with its figures, under the scenario token_GET_api_me).
+api_bench() { # base token label
+  local url="$1/api/v1/me" label="$3" code out stat s0 s1 c0 c1
+  local hdr=(-H "User-Agent: portcullis-bench/1.0" -H "Authorization: Bearer $2")
+  code=$(curl -s -o /dev/null -w '%{http_code}' "${hdr[@]}" "$url")
+  if [ "$code" != 200 ]; then echo "FIGURE $label token_GET_api_me precheck_http $code"; return 1; fi
+  echo "FIGURE $label token_GET_api_me load1_before $(cut -d' ' -f1 /proc/loadavg)"
+  taskset -c 1 wrk -t2 -c64 -d2s --timeout 10s "${hdr[@]}" "$url" > /dev/null
+  cpu() { awk -v c="cpu$1" '$1==c {t=0; for(i=2;i<=9;i++) t+=$i; print t-$5-$6, t}' /proc/stat; }
+  pct() { echo "$1 $2" | awk '{d=$4-$2; printf "%.0f", (d>0 ? 100*($3-$1)/d : 0)}'; }
+  s0=$(cpu 0); c0=$(cpu 1)
+  out=$(taskset -c 1 wrk -t2 -c64 -d8s --timeout 10s -s "$H/report.lua" "${hdr[@]}" "$url")
+  s1=$(cpu 0); c1=$(cpu 1)
+  echo "$out" | sed 's/^/#   /'
+  stat=$(echo "$out" | grep '^WRKSTAT' | tail -n1)
+  val() { echo "$stat" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+  for m in rps:req_per_s p50_ms:p50_ms p99_ms:p99_ms err_status:non_2xx_3xx; do
+    echo "FIGURE $label token_GET_api_me ${m#*:} $(val "${m%%:*}")"
+  done
+  echo "FIGURE $label token_GET_api_me socket_errors $(( $(val err_connect) + $(val err_read) + $(val err_write) + $(val err_timeout) ))"
+  echo "FIGURE $label token_GET_api_me server_cpu0_busy_pct $(pct "$s0" "$s1")"
+  echo "FIGURE $label token_GET_api_me wrk_cpu1_busy_pct $(pct "$c0" "$c1")"
+  code=$(curl -s -o /dev/null -w '%{http_code}' "${hdr[@]}" "$url")
+  [ "$code" = 200 ] || echo "FIGURE $label token_GET_api_me postcheck_http $code"
+}
 # Alternating rounds: every server up at once on core 0 (an idle one costs next
 # to nothing), each scenario measured on one contestant after another, the
 # order rotated every round, so that the minutes-long drift of a shared
 # machine falls on all alike. The contestants: the ceiling (pages), Portcullis
-# with 1,000 users (pages and logins), with --large Portcullis with 1,000,000
-# (pages and logins), and the raw Argon2id rate (against the logins).
+# with 1,000 users (pages, the API and logins), with --large Portcullis with
+# 1,000,000 (pages, the API and logins), Portcullis on PostgreSQL and on
+# PostgreSQL with Redis sessions (pages and the API), and the raw Argon2id
+# rate (against the logins).
 # summarize.py reports the median of the rounds' ratios beside the single
 # passes above.
 rounds() ( # 1k data dir [1M data dir]; a subshell, whose exit stops the servers
@@ -234,6 +356,16 @@ rounds() ( # 1k data dir [1M data dir]; a subshell, whose exit stops the servers
     setsid taskset -c 0 $(serve_portcullis "$2" "$PORT_L") > "$OUT/rounds-portcullis-1m.log" 2>&1 & PIDS+=($!)
     BASE[portcullis-1m]="http://127.0.0.1:$PORT_L"; WHO+=(portcullis-1m)
   fi
+  if [ -n "$RPG_URL" ]; then
+    # shellcheck disable=SC2046
+    setsid taskset -c 0 $(serve_portcullis "$RPG_DIR" "$PORT_PG" "$RPG_URL") > "$OUT/rounds-portcullis-pg.log" 2>&1 & PIDS+=($!)
+    BASE[portcullis-pg]="http://127.0.0.1:$PORT_PG"; WHO+=(portcullis-pg)
+  fi
+  if [ -n "$RPR_URL" ]; then
+    # shellcheck disable=SC2046
+    setsid taskset -c 0 $(serve_portcullis "$RPR_DIR" "$PORT_PR" "$RPR_URL" "$REDIS_URL") > "$OUT/rounds-portcullis-pg-redis.log" 2>&1 & PIDS+=($!)
+    BASE[portcullis-pg-redis]="http://127.0.0.1:$PORT_PR"; WHO+=(portcullis-pg-redis)
+  fi
   if [ "$DO_FLOW" = 1 ] && [ -n "$ARGON" ]; then WHO+=(argon2id-raw); fi
   trap 'for p in "${PIDS[@]}"; do kill -TERM -- "-$p" 2>/dev/null; done; wait' EXIT
   for w in "${!BASE[@]}"; do
@@ -244,13 +376,23 @@ rounds() ( # 1k data dir [1M data dir]; a subshell, whose exit stops the servers
       COOKIE[$w]=$(taskset -c 1 "$H/.venv/bin/python" "$H/login_cookie.py" "${BASE[$w]}" "$U1" "$P1") || exit 1
     fi
   done
+  declare -A TOKEN
+  if [ "$DO_API" = 1 ]; then
+    for w in "${!BASE[@]}"; do
+      [ "$w" = axum-ceiling ] && continue
+      TOKEN[$w]=$(PYTHONPATH="$H" taskset -c 1 "$H/.venv/bin/python" "$HERE/api_token.py" "${BASE[$w]}" "$U1" "$P1") || exit 1
+    done
+  fi
   for r in $(seq 1 "$ROUNDS"); do
     n=${#WHO[@]}; k=$(( (r - 1) % n )); order=("${WHO[@]:k}" "${WHO[@]:0:k}")
-    for scen in login dashboard flow; do
+    for scen in login dashboard api flow; do
       for w in "${order[@]}"; do
         label="round$r-$w"
         case "$scen:$w" in
-          flow:axum-ceiling | login:argon2id-raw | dashboard:argon2id-raw) ;;
+          flow:axum-ceiling | login:argon2id-raw | dashboard:argon2id-raw | api:axum-ceiling | api:argon2id-raw \
+            | flow:portcullis-pg*) ;;
+          api:*) [ "$DO_API" = 1 ] || continue
+            api_bench "${BASE[$w]}" "${TOKEN[$w]}" "$label" || exit 1 ;;
           flow:argon2id-raw) taskset -c 0 "$ARGON" --seconds 10 --label "$label" || exit 1 ;;
           flow:*) [ "$DO_FLOW" = 1 ] || continue
             # shellcheck disable=SC2086
@@ -281,6 +423,9 @@ rounds() ( # 1k data dir [1M data dir]; a subshell, whose exit stops the servers
 if [ "$ROUNDS" -gt 0 ]; then
   log "alternating rounds: $ROUNDS (then, with --large, $WINDOWS one-second windows)"
   LD=""; [ "$LARGE" = 1 ] && LD=$(fresh "$SEED1M" rounds)
+  RPG_DIR="" RPG_URL="" RPR_DIR="" RPR_URL=""
+  if [ "$DO_PG" = 1 ]; then RPG_DIR=$(fresh "$SEED1K" rounds-pg); RPG_URL=$(fresh_pg rounds_pg); fi
+  if [ "$DO_REDIS" = 1 ]; then RPR_DIR=$(fresh "$SEED1K" rounds-pg-redis); RPR_URL=$(fresh_pg rounds_pg_redis); flush_redis; fi
   rounds "$(fresh "$SEED1K" rounds)" $LD > "$OUT/rounds.txt" 2>&1 || log "alternating rounds reported a failure (see rounds.txt)"
 fi
 if [ "$DO_FLASK" = 1 ]; then

@@ -58,7 +58,9 @@ def flags(label, scen):
 
 
 ROWS = [("axum-ceiling", "axum ceiling"), ("portcullis", "Portcullis, 1k users"),
-        ("portcullis-1m", "Portcullis, 1M users/sessions"), ("flask-sync", "Flask peer (gunicorn sync x5)"),
+        ("portcullis-1m", "Portcullis, 1M users/sessions"), ("portcullis-pg", "Portcullis, 1k users, PostgreSQL"),
+        ("portcullis-pg-redis", "Portcullis, 1k users, PostgreSQL + Redis sessions"),
+        ("flask-sync", "Flask peer (gunicorn sync x5)"),
         ("portcullis-flood-off", "Portcullis, before the flood"), ("portcullis-flood-on", "Portcullis, under login flood")]
 hdr = ["server", "GET /login req/s", "p50 ms", "p99 ms", "GET /dashboard req/s", "p50 ms", "p99 ms",
        "logins/s", "POST /login p99 ms", "idle RSS MiB", "peak RSS MiB"]
@@ -105,6 +107,54 @@ if fs:
 if notes:
     print("\nConditions: " + "; ".join(notes))
 
+
+# The same ratios from the alternating rounds (run.sh --rounds): all servers
+# up at once, measured one after another, the order rotated each round; the
+# median of the rounds' ratios. Runs of an older run.sh label them pairN-.
+def numbered(pattern):
+    """{(n, server): label} for the labels `pattern` matches (number, server)."""
+    out = {}
+    for lab, _ in F:
+        if m := re.fullmatch(pattern, lab):
+            out[(int(m.group(1)), m.group(2))] = lab
+    return out
+
+
+ROUND = numbered(r"(?:round|pair)(\d+)-(.+)")
+# run.sh's one-second dashboard windows, the 1k and 1M servers in turn.
+WINDOW = numbered(r"window(\d+)-(.+)")
+
+
+# The alternating rounds' medians, server by server (the JSON API is
+# measured there only).
+rounds_rows = []
+API = "token_GET_api_me"
+for label, name in ROWS:
+    figs = {}
+    for scen in ("anon_GET_login", "auth_GET_dashboard", API):
+        for metric in ("req_per_s", "p99_ms"):
+            vs = [v for (r, w), lab in ROUND.items() if w == label and (v := num(lab, scen, metric)) is not None]
+            figs[(scen, metric)] = statistics.median(vs) if vs else None
+    if any(v is not None for v in figs.values()):
+        rounds_rows.append([name] + [fmt(figs[(sc, m)], 0 if m == "req_per_s" else 2)
+                                     for sc in ("anon_GET_login", "auth_GET_dashboard", API)
+                                     for m in ("req_per_s", "p99_ms")])
+if rounds_rows:
+    n = len({r for r, _ in ROUND})
+    print(f"\nMedians of the {n} alternating rounds:")
+    rh = ["server", "GET /login req/s", "p99 ms", "GET /dashboard req/s", "p99 ms", "GET /api/v1/me req/s (token)",
+          "p99 ms"]
+    rt = [rh] + rounds_rows
+    rw = [max(len(r[i]) for r in rt) for i in range(len(rh))]
+    for i, r in enumerate(rt):
+        print("| " + " | ".join(c.ljust(rw[j]) for j, c in enumerate(r)) + " |")
+        if i == 0:
+            print("|" + "|".join("-" * (rw[j] + 2) for j in range(len(rh))) + "|")
+    for (r, w), lab in sorted(ROUND.items()):
+        fl = flags(lab, API)
+        if fl:
+            print(f"  round {r} {w} {API}: {fl}")
+
 print("\nTargets (ratios within this run):")
 
 
@@ -140,21 +190,6 @@ verdict("dashboard req/s, Portcullis / axum ceiling", ratio(d(P), d(C)), 0.5, ">
 verdict("dashboard req/s, Portcullis / Flask peer", ratio(d(P), d(FL)), 100, ">", "x")
 verdict("dashboard p99 at 64 connections", d(P, "p99_ms"), 10, "<", " ms")
 verdict("anonymous GET /login req/s, Portcullis / axum ceiling", ratio(lg(P), lg(C)), 0.6, ">=")
-# The same ratios from the alternating rounds (run.sh --rounds): all servers
-# up at once, measured one after another, the order rotated each round; the
-# median of the rounds' ratios. Runs of an older run.sh label them pairN-.
-def numbered(pattern):
-    """{(n, server): label} for the labels `pattern` matches (number, server)."""
-    out = {}
-    for lab, _ in F:
-        if m := re.fullmatch(pattern, lab):
-            out[(int(m.group(1)), m.group(2))] = lab
-    return out
-
-
-ROUND = numbered(r"(?:round|pair)(\d+)-(.+)")
-# run.sh's one-second dashboard windows, the 1k and 1M servers in turn.
-WINDOW = numbered(r"window(\d+)-(.+)")
 
 
 def rounds_median(name, a, b, check, scen, metric, scen_b=None, metric_b=None, by=ROUND, what="alternating rounds"):
@@ -171,6 +206,17 @@ def rounds_median(name, a, b, check, scen, metric, scen_b=None, metric_b=None, b
 for scen, name, target in [("auth_GET_dashboard", "dashboard", 0.5), ("anon_GET_login", "anonymous GET /login", 0.6)]:
     rounds_median(f"{name} req/s, Portcullis / axum ceiling", P, C,
                   lambda n, v, t=target: verdict(n, v, t, ">="), scen, "req_per_s")
+PG, PR = "portcullis-pg", "portcullis-pg-redis"
+if any(w in (PG, PR) for w in [lab for lab, _ in F] + [w for _, w in ROUND]):
+    verdict("dashboard req/s, Portcullis on PostgreSQL / axum ceiling", ratio(d(PG), d(C)), 0.12, ">=")
+    rounds_median("dashboard req/s, Portcullis on PostgreSQL / axum ceiling", PG, C,
+                  lambda n, v: verdict(n, v, 0.12, ">="), "auth_GET_dashboard", "req_per_s")
+    verdict("dashboard req/s, PostgreSQL + Redis sessions / PostgreSQL", ratio(d(PR), d(PG)), 1.0, ">=")
+    rounds_median("dashboard req/s, PostgreSQL + Redis sessions / PostgreSQL", PR, PG,
+                  lambda n, v: verdict(n, v, 1.0, ">="), "auth_GET_dashboard", "req_per_s")
+for who, name in [(P, "SQLite"), (PG, "PostgreSQL"), (PR, "PostgreSQL + Redis sessions")]:
+    rounds_median(f"GET /api/v1/me req/s with a token, {name} / axum ceiling's dashboard", who, C,
+                  lambda n, v: verdict(n, v, 0.5, ">="), API, "req_per_s", "auth_GET_dashboard", "req_per_s")
 verdict("logins/s / raw Argon2id verify/s (same cost, core 0" + (", mean of before and after" if len(raws) > 1 else "") + ")",
         ratio(num(flow_label(P), "flow_login", "logins_per_s"), raw), 0.9, ">=")
 rounds_median("logins/s / raw Argon2id verify/s", P, "argon2id-raw", lambda n, v: verdict(n, v, 0.9, ">="),

@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# Property-based tests of the JSON API against its own OpenAPI 3.1 document,
+# with Schemathesis (from PyPI, in a venv), over a real socket.
+#
+#   bash tests/schemathesis.sh [path/to/portcullis]
+#
+# Starts the binary (argument, else $PORTCULLIS_BIN, else
+# target/debug/portcullis) on a free loopback port with a fresh data
+# directory, creates an administrator with the CLI, signs in through the
+# login form, makes an `admin` token on /account/tokens and reads it off the
+# page, then lets Schemathesis generate requests for every operation of
+# /api/openapi.json with that token (settings in tests/schemathesis.toml;
+# one worker, as Hypothesis parsing lambdas from two threads trips
+# "AST constructor recursion depth mismatch" on some CPython 3.11 releases).
+# Every check runs; the JUnit report goes
+# to $SCHEMATHESIS_REPORT_DIR (default target/schemathesis). Exits non-zero
+# when a check fails.
+#
+# Knobs: SCHEMATHESIS_MAX_EXAMPLES (default 100 per operation and phase),
+# SCHEMATHESIS_SEED (default fixed, for runs that repeat), SCHEMATHESIS_VENV.
+set -euo pipefail
+shopt -s inherit_errexit 2>/dev/null || true
+cd "$(dirname "$0")/.."
+ROOT="$(pwd)"
+
+SCHEMATHESIS_VERSION="4.32.5"
+HYPOTHESIS_VERSION="6.170.27"
+VENV="${SCHEMATHESIS_VENV:-/tmp/portcullis-st-venv}"
+BIN="${1:-${PORTCULLIS_BIN:-target/debug/portcullis}}"
+MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-100}"
+SEED="${SCHEMATHESIS_SEED:-20261206}"
+REPORT_DIR="${SCHEMATHESIS_REPORT_DIR:-$ROOT/target/schemathesis}"
+PASSWORD="schemathesis-pass-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+
+case "$BIN" in /*) ;; *) BIN="$ROOT/$BIN" ;; esac
+[ -x "$BIN" ] || { echo "schemathesis: no portcullis binary at $BIN (build it with cargo build --bin portcullis)"; exit 1; }
+
+echo "-- schemathesis $SCHEMATHESIS_VERSION in $VENV"
+if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VERSION" \
+    || ! "$VENV/bin/python" -c "import hypothesis, sys; sys.exit(hypothesis.__version__ != '$HYPOTHESIS_VERSION')" 2>/dev/null; then
+    python3 -m venv "$VENV" 2>/dev/null || {
+        apt-get update -qq && apt-get install -y -qq python3-venv
+        python3 -m venv "$VENV"
+    }
+    "$VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" "hypothesis==$HYPOTHESIS_VERSION"
+fi
+
+umask 077
+WORK="$(mktemp -d /tmp/portcullis-st.XXXXXX)"
+SERVER_PID=""
+cleanup() {
+    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+BASE="http://127.0.0.1:$PORT"
+export PORTCULLIS_BIND="127.0.0.1:$PORT"
+export PORTCULLIS_BASE_URL="$BASE"
+export PORTCULLIS_DATA_DIR="$WORK/data"
+export PORTCULLIS_LOG="${PORTCULLIS_LOG:-warn}"
+# Generous limits: the run is thousands of requests from one address and one token.
+export PORTCULLIS_RATE_LIMIT_PER_MINUTE=100000
+export PORTCULLIS_API_RATE_LIMIT_PER_MINUTE=10000000
+export PORTCULLIS_MAIL_RATE_LIMIT_PER_HOUR=0
+# A cheaper password hash: the run signs in once, and the CLI hashes once.
+export PORTCULLIS_ARGON2_MEMORY_KIB=8192 PORTCULLIS_ARGON2_ITERATIONS=1
+unset PORTCULLIS_DATABASE_URL PORTCULLIS_REDIS_URL PORTCULLIS_CONFIG
+mkdir -p "$PORTCULLIS_DATA_DIR"
+cd "$WORK"
+
+echo "-- administrator and server on $BASE"
+printf '%s\n' "$PASSWORD" | "$BIN" user create --username fuzzadmin --email fuzzadmin@example.com \
+    --admin --verified --password-stdin
+"$BIN" user set-admin fuzzadmin
+"$BIN" serve >"$WORK/server.log" 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 1 100); do
+    curl -fsS -o /dev/null "$BASE/api/openapi.json" 2>/dev/null && break
+    kill -0 "$SERVER_PID" 2>/dev/null || { echo "schemathesis: the server stopped"; cat "$WORK/server.log"; exit 1; }
+    sleep 0.2
+done
+curl -fsS -o /dev/null "$BASE/api/openapi.json" || { echo "schemathesis: the server did not answer"; cat "$WORK/server.log"; exit 1; }
+
+# The form's CSRF token, from a page fetched with the cookie jar.
+JAR="$WORK/cookies.txt"
+csrf_of() {
+    curl -fsS -b "$JAR" -c "$JAR" "$BASE$1" | grep -o 'name="csrf_token" value="[^"]*"' | head -n1 | sed 's/.*value="//; s/"$//'
+}
+post_form() {
+    local path="$1"; shift
+    curl -sS -o /dev/null -w '%{http_code}' -b "$JAR" -c "$JAR" -H "Origin: $BASE" "$@" "$BASE$path"
+}
+
+echo "-- signing in and making an admin token"
+csrf="$(csrf_of /login)"
+[ -n "$csrf" ] || { echo "schemathesis: no CSRF token on /login"; exit 1; }
+code="$(post_form /login --data-urlencode "csrf_token=$csrf" --data-urlencode "username=fuzzadmin" \
+    --data-urlencode "password=$PASSWORD")"
+[ "$code" = 303 ] || { echo "schemathesis: login answered $code"; exit 1; }
+csrf="$(csrf_of /account/tokens)"
+[ -n "$csrf" ] || { echo "schemathesis: no CSRF token on /account/tokens (not signed in?)"; exit 1; }
+code="$(post_form /account/tokens --data-urlencode "csrf_token=$csrf" --data-urlencode "name=schemathesis" \
+    --data-urlencode "scope=admin" --data-urlencode "expires_in_days=30")"
+[ "$code" = 303 ] || { echo "schemathesis: token form answered $code"; exit 1; }
+TOKEN="$(curl -fsS -b "$JAR" -c "$JAR" "$BASE/account/tokens" | grep -oE 'pcat_[A-Za-z0-9_]+' | head -n1 || true)"
+[ -n "$TOKEN" ] || { echo "schemathesis: no token on /account/tokens"; exit 1; }
+me="$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$BASE/api/v1/me")"
+[ "$me" = 200 ] || { echo "schemathesis: the new token got $me from /api/v1/me"; exit 1; }
+# A few posts and a second user, so lists have pages and ids exist.
+for i in 1 2 3; do
+    curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+        -d "{\"title\":\"Seed $i\",\"content\":\"Seed post $i\"}" "$BASE/api/v1/posts"
+done
+printf '%s\n' "$PASSWORD" | "$BIN" user create --username other --email other@example.com --password-stdin >/dev/null
+
+echo "-- schemathesis run: every operation, every check, $MAX_EXAMPLES examples, seed $SEED"
+mkdir -p "$REPORT_DIR"
+status=0
+timeout --signal=INT --kill-after=30 "${SCHEMATHESIS_TIMEOUT:-270}" \
+    "$VENV/bin/schemathesis" --config-file "$ROOT/tests/schemathesis.toml" run "$BASE/api/openapi.json" \
+    --header "Authorization: Bearer $TOKEN" \
+    --checks all \
+    --max-examples "$MAX_EXAMPLES" \
+    --seed "$SEED" \
+    --workers 1 \
+    --request-timeout 10 \
+    --generation-database none \
+    --no-color \
+    --report junit --report-junit-path "$REPORT_DIR/junit.xml" \
+    >"$REPORT_DIR/output.txt" 2>&1 || status=$?
+cat "$REPORT_DIR/output.txt"
+if [ -n "$SERVER_PID" ] && ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    echo "schemathesis: the server died during the run"
+    status=1
+fi
+if grep -qE 'panicked|ERROR' "$WORK/server.log"; then
+    echo "-- server errors in the log:"
+    grep -E 'panicked|ERROR' "$WORK/server.log" | head -n 20
+fi
+
+# One closing line, from the JUnit report and the run's own count of test cases.
+summary="$(python3 - "$REPORT_DIR/junit.xml" "$REPORT_DIR/output.txt" "$status" <<'EOF'
+import re, sys, xml.etree.ElementTree as ET
+path, output, status = sys.argv[1], sys.argv[2], int(sys.argv[3])
+try:
+    text = open(output, encoding="utf-8", errors="replace").read()
+except OSError:
+    text = ""
+generated = re.search(r"(\d+) generated", text)
+try:
+    root = ET.parse(path).getroot()
+except Exception as e:
+    print(f"no report ({e}); exit {status}")
+    sys.exit(0)
+ops = passed = failed = errored = skipped = 0
+stateful = "not run"
+for c in root.iter("testcase"):
+    outcome = "failed" if c.find("failure") is not None else "errored" if c.find("error") is not None \
+        else "skipped" if c.find("skipped") is not None else "passed"
+    if c.get("name") == "Stateful tests":
+        stateful = outcome
+        continue
+    ops += 1
+    passed += outcome == "passed"
+    failed += outcome == "failed"
+    errored += outcome == "errored"
+    skipped += outcome == "skipped"
+cases = generated.group(1) if generated else "?"
+print(f"{ops} operations, {cases} test cases, every check: {passed} passed, {failed} failed, "
+      f"{errored} errored, {skipped} skipped; stateful {stateful}; exit {status}")
+EOF
+)"
+echo "schemathesis: $summary (report $REPORT_DIR/junit.xml)"
+exit "$status"

@@ -4,17 +4,19 @@
 #
 #   bash tests/schemathesis.sh [path/to/portcullis]
 #
-# Starts the binary (argument, else $PORTCULLIS_BIN, else
-# target/debug/portcullis) on a free loopback port with a fresh data
-# directory, creates an administrator with the CLI, signs in through the
-# login form, makes an `admin` token on /account/tokens and reads it off the
-# page, then lets Schemathesis generate requests for every operation of
-# /api/openapi.json with that token (settings in tests/schemathesis.toml;
+# For each database (SQLite in a fresh data directory; PostgreSQL too, in a
+# schema of its own, when PORTCULLIS_TEST_POSTGRES_URL is set): starts the
+# binary (argument, else $PORTCULLIS_BIN, else target/debug/portcullis) on a
+# free loopback port, creates an administrator with the CLI, signs in
+# through the login form, makes an `admin` token on /account/tokens and
+# reads it off the page, then lets Schemathesis generate requests for every
+# operation of /api/openapi.json with that token (settings in tests/schemathesis.toml;
 # one worker, as Hypothesis parsing lambdas from two threads trips
 # "AST constructor recursion depth mismatch" on some CPython 3.11 releases).
-# Every check runs; the JUnit report goes
-# to $SCHEMATHESIS_REPORT_DIR (default target/schemathesis). Exits non-zero
-# when a check fails.
+# Every check runs; the JUnit reports go
+# to $SCHEMATHESIS_REPORT_DIR/<database>/ (default target/schemathesis).
+# Exits non-zero when a check fails. With PORTCULLIS_TEST_REQUIRE_SERVICES
+# set (as CI sets it), a missing PostgreSQL URL fails the run.
 #
 # Knobs: SCHEMATHESIS_MAX_EXAMPLES (default 100 per operation and phase),
 # SCHEMATHESIS_SEED (default fixed, for runs that repeat), SCHEMATHESIS_VENV.
@@ -33,6 +35,7 @@ REPORT_DIR="${SCHEMATHESIS_REPORT_DIR:-$ROOT/target/schemathesis}"
 PASSWORD="schemathesis-pass-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 
 case "$BIN" in /*) ;; *) BIN="$ROOT/$BIN" ;; esac
+case "$REPORT_DIR" in /*) ;; *) REPORT_DIR="$ROOT/$REPORT_DIR" ;; esac
 [ -x "$BIN" ] || { echo "schemathesis: no portcullis binary at $BIN (build it with cargo build --bin portcullis)"; exit 1; }
 
 echo "-- schemathesis $SCHEMATHESIS_VERSION in $VENV"
@@ -48,103 +51,119 @@ fi
 umask 077
 WORK="$(mktemp -d /tmp/portcullis-st.XXXXXX)"
 SERVER_PID=""
-cleanup() {
+PG_SCHEMA=""
+stop_server() {
     if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
         kill "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
     fi
+    SERVER_PID=""
+}
+cleanup() {
+    stop_server
+    if [ -n "$PG_SCHEMA" ]; then
+        psql -q -X "$PORTCULLIS_TEST_POSTGRES_URL" -c "DROP SCHEMA IF EXISTS \"$PG_SCHEMA\" CASCADE" >/dev/null 2>&1 || true
+    fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+cd "$WORK"
 
-PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-BASE="http://127.0.0.1:$PORT"
-export PORTCULLIS_BIND="127.0.0.1:$PORT"
-export PORTCULLIS_BASE_URL="$BASE"
-export PORTCULLIS_DATA_DIR="$WORK/data"
-export PORTCULLIS_LOG="${PORTCULLIS_LOG:-warn}"
-# Generous limits: the run is thousands of requests from one address and one token.
+# Generous limits: a run is thousands of requests from one address and one token.
 export PORTCULLIS_RATE_LIMIT_PER_MINUTE=100000
 export PORTCULLIS_API_RATE_LIMIT_PER_MINUTE=10000000
 export PORTCULLIS_MAIL_RATE_LIMIT_PER_HOUR=0
-# A cheaper password hash: the run signs in once, and the CLI hashes once.
+# A cheaper password hash: a run signs in once, and the CLI hashes twice.
 export PORTCULLIS_ARGON2_MEMORY_KIB=8192 PORTCULLIS_ARGON2_ITERATIONS=1
+export PORTCULLIS_LOG="${PORTCULLIS_LOG:-warn}"
 unset PORTCULLIS_DATABASE_URL PORTCULLIS_REDIS_URL PORTCULLIS_CONFIG
-mkdir -p "$PORTCULLIS_DATA_DIR"
-cd "$WORK"
 
-echo "-- administrator and server on $BASE"
-printf '%s\n' "$PASSWORD" | "$BIN" user create --username fuzzadmin --email fuzzadmin@example.com \
-    --admin --verified --password-stdin
-"$BIN" user set-admin fuzzadmin
-"$BIN" serve >"$WORK/server.log" 2>&1 &
-SERVER_PID=$!
-for _ in $(seq 1 100); do
-    curl -fsS -o /dev/null "$BASE/api/openapi.json" 2>/dev/null && break
-    kill -0 "$SERVER_PID" 2>/dev/null || { echo "schemathesis: the server stopped"; cat "$WORK/server.log"; exit 1; }
-    sleep 0.2
-done
-curl -fsS -o /dev/null "$BASE/api/openapi.json" || { echo "schemathesis: the server did not answer"; cat "$WORK/server.log"; exit 1; }
+# fuzz NAME [DATABASE_URL]: one server, one token, one Schemathesis run;
+# sets FUZZ_STATUS and FUZZ_SUMMARY.
+fuzz() {
+    local name="$1" database="${2:-}" dir="$WORK/$1" report="$REPORT_DIR/$1"
+    mkdir -p "$dir/data" "$report"
+    local port base
+    port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    base="http://127.0.0.1:$port"
+    export PORTCULLIS_BIND="127.0.0.1:$port" PORTCULLIS_BASE_URL="$base" PORTCULLIS_DATA_DIR="$dir/data"
+    if [ -n "$database" ]; then export PORTCULLIS_DATABASE_URL="$database"; else unset PORTCULLIS_DATABASE_URL; fi
 
-# The form's CSRF token, from a page fetched with the cookie jar.
-JAR="$WORK/cookies.txt"
-csrf_of() {
-    curl -fsS -b "$JAR" -c "$JAR" "$BASE$1" | grep -o 'name="csrf_token" value="[^"]*"' | head -n1 | sed 's/.*value="//; s/"$//'
+    echo "-- [$name] administrator and server on $base"
+    printf '%s\n' "$PASSWORD" | "$BIN" user create --username fuzzadmin --email fuzzadmin@example.com \
+        --admin --verified --password-stdin
+    "$BIN" user set-admin fuzzadmin
+    (cd "$dir" && exec "$BIN" serve) >"$dir/server.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 1 100); do
+        curl -fsS -o /dev/null "$base/api/openapi.json" 2>/dev/null && break
+        kill -0 "$SERVER_PID" 2>/dev/null || { echo "schemathesis: the server stopped"; cat "$dir/server.log"; exit 1; }
+        sleep 0.2
+    done
+    curl -fsS -o /dev/null "$base/api/openapi.json" || { echo "schemathesis: no answer"; cat "$dir/server.log"; exit 1; }
+
+    # A form's CSRF token, from its page fetched with the cookie jar.
+    local jar="$dir/cookies.txt" csrf code token
+    csrf_of() {
+        curl -fsS -b "$jar" -c "$jar" "$base$1" | grep -o 'name="csrf_token" value="[^"]*"' | head -n1 \
+            | sed 's/.*value="//; s/"$//'
+    }
+    post_form() {
+        local path="$1"; shift
+        curl -sS -o /dev/null -w '%{http_code}' -b "$jar" -c "$jar" -H "Origin: $base" "$@" "$base$path"
+    }
+    echo "-- [$name] signing in and making an admin token"
+    csrf="$(csrf_of /login)"
+    [ -n "$csrf" ] || { echo "schemathesis: no CSRF token on /login"; exit 1; }
+    code="$(post_form /login --data-urlencode "csrf_token=$csrf" --data-urlencode "username=fuzzadmin" \
+        --data-urlencode "password=$PASSWORD")"
+    [ "$code" = 303 ] || { echo "schemathesis: login answered $code"; exit 1; }
+    csrf="$(csrf_of /account/tokens)"
+    [ -n "$csrf" ] || { echo "schemathesis: no CSRF token on /account/tokens (not signed in?)"; exit 1; }
+    code="$(post_form /account/tokens --data-urlencode "csrf_token=$csrf" --data-urlencode "name=schemathesis" \
+        --data-urlencode "scope=admin" --data-urlencode "expires_in_days=30")"
+    [ "$code" = 303 ] || { echo "schemathesis: the token form answered $code"; exit 1; }
+    token="$(curl -fsS -b "$jar" -c "$jar" "$base/account/tokens" | grep -oE 'pcat_[A-Za-z0-9_]+' | head -n1 || true)"
+    [ -n "$token" ] || { echo "schemathesis: no token on /account/tokens"; exit 1; }
+    code="$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "$base/api/v1/me")"
+    [ "$code" = 200 ] || { echo "schemathesis: the new token got $code from /api/v1/me"; exit 1; }
+    # A few posts and a second user, so that lists have pages and ids exist.
+    for i in 1 2 3; do
+        curl -fsS -o /dev/null -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+            -d "{\"title\":\"Seed $i\",\"content\":\"Seed post $i\"}" "$base/api/v1/posts"
+    done
+    printf '%s\n' "$PASSWORD" | "$BIN" user create --username other --email other@example.com --password-stdin >/dev/null
+
+    echo "-- [$name] schemathesis run: every operation, every check, $MAX_EXAMPLES examples, seed $SEED"
+    FUZZ_STATUS=0
+    timeout --signal=INT --kill-after=30 "${SCHEMATHESIS_TIMEOUT:-240}" \
+        "$VENV/bin/schemathesis" --config-file "$ROOT/tests/schemathesis.toml" run "$base/api/openapi.json" \
+        --header "Authorization: Bearer $token" \
+        --checks all \
+        --max-examples "$MAX_EXAMPLES" \
+        --seed "$SEED" \
+        --workers 1 \
+        --request-timeout 10 \
+        --generation-database none \
+        --no-color \
+        --report junit --report-junit-path "$report/junit.xml" \
+        >"$report/output.txt" 2>&1 || FUZZ_STATUS=$?
+    cat "$report/output.txt"
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+        echo "schemathesis: the server died during the run"
+        FUZZ_STATUS=1
+    fi
+    stop_server
+    if grep -qE 'panicked|ERROR' "$dir/server.log"; then
+        echo "-- [$name] errors in the server's log:"
+        grep -E 'panicked|ERROR' "$dir/server.log" | head -n 20
+    fi
+    FUZZ_SUMMARY="$name: $(summarize "$report/junit.xml" "$report/output.txt" "$FUZZ_STATUS")"
 }
-post_form() {
-    local path="$1"; shift
-    curl -sS -o /dev/null -w '%{http_code}' -b "$JAR" -c "$JAR" -H "Origin: $BASE" "$@" "$BASE$path"
-}
 
-echo "-- signing in and making an admin token"
-csrf="$(csrf_of /login)"
-[ -n "$csrf" ] || { echo "schemathesis: no CSRF token on /login"; exit 1; }
-code="$(post_form /login --data-urlencode "csrf_token=$csrf" --data-urlencode "username=fuzzadmin" \
-    --data-urlencode "password=$PASSWORD")"
-[ "$code" = 303 ] || { echo "schemathesis: login answered $code"; exit 1; }
-csrf="$(csrf_of /account/tokens)"
-[ -n "$csrf" ] || { echo "schemathesis: no CSRF token on /account/tokens (not signed in?)"; exit 1; }
-code="$(post_form /account/tokens --data-urlencode "csrf_token=$csrf" --data-urlencode "name=schemathesis" \
-    --data-urlencode "scope=admin" --data-urlencode "expires_in_days=30")"
-[ "$code" = 303 ] || { echo "schemathesis: token form answered $code"; exit 1; }
-TOKEN="$(curl -fsS -b "$JAR" -c "$JAR" "$BASE/account/tokens" | grep -oE 'pcat_[A-Za-z0-9_]+' | head -n1 || true)"
-[ -n "$TOKEN" ] || { echo "schemathesis: no token on /account/tokens"; exit 1; }
-me="$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$BASE/api/v1/me")"
-[ "$me" = 200 ] || { echo "schemathesis: the new token got $me from /api/v1/me"; exit 1; }
-# A few posts and a second user, so lists have pages and ids exist.
-for i in 1 2 3; do
-    curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-        -d "{\"title\":\"Seed $i\",\"content\":\"Seed post $i\"}" "$BASE/api/v1/posts"
-done
-printf '%s\n' "$PASSWORD" | "$BIN" user create --username other --email other@example.com --password-stdin >/dev/null
-
-echo "-- schemathesis run: every operation, every check, $MAX_EXAMPLES examples, seed $SEED"
-mkdir -p "$REPORT_DIR"
-status=0
-timeout --signal=INT --kill-after=30 "${SCHEMATHESIS_TIMEOUT:-270}" \
-    "$VENV/bin/schemathesis" --config-file "$ROOT/tests/schemathesis.toml" run "$BASE/api/openapi.json" \
-    --header "Authorization: Bearer $TOKEN" \
-    --checks all \
-    --max-examples "$MAX_EXAMPLES" \
-    --seed "$SEED" \
-    --workers 1 \
-    --request-timeout 10 \
-    --generation-database none \
-    --no-color \
-    --report junit --report-junit-path "$REPORT_DIR/junit.xml" \
-    >"$REPORT_DIR/output.txt" 2>&1 || status=$?
-cat "$REPORT_DIR/output.txt"
-if [ -n "$SERVER_PID" ] && ! kill -0 "$SERVER_PID" 2>/dev/null; then
-    echo "schemathesis: the server died during the run"
-    status=1
-fi
-if grep -qE 'panicked|ERROR' "$WORK/server.log"; then
-    echo "-- server errors in the log:"
-    grep -E 'panicked|ERROR' "$WORK/server.log" | head -n 20
-fi
-
-# One closing line, from the JUnit report and the run's own count of test cases.
-summary="$(python3 - "$REPORT_DIR/junit.xml" "$REPORT_DIR/output.txt" "$status" <<'EOF'
+# One line for a run, from its JUnit report and its own count of test cases.
+summarize() {
+    python3 - "$@" <<'EOF'
 import re, sys, xml.etree.ElementTree as ET
 path, output, status = sys.argv[1], sys.argv[2], int(sys.argv[3])
 try:
@@ -171,9 +190,35 @@ for c in root.iter("testcase"):
     errored += outcome == "errored"
     skipped += outcome == "skipped"
 cases = generated.group(1) if generated else "?"
-print(f"{ops} operations, {cases} test cases, every check: {passed} passed, {failed} failed, "
+print(f"{ops} operations, {cases} test cases, all checks: {passed} passed, {failed} failed, "
       f"{errored} errored, {skipped} skipped; stateful {stateful}; exit {status}")
 EOF
-)"
-echo "schemathesis: $summary (report $REPORT_DIR/junit.xml)"
+}
+
+rm -rf "$REPORT_DIR"
+status=0
+summaries=()
+fuzz sqlite
+summaries+=("$FUZZ_SUMMARY")
+[ "$FUZZ_STATUS" = 0 ] || status=1
+
+pg="${PORTCULLIS_TEST_POSTGRES_URL:-}"
+if [ -n "$pg" ]; then
+    command -v psql >/dev/null || { echo "schemathesis: psql is needed for the PostgreSQL run"; exit 1; }
+    PG_SCHEMA="schemathesis_$$_$(date +%s)"
+    psql -q -X "$pg" -c "CREATE SCHEMA \"$PG_SCHEMA\"" >/dev/null
+    sep='?'; case "$pg" in *\?*) sep='&' ;; esac
+    fuzz postgresql "$pg${sep}options=-c%20search_path%3D$PG_SCHEMA"
+    summaries+=("$FUZZ_SUMMARY")
+    [ "$FUZZ_STATUS" = 0 ] || status=1
+elif [ -n "${PORTCULLIS_TEST_REQUIRE_SERVICES:-}" ] && [ "${PORTCULLIS_TEST_REQUIRE_SERVICES}" != 0 ]; then
+    echo "schemathesis: PORTCULLIS_TEST_REQUIRE_SERVICES is set but PORTCULLIS_TEST_POSTGRES_URL is not"
+    summaries+=("postgresql: not run")
+    status=1
+else
+    summaries+=("postgresql: not run (set PORTCULLIS_TEST_POSTGRES_URL)")
+fi
+
+joined="$(printf '%s; ' "${summaries[@]}")"
+echo "schemathesis: ${joined%; } (reports in $REPORT_DIR)"
 exit "$status"

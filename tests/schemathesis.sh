@@ -19,7 +19,8 @@
 # set (as CI sets it), a missing PostgreSQL URL fails the run.
 #
 # Knobs: SCHEMATHESIS_MAX_EXAMPLES (default 100 per operation and phase),
-# SCHEMATHESIS_SEED (default fixed, for runs that repeat), SCHEMATHESIS_VENV.
+# SCHEMATHESIS_SEED (default fixed, for runs that repeat), SCHEMATHESIS_VENV,
+# SCHEMATHESIS_TIMEOUT (seconds for one database's run, default 150).
 set -euo pipefail
 shopt -s inherit_errexit 2>/dev/null || true
 cd "$(dirname "$0")/.."
@@ -136,7 +137,7 @@ fuzz() {
 
     echo "-- [$name] schemathesis run: every operation, every check, $MAX_EXAMPLES examples, seed $SEED"
     FUZZ_STATUS=0
-    timeout --signal=INT --kill-after=30 "${SCHEMATHESIS_TIMEOUT:-240}" \
+    timeout --signal=INT --kill-after=30 "${SCHEMATHESIS_TIMEOUT:-150}" \
         "$VENV/bin/schemathesis" --config-file "$ROOT/tests/schemathesis.toml" run "$base/api/openapi.json" \
         --header "Authorization: Bearer $token" \
         --checks all \

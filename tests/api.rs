@@ -386,3 +386,102 @@ async fn the_openapi_document_lists_every_route_and_the_docs_page_renders() {
     assert_eq!(docs.status, 200);
     assert!(docs.body.contains("/api/v1/posts") && !docs.body.contains("<script"));
 }
+
+/// What the document says of a post's fields is what the server does: a
+/// blank title or content (white space, control characters) is refused,
+/// and so is one over the limit, so the document bounds both and wants a
+/// visible character; a null in a change leaves the field as it is.
+#[tokio::test]
+async fn the_document_states_the_post_fields_rules_the_server_applies() {
+    use portcullis_domain::post::{CONTENT_MAX, TITLE_MAX};
+    let app = TestApp::spawn().await;
+    let j = call(&app, Method::GET, "/api/openapi.json", None, None).await.json();
+    for schema in ["NewPost", "PostChange"] {
+        let props = &j["components"]["schemas"][schema]["properties"];
+        assert_eq!(props["title"]["minLength"], 1, "{schema}: {props}");
+        assert_eq!(props["title"]["maxLength"], TITLE_MAX, "{schema}: {props}");
+        assert_eq!(props["content"]["minLength"], 1, "{schema}: {props}");
+        assert_eq!(props["content"]["maxLength"], CONTENT_MAX, "{schema}: {props}");
+        assert!(props["title"]["pattern"].is_string() && props["content"]["pattern"].is_string(), "{props}");
+    }
+    let page = &j["paths"]["/api/v1/posts"]["get"]["parameters"][0];
+    assert!(page["description"].as_str().is_some_and(|d| d.contains("422")), "the depth rule is stated: {page}");
+
+    let alice = app.create_user("alice", "alice@example.com", PW, false).await;
+    let t = token(&app, &alice, "write").await;
+    let send = |method: Method, path: String, body: String| {
+        let (app, t) = (&app, t.clone());
+        async move { call(app, method, &path, Some(&t), Some(("application/json", &body))).await }
+    };
+    let res = send(Method::POST, "/api/v1/posts".into(), r#"{"title":"","content":""}"#.into()).await;
+    res.assert_problem(422);
+    assert!(res.json()["errors"]["title"].is_array() && res.json()["errors"]["content"].is_array(), "{}", res.body);
+    let res =
+        send(Method::POST, "/api/v1/posts".into(), r#"{"title":" \u0001\t ","content":" \u0000\n"}"#.into()).await;
+    res.assert_problem(422);
+    assert!(res.json()["errors"]["title"].is_array() && res.json()["errors"]["content"].is_array(), "{}", res.body);
+    let long = serde_json::json!({ "title": "t".repeat(TITLE_MAX + 1), "content": "c".repeat(CONTENT_MAX + 1) });
+    let res = send(Method::POST, "/api/v1/posts".into(), long.to_string()).await;
+    res.assert_problem(422);
+    assert!(res.json()["errors"]["title"].is_array() && res.json()["errors"]["content"].is_array(), "{}", res.body);
+    let longest = serde_json::json!({ "title": "é".repeat(TITLE_MAX), "content": "c".repeat(CONTENT_MAX) });
+    let res = send(Method::POST, "/api/v1/posts".into(), longest.to_string()).await;
+    assert_eq!(res.status, 201, "{}", res.body);
+    let path = res.header("location").expect("location").to_owned();
+    let res = send(Method::PATCH, path.clone(), r#"{"title":null,"content":""}"#.into()).await;
+    res.assert_problem(422);
+    assert!(res.json()["errors"]["content"].is_array(), "{}", res.body);
+    let res = send(Method::PATCH, path, r#"{"title":null,"content":"new"}"#.into()).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.json()["title"], "é".repeat(TITLE_MAX));
+    assert_eq!(res.json()["content"], "new");
+}
+
+// The store's tests read the same variables; one file says how for all.
+#[allow(dead_code, reason = "shared by several test binaries, each using the services it needs")]
+#[path = "../crates/store/tests/support/services.rs"]
+mod services;
+
+/// PostgreSQL refuses NUL in text: a NUL in a search, a post's content or a
+/// session id must not reach it as a 500. The search finds nobody, the
+/// content loses its NULs, the session is not found.
+#[tokio::test]
+#[cfg_attr(portcullis_no_postgres, ignore = "needs PostgreSQL: set PORTCULLIS_TEST_POSTGRES_URL")]
+async fn nul_characters_are_answered_not_500_on_postgresql() {
+    use sqlx::{Connection as _, Executor as _};
+    let Some(base) = services::postgres_url() else {
+        return;
+    };
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let schema = format!("api_nul_{}_{nanos}", std::process::id());
+    let mut admin = sqlx::PgConnection::connect(&base).await.expect("PostgreSQL");
+    admin.execute(format!(r#"CREATE SCHEMA "{schema}""#).as_str()).await.expect("schema");
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    let app = TestApp::spawn_with(&[("PORTCULLIS_DATABASE_URL", url.as_str())]).await;
+
+    let root = app.create_user("root", "root@example.com", PW, true).await;
+    let t = token(&app, &root, "admin").await;
+    let res = call(&app, Method::GET, "/api/v1/admin/users?q=%00", Some(&t), None).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.json(), serde_json::json!([]));
+    let res = call(&app, Method::GET, "/api/v1/admin/users?q=ro%00ot", Some(&t), None).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let body = r#"{"title":"a\u0000b","content":"x\u0000y"}"#;
+    let res = call(&app, Method::POST, "/api/v1/posts", Some(&t), Some(("application/json", body))).await;
+    assert_eq!(res.status, 201, "{}", res.body);
+    assert_eq!((res.json()["title"].clone(), res.json()["content"].clone()), ("ab".into(), "xy".into()));
+    let path = res.header("location").expect("location").to_owned();
+    let body = r#"{"content":"\u0000"}"#;
+    call(&app, Method::PATCH, &path, Some(&t), Some(("application/json", body))).await.assert_problem(422);
+    let body = r#"{"content":"\u0000z"}"#;
+    let res = call(&app, Method::PATCH, &path, Some(&t), Some(("application/json", body))).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.json()["content"], "z");
+    call(&app, Method::DELETE, "/api/v1/sessions/%00", Some(&t), None).await.assert_problem(404);
+    call(&app, Method::DELETE, "/api/v1/sessions/a%00b", Some(&t), None).await.assert_problem(404);
+
+    app.stop().await;
+    admin.execute(format!(r#"DROP SCHEMA "{schema}" CASCADE"#).as_str()).await.expect("drop schema");
+}

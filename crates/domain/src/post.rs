@@ -50,9 +50,10 @@ impl PostTitle {
 }
 
 impl PostContent {
-    /// Parses content; line endings are normalised to `\n`, trailing whitespace dropped.
+    /// Parses content; line endings are normalised to `\n`, NUL characters
+    /// dropped (no database stores them in text), trailing whitespace dropped.
     pub fn parse(input: &str) -> Result<Self, PostError> {
-        let s = input.replace("\r\n", "\n");
+        let s = input.replace("\r\n", "\n").replace('\0', "");
         let s = s.trim_end();
         if s.trim().is_empty() {
             return Err(PostError::ContentMissing);
@@ -86,5 +87,7 @@ mod tests {
         assert_eq!(PostContent::parse("a\r\nb\n\n").map(|c| c.0), Ok("a\nb".into()));
         assert_eq!(PostContent::parse("\n \n"), Err(PostError::ContentMissing));
         assert_eq!(PostContent::parse(&"c".repeat(20_001)), Err(PostError::ContentTooLong));
+        assert_eq!(PostContent::parse("x\0y").map(|c| c.0), Ok("xy".into()));
+        assert_eq!(PostContent::parse("\0 \0"), Err(PostError::ContentMissing));
     }
 }

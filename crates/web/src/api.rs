@@ -273,19 +273,27 @@ impl From<&Post> for PostBody {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct NewPost {
-    /// Title.
+    /// Title: up to 200 characters once trimmed; control characters are
+    /// dropped, and at least one other character that is not white space must stay.
+    #[schema(min_length = 1, max_length = 200, pattern = r"[^\s\x00-\x1f\x7f-\x9f]")]
     title: String,
-    /// Content.
+    /// Content: up to 20000 characters; NUL characters are dropped, and at
+    /// least one other character that is not white space must stay.
+    #[schema(min_length = 1, max_length = 20000, pattern = r"[^\s\x00\u0085]")]
     content: String,
 }
 
-/// Changes to a post; a field left out stays as it is.
+/// Changes to a post; a field left out (or null) stays as it is.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct PostChange {
-    /// Title.
+    /// Title: up to 200 characters once trimmed; control characters are
+    /// dropped, and at least one other character that is not white space must stay.
+    #[schema(min_length = 1, max_length = 200, pattern = r"[^\s\x00-\x1f\x7f-\x9f]")]
     title: Option<String>,
-    /// Content.
+    /// Content: up to 20000 characters; NUL characters are dropped, and at
+    /// least one other character that is not white space must stay.
+    #[schema(min_length = 1, max_length = 20000, pattern = r"[^\s\x00\u0085]")]
     content: Option<String>,
 }
 
@@ -476,7 +484,7 @@ async fn get_me(Caller(c): Caller) -> Response {
 
 /// Posts, newest first.
 #[utoipa::path(get, path = "/api/v1/posts", tag = "api",
-    params(("page" = Option<u64>, Query, description = "From 1", minimum = 1, maximum = 10000),
+    params(("page" = Option<u64>, Query, description = "From 1; page × per_page may not pass 10100 (a deeper page is refused with 422)", minimum = 1, maximum = 10000),
         ("per_page" = Option<u64>, Query, description = "1 to 100; 20 by default", minimum = 1, maximum = 100)),
     responses((status = 200, body = Vec<PostBody>, headers(("Link" = String, description = "first, prev, next pages"))),
         (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -650,7 +658,7 @@ async fn delete_session(
 /// Users whose username or email contains `q`, by id (admin token of an admin).
 #[utoipa::path(get, path = "/api/v1/admin/users", tag = "api",
     params(("q" = Option<String>, Query, description = "Part of a username or email"),
-        ("page" = Option<u64>, Query, description = "From 1", minimum = 1, maximum = 10000),
+        ("page" = Option<u64>, Query, description = "From 1; page × per_page may not pass 10100 (a deeper page is refused with 422)", minimum = 1, maximum = 10000),
         ("per_page" = Option<u64>, Query, description = "1 to 100; 20 by default", minimum = 1, maximum = 100)),
     responses((status = 200, body = Vec<UserBody>, headers(("Link" = String, description = "first, prev, next pages"))),
         (status = 401, body = Problem, content_type = "application/problem+json"),

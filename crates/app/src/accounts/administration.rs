@@ -18,6 +18,10 @@ impl Accounts {
         limit: i64,
     ) -> Result<Vec<UserSummary>, AppError> {
         let query = query.map(str::trim).filter(|q| !q.is_empty());
+        // No username or email holds a NUL (and PostgreSQL refuses one in text).
+        if query.is_some_and(|q| q.contains('\0')) {
+            return Ok(Vec::new());
+        }
         Ok(self.users.list_users(query, after_id, limit, self.now()).await?)
     }
 

@@ -90,6 +90,10 @@ impl Accounts {
 
     /// Revokes one of the user's own sessions.
     pub async fn revoke_session(&self, user: &User, session_id: &str, origin: &Origin) -> Result<(), AppError> {
+        // No session id holds a NUL, and PostgreSQL refuses one in text.
+        if session_id.contains('\0') {
+            return Err(AppError::NotFound);
+        }
         let short = session_id.get(..6).unwrap_or(session_id);
         let detail = Some(format!("session {short}"));
         let event = self.event(origin, "session.revoked", Some(user.id), Some(&user.username), detail);

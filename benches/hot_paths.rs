@@ -1,6 +1,7 @@
 //! Hot paths that need the real services: session lookup (cookie → session ⋈
 //! user on a real SQLite store), password verification at the configured
-//! (default) Argon2id cost, and the `next` check.
+//! (default) Argon2id cost, the `next` check, and what the metrics add to a
+//! request (its counter and histogram, into the Prometheus recorder).
 //!
 //! `cargo bench --bench hot_paths` (criterion; `-- session` etc. to filter).
 
@@ -131,9 +132,31 @@ fn next_check(c: &mut Criterion) {
     g.finish();
 }
 
+/// What `PORTCULLIS_METRICS_BIND` adds to every request: one counter and
+/// one histogram sample, by route template, method and status.
+fn metrics_record(c: &mut Criterion) {
+    use axum::http::{Method, StatusCode};
+    use portcullis_web::metrics::MatchedRoute;
+    let exporter = portcullis::metrics::Exporter::new().expect("exporter");
+    let http = exporter.http();
+    let routes = portcullis_web::routes::route_list();
+    let index = routes.iter().position(|(_, p)| *p == "/dashboard").expect("the dashboard route");
+    let dashboard = Some(MatchedRoute { template: "/dashboard", index });
+    let api = Some(MatchedRoute { template: "/api/v1/me", index: usize::MAX });
+    let mut g = c.benchmark_group("metrics");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("record_page_request", |b| {
+        b.iter(|| http.record(black_box(dashboard), &Method::GET, StatusCode::OK, Duration::from_micros(250)));
+    });
+    g.bench_function("record_api_request", |b| {
+        b.iter(|| http.record(black_box(api), &Method::GET, StatusCode::OK, Duration::from_micros(250)));
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
-    targets = session_lookup, password_verify, next_check
+    targets = session_lookup, password_verify, next_check, metrics_record
 }
 criterion_main!(benches);

@@ -14,11 +14,11 @@
 
 pub mod fair_share;
 
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
@@ -61,7 +61,7 @@ pub struct HashPool {
     argon2: Argon2<'static>,
     params: Params,
     settings: Argon2Settings,
-    jobs: Sender<Job>,
+    jobs: Arc<Jobs>,
     admission: Arc<Semaphore>,
     shares: fair_share::Shares,
     caps: fair_share::Caps,
@@ -90,13 +90,12 @@ impl HashPool {
         // Unknown users are checked against this so that they cost exactly
         // what a real user costs.
         let dummy_hash = dummy_phc(&params)?;
-        let (jobs, queue_rx) = std::sync::mpsc::channel::<Job>();
-        let queue_rx = Arc::new(Mutex::new(queue_rx));
+        let jobs = Arc::new(Jobs::default());
         for i in 0..workers {
-            let rx = queue_rx.clone();
+            let queue = jobs.clone();
             std::thread::Builder::new()
                 .name(format!("portcullis-hash-{i}"))
-                .spawn(move || work(&rx))
+                .spawn(move || work(&queue))
                 .map_err(|e| AppError::Internal(format!("hash thread: {e}")))?;
         }
         Ok(Self {
@@ -228,6 +227,8 @@ impl HashPool {
         job: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, AppError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        // A signed-in user's check waits behind every sign-in.
+        let lane = if place._share.is_some() { Lane::Later } else { Lane::First };
         let place = place.clone();
         let load = Arc::clone(&self.load);
         load.queued.fetch_add(1, Ordering::Relaxed);
@@ -240,7 +241,7 @@ impl HashPool {
             drop(place);
             let _ = tx.send(out);
         });
-        self.jobs.send(job).map_err(|_| AppError::Internal("hash pool stopped".into()))?;
+        self.jobs.push(job, lane).map_err(|()| AppError::Internal("hash pool stopped".into()))?;
         rx.await.map_err(|_| AppError::Internal("hash job failed".into()))
     }
 }
@@ -261,16 +262,85 @@ impl Drop for Running {
     }
 }
 
+impl Drop for HashPool {
+    fn drop(&mut self) {
+        self.jobs.close();
+    }
+}
+
+/// Which queue a job waits in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lane {
+    /// Sign-ins, registrations, resets: taken first.
+    First,
+    /// Signed-in users' checks of their current password (the account
+    /// pages): taken only when no job of the first lane waits, so that a
+    /// flood of them, already bounded by its fair share, delays no sign-in
+    /// by more than the hashes running.
+    Later,
+}
+
+/// The jobs waiting for a hashing thread, in two lanes.
+#[derive(Default)]
+struct Jobs {
+    queued: Mutex<Queued>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct Queued {
+    first: VecDeque<Job>,
+    later: VecDeque<Job>,
+    closed: bool,
+}
+
+impl Jobs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queued> {
+        self.queued.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues `job` in `lane`; refused once the pool is dropped.
+    fn push(&self, job: Job, lane: Lane) -> Result<(), ()> {
+        let mut q = self.lock();
+        if q.closed {
+            return Err(());
+        }
+        match lane {
+            Lane::First => q.first.push_back(job),
+            Lane::Later => q.later.push_back(job),
+        }
+        drop(q);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// The next job (the first lane's before the later's), waiting for one;
+    /// `None` once the pool is dropped and nothing is left.
+    fn pop(&self) -> Option<Job> {
+        let mut q = self.lock();
+        loop {
+            if let Some(job) = q.first.pop_front().or_else(|| q.later.pop_front()) {
+                return Some(job);
+            }
+            if q.closed {
+                return None;
+            }
+            q = self.ready.wait(q).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_all();
+    }
+}
+
 /// A hashing thread: takes jobs until the pool is dropped.
-fn work(queue: &Mutex<Receiver<Job>>) {
+fn work(queue: &Jobs) {
     lower_priority();
     let mut memory = Vec::new();
     loop {
-        let next = match queue.lock() {
-            Ok(rx) => rx.recv(),
-            Err(_) => return,
-        };
-        let Ok(job) = next else { return };
+        let Some(job) = queue.pop() else { return };
         // A job that panics loses its answer (the caller sees an error), not the thread.
         if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut memory))).is_err() {
             tracing::error!("a password hashing job panicked");
@@ -450,6 +520,42 @@ mod tests {
 
     fn cheap() -> Argon2Settings {
         Argon2Settings { memory_kib: 1024, iterations: 1, parallelism: 1 }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sign_in_waiting_goes_before_signed_in_users_checks() {
+        let pool = Arc::new(HashPool::new(cheap(), 1, 8).expect("pool"));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        // The one thread is busy until told.
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let busy = {
+            let (pool, place) = (pool.clone(), pool.admit().expect("place"));
+            tokio::spawn(async move { pool.run_admitted(&place, move |_| wait.recv().is_ok()).await })
+        };
+        while pool.load().0 < 1 {
+            tokio::task::yield_now().await;
+        }
+        // Two account-page checks queue first, then a sign-in.
+        let mut queued = Vec::new();
+        for (name, place) in [
+            ("check 1", pool.admit_check(1, None).expect("share")),
+            ("check 2", pool.admit_check(2, None).expect("share")),
+            ("sign-in", pool.admit().expect("place")),
+        ] {
+            let (runner, order) = (pool.clone(), order.clone());
+            queued.push(tokio::spawn(async move {
+                runner.run_admitted(&place, move |_| order.lock().expect("order").push(name)).await
+            }));
+            while pool.load().1 < queued.len() {
+                tokio::task::yield_now().await;
+            }
+        }
+        go.send(()).expect("release");
+        assert!(busy.await.expect("task").expect("job"));
+        for q in queued {
+            q.await.expect("task").expect("job");
+        }
+        assert_eq!(*order.lock().expect("order"), ["sign-in", "check 1", "check 2"]);
     }
 
     #[tokio::test]

@@ -318,3 +318,41 @@ fn a_loose_data_directory_is_named_in_a_warning() {
     let logs = run();
     assert!(!logs.contains("WARN"), "nothing to say once it is private: {logs}");
 }
+
+/// A refused check of a signed-in user's current password (over the
+/// allowance, or the account locked) answers only after a moment, so a
+/// flood of them from a few accounts cannot take the server's time from
+/// others' sign-ins; a check that runs answers as usual.
+#[tokio::test]
+async fn refused_account_page_checks_answer_after_a_pause() {
+    let app =
+        TestApp::spawn_with(&[("PORTCULLIS_LOCKOUT_THRESHOLD", "2"), ("PORTCULLIS_RATE_LIMIT_PER_MINUTE", "4")]).await;
+    let alice = app.create_user("alice", "alice@example.com", PW, false).await;
+    let c = app.login_as(&alice).await;
+    let token = c.get("/account").await.csrf_token().expect("token");
+    let delay = portcullis_web::context::REFUSAL_DELAY;
+    let attempt = || async {
+        let started = Instant::now();
+        let res = c.post_form("/account/delete", &[("current_password", "wrong guess"), ("csrf_token", &token)]).await;
+        (res.status, res.location().map(str::to_owned), started.elapsed())
+    };
+    // Two wrong passwords: checked, answered, the second locks.
+    for _ in 0..2 {
+        let (status, _, _) = attempt().await;
+        assert_eq!(status, 303);
+    }
+    // Locked: refused unchecked, after the pause.
+    let (status, location, took) = attempt().await;
+    assert_eq!((status, location.as_deref()), (303, Some("/account")));
+    assert!(took >= delay, "a locked account's refusal took {took:?}");
+    assert!(c.get("/account").await.body.contains("temporarily locked"));
+    // The fourth attempt of the minute is still allowed (and locked); the
+    // fifth is over the allowance: 429, after the pause.
+    let (status, _, took) = attempt().await;
+    assert_eq!(status, 303);
+    assert!(took >= delay, "a locked account's refusal took {took:?}");
+    let (status, _, took) = attempt().await;
+    assert_eq!(status, 429);
+    assert!(took >= delay, "a 429 took {took:?}");
+    assert!(app.services.accounts.user(alice.id).await.is_ok(), "nothing was deleted");
+}

@@ -141,7 +141,11 @@ async fn with_context<R>(
 where
     R: Service<Request, Response = Response, Error = Infallible>,
 {
+    let signed_in_check = is_signed_in_check(req.method(), req.uri().path());
     if let Some(busy) = shed_load(state, &req) {
+        if signed_in_check {
+            tokio::time::sleep(REFUSAL_DELAY).await;
+        }
         return busy;
     }
     let client = client_info(state, peer, req.headers());
@@ -172,7 +176,40 @@ where
     req.extensions_mut().insert(Arc::clone(&ctx));
     let accept_encoding = req.headers().get(ACCEPT_ENCODING).cloned();
     let res = run_routes(started, state.config.request_timeout, routes, req).await;
+    if signed_in_check
+        && (matches!(res.status(), StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE)
+            || res.extensions().get::<SlowRefusal>().is_some())
+    {
+        tokio::time::sleep(REFUSAL_DELAY).await;
+    }
     finish_response(state, res, &ctx, notes, accept_encoding).await
+}
+
+/// How long a refused check of a signed-in user's current password waits
+/// before its answer. Such refusals (over the user's or the client's
+/// allowance or share of the hashing pool, the pool full, the account
+/// locked) cost a little each, and a flood of them from a few signed-in
+/// accounts would take that little from everyone's sign-ins many thousand
+/// times a second; waiting costs the server nothing and bounds each
+/// connection to a few refusals a second. A person sees the same answer a
+/// moment later.
+pub const REFUSAL_DELAY: Duration = Duration::from_millis(250);
+
+/// Marks an answer as a refused check of a signed-in user's password that
+/// does not say so by its status (the account is locked: a redirect with a
+/// message), so that it waits [`REFUSAL_DELAY`] like the others.
+#[derive(Clone, Copy, Debug)]
+pub struct SlowRefusal;
+
+/// The answer `res`, to wait [`REFUSAL_DELAY`] (see [`SlowRefusal`]).
+pub fn slow_refusal(mut res: Response) -> Response {
+    res.extensions_mut().insert(SlowRefusal);
+    res
+}
+
+/// A signed-in user's check of their current password.
+fn is_signed_in_check(method: &Method, path: &str) -> bool {
+    needs_a_hash(method, path) && path.starts_with("/account/")
 }
 
 /// A request to `/api`: cookies are not read (no session, no CSRF, no

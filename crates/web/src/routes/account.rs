@@ -84,7 +84,7 @@ async fn post_email(
             form.new_email.trim()
         )))),
         Err(AppError::InvalidCredentials) => Ok(back(Flash::error("Current password is incorrect"))),
-        Err(AppError::Locked) => Ok(back(Flash::error(LOCKED))),
+        Err(AppError::Locked) => Ok(crate::context::slow_refusal(back(Flash::error(LOCKED)))),
         Err(e @ AppError::SentRecently) => Ok(back(Flash::info(e.to_string()))),
         Err(AppError::Invalid(errors)) => Ok(back(Flash::error(errors.to_string()))),
         Err(e) => Err(e.into()),
@@ -108,7 +108,9 @@ async fn post_delete_account(
         Err(AppError::InvalidCredentials) => {
             Ok(see_other_with("/account", vec![Flash::error("Current password is incorrect")]))
         }
-        Err(AppError::Locked) => Ok(see_other_with("/account", vec![Flash::error(LOCKED)])),
+        Err(AppError::Locked) => {
+            Ok(crate::context::slow_refusal(see_other_with("/account", vec![Flash::error(LOCKED)])))
+        }
         Err(AppError::Refused(msg)) => Ok(see_other_with("/account", vec![Flash::error(msg)])),
         Err(e) => Err(e.into()),
     }
@@ -141,7 +143,7 @@ async fn post_password(
             Ok(r)
         }
         Err(AppError::InvalidCredentials) => Ok(back(Flash::error("Current password is incorrect"))),
-        Err(AppError::Locked) => Ok(back(Flash::error(LOCKED))),
+        Err(AppError::Locked) => Ok(crate::context::slow_refusal(back(Flash::error(LOCKED)))),
         Err(e) => Err(e.into()),
     }
 }

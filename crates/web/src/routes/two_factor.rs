@@ -163,7 +163,7 @@ async fn post_disable(
     match state.accounts.disable_two_factor(u.id, &form.password, &form.code, &user.ctx.origin()).await {
         Ok(()) => Ok(back(Flash::success("Two-factor sign-in is off."))),
         Err(AppError::InvalidCredentials) => Ok(back(Flash::error("Current password is incorrect"))),
-        Err(AppError::Locked) => Ok(back(Flash::error(LOCKED))),
+        Err(AppError::Locked) => Ok(crate::context::slow_refusal(back(Flash::error(LOCKED)))),
         Err(AppError::Invalid(e)) => Ok(back(Flash::error(e.to_string()))),
         Err(AppError::Refused(m)) => Ok(back(Flash::error(m))),
         Err(e) => Err(e.into()),
@@ -181,7 +181,7 @@ async fn post_recovery_codes(
     match state.accounts.new_recovery_codes(user.auth.user.id, &form.password, &user.ctx.origin()).await {
         Ok(codes) => Ok(render_codes(&state, &user.ctx, &codes)),
         Err(AppError::InvalidCredentials) => Ok(back(Flash::error("Current password is incorrect"))),
-        Err(AppError::Locked) => Ok(back(Flash::error(LOCKED))),
+        Err(AppError::Locked) => Ok(crate::context::slow_refusal(back(Flash::error(LOCKED)))),
         Err(AppError::Refused(m)) => Ok(back(Flash::error(m))),
         Err(e) => Err(e.into()),
     }

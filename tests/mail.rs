@@ -394,9 +394,24 @@ async fn changing_the_email_confirms_the_new_address_and_warns_the_old() {
     assert_eq!(app.services.accounts.find_user("alice").await.expect("user").email, "alice@example.com", "not yet");
 
     let path = path_of(&find_link(to_new, "/verify-email/").expect("link"));
-    assert_eq!(c.get(&path).await.status, 303);
+    // A scanner's HEAD or GET changes nothing: the page asks.
+    assert_eq!(c.send(reqwest::Method::HEAD, &path, None, &[]).await.status, 200);
+    let scanner = app.client();
+    let page = scanner.get(&path).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("new@example.com") && page.body.contains(&format!("action=\"{path}\"")));
+    assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(app.services.accounts.find_user("alice").await.expect("user").email, "alice@example.com", "asked only");
+    // Without the page's CSRF token the button does nothing.
+    assert_eq!(app.client().post_form(&path, &[]).await.status, 403);
+    // The button, from the page.
+    let res = c.submit(&path, &path, &[]).await;
+    assert_eq!(res.status, 303);
     let user = app.services.accounts.find_user("alice").await.expect("user");
     assert_eq!((user.email.as_str(), user.email_verified), ("new@example.com", true));
+    // Spent: the link is refused now, and asks nothing.
+    assert_eq!(c.get(&path).await.status, 400);
+    assert_eq!(c.submit("/account", &path, &[]).await.status, 400);
 }
 
 #[tokio::test]

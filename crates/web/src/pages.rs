@@ -27,7 +27,7 @@ use portcullis_app::User;
 
 pub use self::account::{Account, Activity, EventRow, SessionRow, Sessions};
 pub use self::admin::{AdminAudit, AdminConfirm, AdminUsers, UserRow};
-pub use self::auth::{Login, Logout, Register};
+pub use self::auth::{ConfirmEmailChange, Login, Logout, Register};
 pub use self::error_page::ErrorPage;
 pub use self::escape::Entities;
 pub use self::excerpt::{Excerpt, excerpt};

@@ -31,6 +31,15 @@ impl Accounts {
         Ok(true)
     }
 
+    /// The new address a verification link would give its account, when
+    /// it is an email change's link rather than a confirmation of the
+    /// address the account has; the link is checked, not spent.
+    pub async fn email_change_of_link(&self, value: &str) -> Result<Option<String>, AppError> {
+        let rec = self.check_token(value, TokenPurpose::VerifyEmail).await?;
+        let user = self.user(rec.user_id).await?;
+        Ok(rec.email.filter(|new| !new.eq_ignore_ascii_case(&user.email)))
+    }
+
     /// Follows a verification link.
     pub async fn verify_email(&self, value: &str, origin: &Origin) -> Result<User, AppError> {
         let rec = self.check_token(value, TokenPurpose::VerifyEmail).await?;

@@ -44,3 +44,15 @@ pub struct Logout<'a> {
     /// The request.
     pub ctx: &'a RequestCtx,
 }
+
+/// `GET /verify-email/{token}` of an email change: the new address and a button.
+#[derive(Template)]
+#[template(path = "confirm_email_change.html")]
+pub struct ConfirmEmailChange<'a> {
+    /// The request.
+    pub ctx: &'a RequestCtx,
+    /// The address the account will have.
+    pub email: &'a str,
+    /// The link's token, posted back.
+    pub token: &'a str,
+}

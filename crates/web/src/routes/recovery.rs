@@ -20,6 +20,7 @@ use crate::state::AppState;
 /// `/verify-email/*`, `/forgot-password`, `/reset-password/*`.
 pub fn routes(t: RouteTable) -> RouteTable {
     t.get_with_head("/verify-email/{token}", get_verify_email, head_link)
+        .post("/verify-email/{token}", post_verify_email)
         .post("/verify-email/resend", post_resend_verification)
         .get("/forgot-password", get_forgot_password)
         .post("/forgot-password", post_forgot_password)
@@ -58,14 +59,40 @@ async fn head_link() -> Response {
     no_referrer(r)
 }
 
-/// Follows a verification link.
+/// Follows a verification link. A link that confirms the account's own
+/// address does so at once; an email change's link shows the new address
+/// and a button, so that a mail scanner's `GET` does not move the account
+/// to an address its owner has not looked at.
 async fn get_verify_email(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path(token): Path<String>,
 ) -> Result<Response, WebError> {
     state.rate_limit("verify", &ctx.client).await?;
-    match state.accounts.verify_email(&token, &ctx.origin()).await {
+    match state.accounts.email_change_of_link(&token).await {
+        Ok(Some(email)) => {
+            let page = pages::ConfirmEmailChange { ctx: &ctx, email: &email, token: &token };
+            Ok(no_referrer(state.templates.render(&page)))
+        }
+        Ok(None) => verify(&state, &ctx, &token).await,
+        Err(AppError::Token(p)) => Ok(link_problem(&state, &ctx, p.to_string(), "verify")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The button of an email change's link.
+async fn post_verify_email(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(token): Path<String>,
+) -> Result<Response, WebError> {
+    state.rate_limit("verify", &ctx.client).await?;
+    verify(&state, &ctx, &token).await
+}
+
+/// Spends a verification link: the address it names becomes the account's, confirmed.
+async fn verify(state: &AppState, ctx: &crate::context::RequestCtx, token: &str) -> Result<Response, WebError> {
+    match state.accounts.verify_email(token, &ctx.origin()).await {
         Ok(user) => {
             let to = if ctx.auth.is_some() { "/dashboard" } else { "/login" };
             Ok(see_other_with(
@@ -73,7 +100,7 @@ async fn get_verify_email(
                 vec![Flash::success(format!("Thank you, {}: your email address is confirmed.", user.username))],
             ))
         }
-        Err(AppError::Token(p)) => Ok(link_problem(&state, &ctx, p.to_string(), "verify")),
+        Err(AppError::Token(p)) => Ok(link_problem(state, ctx, p.to_string(), "verify")),
         Err(e) => Err(e.into()),
     }
 }

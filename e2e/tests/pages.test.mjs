@@ -79,7 +79,9 @@ test('account: change email, confirmed by the emailed link', async (t) => {
     t.skip('no confirmation mail to the new address in the dev outbox');
     return;
   }
-  await h.goto(page, link, 'after confirming the new email');
+  await h.goto(page, link, 'confirm the new email address');
+  assert.ok((await page.locator('main').innerText()).includes('pat.new@example.com'), 'the page names the new address');
+  await h.submit(page, page.locator('main form button[type=submit]'), 'after confirming the new email');
   await h.goto(page, '/account', 'account page with the new email');
   assert.ok((await page.locator('main .card').innerText()).includes('pat.new@example.com'), 'the new address is shown');
   await context.close();

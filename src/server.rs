@@ -224,6 +224,11 @@ pub async fn open_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<S
         }
         None => (shared.clone(), shared.clone()),
     };
+    // The overview counts active sessions where they are kept.
+    let overview_store: Arc<dyn portcullis_app::ports::OverviewStore> = match &redis {
+        Some(r) => r.clone(),
+        None => shared.clone(),
+    };
     let mut ports = AccountPorts {
         users: shared.clone(),
         sessions,
@@ -265,7 +270,7 @@ pub async fn open_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<S
     let passkeys = Passkeys::new(accounts.clone(), shared.clone());
     let limiter = RateLimiter::new(counters, config.rate_limit_per_minute, clock.clone());
     let overview =
-        portcullis_app::overview::Overview::new(shared.clone(), clock.clone(), config.auth.session_idle_timeout);
+        portcullis_app::overview::Overview::new(overview_store, clock.clone(), config.auth.session_idle_timeout);
     let audit = Audit::new(shared, config.audit_retention, clock.clone());
     let transport = mail_transport(config)?;
     let metrics = config.metrics_bind.map(|_| crate::metrics::Exporter::new()).transpose()?;

@@ -3,6 +3,10 @@
 
 use portcullis::testing::TestApp;
 
+#[allow(dead_code, reason = "shared by several test binaries, each using the services it needs")]
+#[path = "../crates/store/tests/support/services.rs"]
+mod services;
+
 const PW: &str = "correct horse battery staple";
 
 /// The text of the element with `id`.
@@ -102,4 +106,19 @@ async fn only_administrators_see_the_overview() {
     assert_eq!(anon.location(), Some("/login?next=%2Fadmin"));
     let c = app.login_as(&alice).await;
     assert_eq!(c.get("/admin").await.status, 403);
+}
+
+#[tokio::test]
+#[cfg_attr(portcullis_no_redis, ignore = "needs Redis: set PORTCULLIS_TEST_REDIS_URL")]
+async fn with_sessions_in_redis_the_overview_counts_them_there() {
+    let Some(redis) = services::redis_url() else { return };
+    let prefix = format!("portcullis-overview-{}:", portcullis_app::tokens::random_b64(8));
+    let app = TestApp::spawn_with(&[("PORTCULLIS_REDIS_URL", &redis), ("PORTCULLIS_REDIS_PREFIX", &prefix)]).await;
+    app.create_user("root", "root@example.com", PW, true).await;
+    app.create_user("alice", "alice@example.com", PW, false).await;
+    assert_eq!(app.client().login("alice", PW, false).await.status, 303);
+    let c = app.client();
+    assert_eq!(c.login("root", PW, false).await.status, 303);
+    let html = c.get("/admin").await.body;
+    assert_eq!(text_of(&html, "count-sessions"), "2", "{html}");
 }

@@ -3,8 +3,10 @@
 //! a session lookup reads the session here and its user there.
 //!
 //! Keys: `<prefix>session:<id>` (a hash, expiring at the session's end),
-//! `<prefix>user-sessions:<user id>` (a set of session ids), and
-//! `<prefix>rl:<key>:<window>` (a counter that expires with its window).
+//! `<prefix>user-sessions:<user id>` (a set of session ids),
+//! `<prefix>live-sessions` (every session id, scored by when it was last
+//! seen, for counting the active ones), and `<prefix>rl:<key>:<window>` (a
+//! counter that expires with its window).
 //!
 //! Redis and the SQL database share no transaction: the audit event of a
 //! session's end (logout, revocation) is written to SQL right after the
@@ -17,7 +19,8 @@ use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 
 use portcullis_app::audit::AuditEvent;
-use portcullis_app::ports::{AuditStore, RateLimitStore, SignIn, StoreResult};
+use portcullis_app::overview::{DailyCount, OutboxHealth, UserCounts};
+use portcullis_app::ports::{AuditStore, OverviewStore, RateLimitStore, SignIn, StoreResult};
 use portcullis_app::{Session, SessionStore, SignedIn, StoreError, UserStore};
 
 use crate::{Reach, SqlStore};
@@ -52,6 +55,10 @@ impl RedisStore {
         format!("{}user-sessions:{user_id}", self.prefix)
     }
 
+    fn live_key(&self) -> String {
+        format!("{}live-sessions", self.prefix)
+    }
+
     async fn load(&self, id: &str) -> StoreResult<Option<Session>> {
         let mut conn = self.conn.clone();
         let map: HashMap<String, String> =
@@ -83,9 +90,15 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         let keys: Vec<String> = ids.iter().map(|id| self.session_key(id)).collect();
         let removed: u64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.map_err(redis_err)?;
-        redis::cmd("SREM")
+        redis::pipe()
+            .cmd("SREM")
             .arg(self.user_key(user_id))
             .arg(ids)
+            .ignore()
+            .cmd("ZREM")
+            .arg(self.live_key())
+            .arg(ids)
+            .ignore()
             .query_async::<()>(&mut conn)
             .await
             .map_err(redis_err)?;
@@ -145,6 +158,11 @@ impl SessionStore for RedisStore {
             .arg(self.user_key(s.user_id))
             .arg(&s.id)
             .ignore()
+            .cmd("ZADD")
+            .arg(self.live_key())
+            .arg(s.last_seen_at)
+            .arg(&s.id)
+            .ignore()
             .query_async::<()>(&mut conn)
             .await
             .map_err(redis_err)
@@ -159,15 +177,18 @@ impl SessionStore for RedisStore {
         // In one step: HSET on a key that expired meanwhile would bring it
         // back without a TTL, and a parallel request may have touched it.
         const TOUCH: &str = "local at = redis.call('HGET', KEYS[1], 'last_seen_at') \
-            if at and tonumber(at) <= tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], 'last_seen_at', ARGV[2]) end \
+            if at and tonumber(at) <= tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], 'last_seen_at', ARGV[2]) \
+            redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3]) end \
             return 0";
         let mut conn = self.conn.clone();
         redis::cmd("EVAL")
             .arg(TOUCH)
-            .arg(1)
+            .arg(2)
             .arg(self.session_key(id))
+            .arg(self.live_key())
             .arg(seen)
             .arg(now)
+            .arg(id)
             .query_async::<()>(&mut conn)
             .await
             .map_err(redis_err)
@@ -217,9 +238,15 @@ impl SessionStore for RedisStore {
         }
         if !gone.is_empty() {
             let mut conn = self.conn.clone();
-            redis::cmd("SREM")
+            redis::pipe()
+                .cmd("SREM")
                 .arg(self.user_key(user_id))
                 .arg(&gone)
+                .ignore()
+                .cmd("ZREM")
+                .arg(self.live_key())
+                .arg(&gone)
+                .ignore()
                 .query_async::<()>(&mut conn)
                 .await
                 .map_err(redis_err)?;
@@ -228,10 +255,49 @@ impl SessionStore for RedisStore {
         Ok(out)
     }
 
-    async fn purge_sessions(&self, _now: i64, _idle_cutoff: i64) -> StoreResult<u64> {
+    async fn purge_sessions(&self, _now: i64, idle_cutoff: i64) -> StoreResult<u64> {
         // Redis drops each session at its end by itself (PEXPIREAT); idle
-        // sessions are refused at lookup and deleted then.
+        // sessions are refused at lookup and deleted then. Sessions not seen
+        // since the idle cutoff leave the count of live ones.
+        let mut conn = self.conn.clone();
+        redis::cmd("ZREMRANGEBYSCORE")
+            .arg(self.live_key())
+            .arg("-inf")
+            .arg(idle_cutoff)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(redis_err)?;
         Ok(0)
+    }
+}
+
+/// The overview's numbers from SQL, but the active sessions, which are here.
+#[async_trait]
+impl OverviewStore for RedisStore {
+    async fn daily_events(&self, kinds: &[&str], since: i64) -> StoreResult<Vec<DailyCount>> {
+        self.sql.daily_events(kinds, since).await
+    }
+
+    async fn user_counts(&self) -> StoreResult<UserCounts> {
+        self.sql.user_counts().await
+    }
+
+    /// Sessions seen after `idle_cutoff`. One that reached its end within
+    /// the idle timeout of its last use still counts until the purge after
+    /// that timeout: the count is of the last idle timeout's sessions.
+    async fn active_sessions(&self, _now: i64, idle_cutoff: i64) -> StoreResult<i64> {
+        let mut conn = self.conn.clone();
+        redis::cmd("ZCOUNT")
+            .arg(self.live_key())
+            .arg(format!("({idle_cutoff}"))
+            .arg("+inf")
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)
+    }
+
+    async fn outbox_health(&self) -> StoreResult<OutboxHealth> {
+        self.sql.outbox_health().await
     }
 }
 

@@ -192,3 +192,38 @@ async fn a_login_opens_its_session_in_redis_and_records_the_rest_in_sql() {
     assert_eq!(kinds, ["login.success"]);
     f.cleanup().await;
 }
+
+#[tokio::test]
+#[cfg_attr(portcullis_no_redis, ignore = "needs Redis: set PORTCULLIS_TEST_REDIS_URL")]
+async fn active_sessions_are_counted_where_they_are_kept() {
+    use portcullis_app::ports::OverviewStore as _;
+    let Some(f) = fixture().await else { return };
+    let alice = f.user("alice").await;
+    let bob = f.user("bob").await;
+    for (id, user, seen) in [("a1", alice.id, 100), ("a2", alice.id, 200), ("b1", bob.id, 300)] {
+        let mut s = session(id, user, seen, far(), false);
+        s.last_seen_at = seen;
+        f.redis.insert_session(&s).await.expect("insert");
+    }
+    let count = |cutoff: i64| {
+        let r = &f.redis;
+        async move { r.active_sessions(0, cutoff).await.expect("count") }
+    };
+    assert_eq!(count(50).await, 3);
+    assert_eq!(count(150).await, 2, "a1 is idle");
+    // A page view moves a1 forward; a touch that lost its race does not.
+    f.redis.touch_session("a1", 100, 400).await.expect("touch");
+    f.redis.touch_session("a1", 100, 500).await.expect("stale touch");
+    assert_eq!(count(350).await, 1, "a1 seen at 400");
+    assert_eq!(count(450).await, 0, "not at 500");
+    // Revoked or signed out: gone from the count at once.
+    assert!(f.redis.delete_session(alice.id, "a1", None).await.expect("revoke"));
+    f.redis.delete_user_sessions(bob.id, None, None).await.expect("sign out everywhere");
+    assert_eq!(count(50).await, 1, "only a2");
+    // The purge forgets the idle.
+    f.redis.purge_sessions(1_000, 250).await.expect("purge");
+    assert_eq!(count(0).await, 0);
+    // The SQL store counts none of these: they are not there.
+    assert_eq!(f.sql.active_sessions(0, 0).await.expect("sql count"), 0);
+    f.cleanup().await;
+}

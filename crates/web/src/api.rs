@@ -3,6 +3,7 @@
 //! cases as the pages. The OpenAPI 3.1 document is generated from the
 //! annotations on the handlers below.
 
+pub mod bodies;
 pub mod docs;
 pub mod problem;
 
@@ -17,17 +18,17 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get};
+use portcullis_app::FieldErrors;
 use portcullis_app::access_tokens::{Authenticated, Refusal};
-use portcullis_app::model::{Post, Session, UserSummary};
-use portcullis_app::{FieldErrors, User};
 use portcullis_domain::Need;
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
 use crate::context::RequestCtx;
 use crate::state::AppState;
+use bodies::{MeBody, NewPost, PostBody, PostChange, SessionBody, UserBody, rfc3339};
 use problem::{Problem, from_app};
 
 /// Whether a path is the API's.
@@ -64,10 +65,11 @@ pub fn route_templates() -> &'static [&'static str] {
     ]
 }
 
-/// `route`, saying which route it is to the layers inside (the scope
-/// check) and on each of its answers, refusals included (for the metrics).
-fn named(template: &'static str, route: MethodRouter<AppState>) -> MethodRouter<AppState> {
-    let matched = crate::metrics::MatchedRoute { template, index: usize::MAX };
+/// `route`, saying which route it is (the metrics' `index` of `template`)
+/// to the layers inside (the scope check) and on each of its answers,
+/// refusals included (for the metrics).
+fn named(template: &'static str, index: usize, route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    let matched = crate::metrics::MatchedRoute { template, index };
     route.layer(axum::middleware::from_fn(move |mut req: Request, next: Next| async move {
         req.extensions_mut().insert(matched);
         let mut res = next.run(req).await;
@@ -76,20 +78,26 @@ fn named(template: &'static str, route: MethodRouter<AppState>) -> MethodRouter<
     }))
 }
 
-/// The `/api` router, to nest at `/api`.
-pub fn router(state: AppState) -> Router<AppState> {
+/// The `/api` router, to nest at `/api`; the metrics count its routes after
+/// the page routes, from `first_index` on, in the order of
+/// [`route_templates`].
+pub fn router(state: AppState, first_index: usize) -> Router<AppState> {
+    let at = |router: Router<AppState>, template: &'static str, route: MethodRouter<AppState>| {
+        let index = route_templates().iter().position(|t| *t == template).map_or(usize::MAX, |i| first_index + i);
+        router.route(template.strip_prefix("/api").unwrap_or(template), named(template, index, route))
+    };
     let auth = axum::middleware::from_fn_with_state(state, authenticate);
-    let v1 = |template: &'static str, route: MethodRouter<AppState>| named(template, route.route_layer(auth.clone()));
-    Router::new()
-        .route("/v1/me", v1("/api/v1/me", get(get_me)))
-        .route("/v1/posts", v1("/api/v1/posts", get(list_posts).post(create_post)))
-        .route("/v1/posts/{id}", v1("/api/v1/posts/{id}", get(get_post).patch(update_post).delete(delete_post)))
-        .route("/v1/sessions", v1("/api/v1/sessions", get(list_sessions)))
-        .route("/v1/sessions/{id}", v1("/api/v1/sessions/{id}", delete(delete_session)))
-        .route("/v1/admin/users", v1("/api/v1/admin/users", get(list_users)))
-        .route("/openapi.json", named("/api/openapi.json", get(get_openapi)))
-        .route("/docs", named("/api/docs", get(docs::get_docs)))
-        .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "No such API route.") })
+    let token = |route: MethodRouter<AppState>| route.route_layer(auth.clone());
+    let mut r = Router::new();
+    r = at(r, "/api/v1/me", token(get(get_me)));
+    r = at(r, "/api/v1/posts", token(get(list_posts).post(create_post)));
+    r = at(r, "/api/v1/posts/{id}", token(get(get_post).patch(update_post).delete(delete_post)));
+    r = at(r, "/api/v1/sessions", token(get(list_sessions)));
+    r = at(r, "/api/v1/sessions/{id}", token(delete(delete_session)));
+    r = at(r, "/api/v1/admin/users", token(get(list_users)));
+    r = at(r, "/api/openapi.json", get(get_openapi));
+    r = at(r, "/api/docs", get(docs::get_docs));
+    r.fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "No such API route.") })
 }
 
 /// The bearer scheme in the document.
@@ -205,163 +213,6 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
 fn origin(req_ctx: Option<&Arc<RequestCtx>>) -> portcullis_app::Origin {
     let client = req_ctx.map(|c| c.client.clone()).unwrap_or(portcullis_app::ClientInfo { ip: None, user_agent: None });
     portcullis_app::Origin::user(&client)
-}
-
-/// An RFC 3339 time for unix ms.
-fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
-}
-
-/// The token's user.
-#[derive(Serialize, ToSchema)]
-pub struct MeBody {
-    /// User id.
-    pub id: i64,
-    /// Username.
-    pub username: String,
-    /// Email address.
-    pub email: String,
-    /// Whether an administrator.
-    pub is_admin: bool,
-    /// Whether the email address is verified.
-    pub email_verified: bool,
-    /// RFC 3339.
-    pub created_at: String,
-    /// The token's scope: `read`, `write` or `admin`.
-    pub token_scope: String,
-    /// The token's name.
-    pub token_name: String,
-}
-
-/// A post.
-#[derive(Serialize, ToSchema)]
-pub struct PostBody {
-    /// Post id.
-    pub id: i64,
-    /// Title.
-    pub title: String,
-    /// Content.
-    pub content: String,
-    /// The author's id.
-    pub author_id: i64,
-    /// The author's username.
-    pub author: String,
-    /// RFC 3339.
-    pub created_at: String,
-    /// RFC 3339.
-    pub updated_at: String,
-}
-
-impl From<&Post> for PostBody {
-    fn from(p: &Post) -> Self {
-        Self {
-            id: p.id,
-            title: p.title.clone(),
-            content: p.content.clone(),
-            author_id: p.author_id,
-            author: p.author.clone(),
-            created_at: rfc3339(p.created_at),
-            updated_at: rfc3339(p.updated_at),
-        }
-    }
-}
-
-/// A new post.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct NewPost {
-    /// Title: up to 200 characters once trimmed; control characters are
-    /// dropped, and at least one other character that is not white space must stay.
-    #[schema(min_length = 1, max_length = 200, pattern = r"[^\s\x00-\x1f\x7f-\x9f]")]
-    title: String,
-    /// Content: up to 20000 characters; NUL characters are dropped, and at
-    /// least one other character that is not white space must stay.
-    #[schema(min_length = 1, max_length = 20000, pattern = r"[^\s\x00\u0085]")]
-    content: String,
-}
-
-/// Changes to a post; a field left out (or null) stays as it is.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct PostChange {
-    /// Title: up to 200 characters once trimmed; control characters are
-    /// dropped, and at least one other character that is not white space must stay.
-    #[schema(min_length = 1, max_length = 200, pattern = r"[^\s\x00-\x1f\x7f-\x9f]")]
-    title: Option<String>,
-    /// Content: up to 20000 characters; NUL characters are dropped, and at
-    /// least one other character that is not white space must stay.
-    #[schema(min_length = 1, max_length = 20000, pattern = r"[^\s\x00\u0085]")]
-    content: Option<String>,
-}
-
-/// A login session.
-#[derive(Serialize, ToSchema)]
-pub struct SessionBody {
-    /// Session id.
-    pub id: String,
-    /// RFC 3339.
-    pub created_at: String,
-    /// RFC 3339.
-    pub last_seen_at: String,
-    /// RFC 3339.
-    pub expires_at: String,
-    /// "Remember me".
-    pub remember: bool,
-    /// Address it signed in from.
-    pub ip: Option<String>,
-    /// Browser.
-    pub user_agent: Option<String>,
-}
-
-impl From<&Session> for SessionBody {
-    fn from(s: &Session) -> Self {
-        Self {
-            id: s.id.clone(),
-            created_at: rfc3339(s.created_at),
-            last_seen_at: rfc3339(s.last_seen_at),
-            expires_at: rfc3339(s.expires_at),
-            remember: s.remember,
-            ip: s.ip.clone(),
-            user_agent: s.user_agent.clone(),
-        }
-    }
-}
-
-/// A user, as an administrator sees them.
-#[derive(Serialize, ToSchema)]
-pub struct UserBody {
-    /// User id.
-    pub id: i64,
-    /// Username.
-    pub username: String,
-    /// Email.
-    pub email: String,
-    /// Administrator.
-    pub is_admin: bool,
-    /// Email verified.
-    pub email_verified: bool,
-    /// Locked now (failed logins or an administrator).
-    pub locked: bool,
-    /// RFC 3339.
-    pub created_at: String,
-}
-
-impl From<&UserSummary> for UserBody {
-    fn from(s: &UserSummary) -> Self {
-        let u: &User = &s.user;
-        Self {
-            id: u.id,
-            username: u.username.clone(),
-            email: u.email.clone(),
-            is_admin: u.is_admin,
-            email_verified: u.email_verified,
-            locked: s.locked_until.is_some(),
-            created_at: rfc3339(u.created_at),
-        }
-    }
 }
 
 /// The deepest a page may reach (page × per_page).

@@ -116,13 +116,10 @@ impl HttpMetrics {
         known.push((code, counter));
     }
 
-    /// The route's place: its own index when that names its template (the
-    /// page routes), else found by template (the API's), else unmatched.
+    /// The route's place: its index, when that names its template, else
+    /// unmatched (a route table that disagrees with this one).
     fn index_of(&self, route: MatchedRoute) -> usize {
-        if self.templates.get(route.index) == Some(&route.template) {
-            return route.index;
-        }
-        self.templates.iter().position(|t| *t == route.template).unwrap_or(self.templates.len() - 1)
+        if self.templates.get(route.index) == Some(&route.template) { route.index } else { self.templates.len() - 1 }
     }
 
     fn labels(&self, index: usize, method: usize) -> Vec<Label> {

@@ -125,5 +125,7 @@ pub fn route_list() -> Vec<(Method, &'static str)> {
 /// Every route, with the page for paths that match none. The request
 /// context and the layers around the routes are in `crate::site`.
 pub fn router(state: AppState) -> Router {
-    table().router.nest("/api", crate::api::router(state.clone())).fallback(not_found).with_state(state)
+    let t = table();
+    let api = crate::api::router(state.clone(), t.entries.len());
+    t.router.nest("/api", api).fallback(not_found).with_state(state)
 }

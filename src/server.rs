@@ -97,6 +97,7 @@ pub struct Background {
     ceremonies: tokio::task::JoinHandle<()>,
     worker: tokio::task::JoinHandle<()>,
     stop: tokio::sync::watch::Sender<bool>,
+    store: SqlStore,
 }
 
 impl Background {
@@ -105,6 +106,8 @@ impl Background {
         self.purger.abort();
         if let Some(follower) = &self.follower {
             follower.abort();
+            // The other nodes stop waiting for this one's answers.
+            self.store.leave().await;
         }
         self.ceremonies.abort();
         let _ = self.stop.send(true);
@@ -134,6 +137,7 @@ pub fn start_background(services: &Services) -> Background {
         ceremonies: spawn_ceremony_purger(services.passkeys.clone()),
         worker: tokio::spawn(worker.run(stopped)),
         stop,
+        store: services.store.clone(),
     }
 }
 
@@ -312,7 +316,13 @@ pub fn web_state(config: &Config, services: &Services) -> Result<AppState, Start
         services.audit.clone(),
         web,
     );
-    Ok(state.with_operations(services.overview.clone(), services.metrics.as_ref().map(crate::metrics::Exporter::http)))
+    let state =
+        state.with_operations(services.overview.clone(), services.metrics.as_ref().map(crate::metrics::Exporter::http));
+    // Several nodes on PostgreSQL each cache what the others write.
+    Ok(match services.store.backend() {
+        Backend::Postgres => state.with_settle(Arc::new(services.store.clone())),
+        Backend::Sqlite => state,
+    })
 }
 
 /// Deletes expired sessions, finished rate-limit windows and old audit

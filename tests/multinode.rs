@@ -479,6 +479,7 @@ impl Round<'_> {
         self.rate_limits_count_on_both_nodes().await;
         self.mail_goes_out_once(&alice_email, &bob_email).await;
         self.posts_are_shared(&alice).await;
+        self.tokens_are_shared(&alice).await;
         self.large_bodies_are_refused().await;
     }
 
@@ -658,6 +659,41 @@ impl Round<'_> {
         assert!(page.body.contains(&title), "{}: with its title", self.label);
         assert_ne!(self.node(&created, &self.a).await, self.node(&page, &self.b).await, "{}", self.label);
         assert!(reader.get("/").await.body.contains(&title), "{}: and on B's home page", self.label);
+    }
+
+    /// A token made on A works on B; revoked on B, it is refused on the
+    /// next request to A.
+    async fn tokens_are_shared(&self, alice: &str) {
+        let owner = TestClient::new(self.a.clone());
+        assert_eq!(owner.login(alice, NEW_PW, false).await.status, 303, "{}: login", self.label);
+        let fields = [("name", "script"), ("scope", "read"), ("expires_in_days", "30")];
+        let made = owner.submit("/account/tokens", "/account/tokens", &fields).await;
+        assert_eq!(made.status, 303, "{}: token made: {}", self.label, made.body);
+        let page = owner.get("/account/tokens").await;
+        let start = page.body.find("pcat_").expect("the new token is shown");
+        let token: String = page.body[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        let revoke = page
+            .body
+            .split('"')
+            .find(|s| s.starts_with("/account/tokens/") && s.ends_with("/revoke"))
+            .expect("a revoke form")
+            .to_owned();
+        let bearer = format!("Bearer {token}");
+        let api = |base: &str| {
+            let client = TestClient::new(base.to_owned());
+            let bearer = bearer.clone();
+            async move { client.send(reqwest::Method::GET, "/api/v1/me", None, &[("authorization", &bearer)]).await }
+        };
+        let used = api(&self.b).await;
+        assert_eq!(used.status, 200, "{}: the token made on A works on B: {}", self.label, used.body);
+
+        let revoker = TestClient::new(self.b.clone());
+        assert_eq!(revoker.login(alice, NEW_PW, false).await.status, 303, "{}: login on B", self.label);
+        let revoked = revoker.submit("/account/tokens", &revoke, &[]).await;
+        assert_eq!(revoked.status, 303, "{}: revoked on B", self.label);
+        let refused = api(&self.a).await;
+        assert_eq!(refused.status, 401, "{}: A refuses the token B revoked: {}", self.label, refused.body);
+        assert_ne!(self.node(&revoked, &self.b).await, self.node(&refused, &self.a).await, "{}", self.label);
     }
 
     async fn large_bodies_are_refused(&self) {

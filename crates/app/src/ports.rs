@@ -354,3 +354,17 @@ pub trait OverviewStore: Send + Sync {
     /// Mails waiting in the outbox, and when the oldest was queued.
     async fn outbox_health(&self) -> StoreResult<crate::overview::OutboxHealth>;
 }
+
+/// Other nodes' copies of what this node writes. When several nodes keep
+/// read caches, a request that changed something answers only once the
+/// others have let go of what it changed, so that the client's next
+/// request, wherever it goes, sees the change (a revoked session is
+/// refused on every node at once).
+#[async_trait]
+pub trait Settle: Send + Sync {
+    /// How many changes this node has made so far.
+    fn written(&self) -> u64;
+    /// Returns once the other nodes have let go of what this node's first
+    /// `count` changes changed.
+    async fn settle(&self, count: u64);
+}

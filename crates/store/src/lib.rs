@@ -7,6 +7,7 @@ mod access_tokens;
 mod audit;
 mod backup;
 pub mod cache;
+pub mod fence;
 pub mod import;
 mod kept;
 mod limits;

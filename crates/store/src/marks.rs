@@ -44,6 +44,8 @@ pub(crate) const STRIPES: usize = 1024;
 /// The write counter and the marks (see the module's documentation).
 pub(crate) struct Marks {
     seq: AtomicU64,
+    /// Writes of this process that reached something cached (see `fence`).
+    here: AtomicU64,
     everything: AtomicU64,
     posts: AtomicU64,
     users: Box<[AtomicU64]>,
@@ -59,6 +61,7 @@ impl Default for Marks {
     fn default() -> Self {
         Self {
             seq: AtomicU64::new(0),
+            here: AtomicU64::new(0),
             everything: AtomicU64::new(0),
             posts: AtomicU64::new(0),
             users: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
@@ -104,6 +107,23 @@ impl Marks {
             Reach::Everything => mark(&self.everything),
         }
         count
+    }
+
+    /// Marks `reach` for a write of this process that is over (see
+    /// `writer`), counting it among [`Marks::written`] if it reached
+    /// anything cached.
+    pub(crate) fn changed_here(&self, reach: Reach) -> u64 {
+        if !matches!(reach, Reach::Uncached | Reach::LastSeen) {
+            self.here.fetch_add(1, Ordering::AcqRel);
+        }
+        self.changed(reach)
+    }
+
+    /// How many writes of this process have reached something cached: the
+    /// other nodes' caches may still hold what they changed until a round
+    /// of `fence` covers them.
+    pub(crate) fn written(&self) -> u64 {
+        self.here.load(Ordering::Acquire)
     }
 
     /// No change to anything, nor to `mark`, since `since`.

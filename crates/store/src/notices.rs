@@ -8,10 +8,15 @@
 //! cache a notice's trip after its commit.
 //!
 //! A notice lost is a stale entry, so the cache is used only while the
-//! listening connection is up (`SqlStore::following`): when it drops,
+//! listening connection is up and this node has lately heard its own hello
+//! on it (`SqlStore::following`, and see `fence`): when it drops,
 //! everything is marked and entries are not used until it listens again;
 //! once it does, everything is marked once more, since notices sent in
 //! between were lost.
+//!
+//! The notices of `fence`, which start with `!`, travel on the same
+//! channel: the answer to one is sent on the listening connection itself,
+//! after every notice read before it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -20,6 +25,7 @@ use sqlx::postgres::PgListener;
 
 use portcullis_app::StoreError;
 
+use crate::fence::{HELLO_EVERY, Nodes};
 use crate::marks::Reach;
 use crate::{Backend, SqlStore, backend_err};
 
@@ -33,6 +39,8 @@ pub(crate) struct Follower {
     /// The listening connection is up and has marked everything since it
     /// came up.
     live: AtomicBool,
+    /// The other nodes on the channel.
+    pub(crate) nodes: Nodes,
 }
 
 impl std::fmt::Debug for Follower {
@@ -44,7 +52,7 @@ impl std::fmt::Debug for Follower {
 
 impl Follower {
     pub(crate) fn new(url: &str) -> Self {
-        Self { url: url.to_owned(), live: AtomicBool::new(false) }
+        Self { url: url.to_owned(), live: AtomicBool::new(false), nodes: Nodes::new() }
     }
 }
 
@@ -74,7 +82,7 @@ impl SqlStore {
     /// other connections' changes are being heard. `None` on SQLite, which
     /// finds such changes another way (see `version`).
     pub(crate) fn following(&self) -> Option<bool> {
-        self.follower.as_ref().map(|f| f.live.load(Ordering::Acquire))
+        self.follower.as_ref().map(|f| f.live.load(Ordering::Acquire) && f.nodes.leased())
     }
 
     /// On PostgreSQL, starts listening for the notices of committed changes
@@ -83,27 +91,61 @@ impl SqlStore {
     pub fn follow_changes(&self) -> Option<tokio::task::JoinHandle<()>> {
         let follower = self.follower.clone()?;
         let store = self.clone();
-        Some(tokio::spawn(async move { store.follow(&follower).await }))
+        Some(tokio::spawn(async move {
+            tokio::join!(store.follow(&follower), store.say_hello(&follower));
+        }))
+    }
+
+    /// Says this node's hello every [`HELLO_EVERY`] while it listens.
+    async fn say_hello(&self, follower: &Follower) {
+        let mut every = tokio::time::interval(HELLO_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !self.is_closed() {
+            every.tick().await;
+            if follower.live.load(Ordering::Acquire)
+                && let Err(e) = self.notify(&follower.nodes.hello()).await
+            {
+                tracing::warn!(error = %e, "cannot say hello to the other nodes");
+            }
+        }
     }
 
     async fn follow(&self, follower: &Follower) {
         loop {
             match listen(&follower.url).await {
-                Ok(mut listener) => {
+                Ok((mut listener, channel)) => {
                     self.marks.changed(Reach::Everything);
                     follower.live.store(true, Ordering::Release);
-                    let ended = loop {
-                        match listener.try_recv().await {
-                            Ok(Some(notice)) => {
-                                for reach in reaches(notice.payload()) {
-                                    self.marks.changed(reach);
-                                }
+                    let who = follower.nodes.listening();
+                    let hello = follower.nodes.hello();
+                    let mut said = say(&mut listener, &channel, &who).await;
+                    if said.is_ok() {
+                        said = say(&mut listener, &channel, &hello).await;
+                    }
+                    let ended = match said {
+                        Err(e) => Some(e),
+                        Ok(()) => loop {
+                            match listener.try_recv().await {
+                                Ok(Some(notice)) => match follower.nodes.read(notice.payload()) {
+                                    None => {
+                                        for reach in reaches(notice.payload()) {
+                                            self.marks.changed(reach);
+                                        }
+                                    }
+                                    Some(None) => {}
+                                    Some(Some(answer)) => {
+                                        if let Err(e) = say(&mut listener, &channel, &answer).await {
+                                            break Some(e);
+                                        }
+                                    }
+                                },
+                                Ok(None) => break None,
+                                Err(e) => break Some(e),
                             }
-                            Ok(None) => break None,
-                            Err(e) => break Some(e),
-                        }
+                        },
                     };
                     follower.live.store(false, Ordering::Release);
+                    follower.nodes.deaf();
                     self.marks.changed(Reach::Everything);
                     tracing::warn!(error = ended.map(|e| e.to_string()), "change notices lost; listening again");
                 }
@@ -132,13 +174,20 @@ impl SqlStore {
     }
 }
 
-/// A connection listening on the channel of its schema (the URL's search path).
-async fn listen(url: &str) -> Result<PgListener, sqlx::Error> {
+/// A connection listening on the channel of its schema (the URL's search
+/// path), and the channel's name.
+async fn listen(url: &str) -> Result<(PgListener, String), sqlx::Error> {
     let mut listener = PgListener::connect(url).await?;
     let channel: String =
         sqlx::query_scalar("SELECT portcullis_channel(current_schema())").fetch_one(&mut listener).await?;
     listener.listen(&channel).await?;
-    Ok(listener)
+    Ok((listener, channel))
+}
+
+/// Sends `payload` on `channel` from the listening connection: after every
+/// notice it has read.
+async fn say(listener: &mut PgListener, channel: &str, payload: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)").bind(channel).bind(payload).execute(listener).await.map(drop)
 }
 
 #[cfg(test)]

@@ -84,7 +84,7 @@ impl<'a> WriteConn<'a> {
     /// the change is good for until a mark that concerns it moves.
     pub(crate) fn finish(mut self) -> u64 {
         self.marked = true;
-        self.marks.changed(self.reach)
+        self.marks.changed_here(self.reach)
     }
 }
 
@@ -92,7 +92,7 @@ impl Drop for WriteConn<'_> {
     fn drop(&mut self) {
         // Before the fields, so before the lock is let go.
         if !self.marked {
-            self.marks.changed(self.reach);
+            self.marks.changed_here(self.reach);
         }
     }
 }

@@ -114,7 +114,16 @@ where
     let id = state.request_ids.for_request(req.headers().get(trace::REQUEST_ID));
     let (method, uri) = (req.method().clone(), req.uri().clone());
     let mut res = trace::serving(id.clone(), async {
+        let written = state.settle.as_ref().map(|s| s.written());
         let res = with_context(state, peer, started, req, routes).await;
+        if let (Some(settle), Some(before)) = (&state.settle, written) {
+            // A change made here reaches the other nodes' caches before
+            // the client can ask them (see `Settle`).
+            let now = settle.written();
+            if now != before {
+                settle.settle(now).await;
+            }
+        }
         trace::finished(&method, uri.path(), res.status(), started);
         if let Some(metrics) = &state.http_metrics {
             let route = res.extensions().get::<crate::metrics::MatchedRoute>().copied();

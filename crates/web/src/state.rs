@@ -72,6 +72,9 @@ pub struct Inner {
     pub http_metrics: Option<crate::metrics::HttpMetrics>,
     /// The administrators' overview.
     pub overview: Option<portcullis_app::overview::Overview>,
+    /// Where other nodes cache what this one writes (several nodes on
+    /// PostgreSQL): a request that wrote answers once they let go of it.
+    pub settle: Option<Arc<dyn portcullis_app::ports::Settle>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -106,6 +109,7 @@ impl AppState {
             request_ids: RequestIds::default(),
             http_metrics: None,
             overview: None,
+            settle: None,
         }))
     }
 
@@ -119,6 +123,15 @@ impl AppState {
         if let Some(inner) = Arc::get_mut(&mut self.0) {
             inner.overview = Some(overview);
             inner.http_metrics = http_metrics;
+        }
+        self
+    }
+
+    /// This state with requests that wrote waiting for `settle` before
+    /// they answer; only on a state not yet shared.
+    pub fn with_settle(mut self, settle: Arc<dyn portcullis_app::ports::Settle>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.0) {
+            inner.settle = Some(settle);
         }
         self
     }

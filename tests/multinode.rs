@@ -720,12 +720,22 @@ fn wall_minute() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() / 60_000
 }
 
-/// Three distinct free loopback ports.
+/// Three distinct free loopback ports, for processes that bind them a
+/// moment later. Drawn below Linux's ephemeral range (32768 on), where
+/// outgoing connections (the other tests' to PostgreSQL, say) take their
+/// ports, so none of those can take one in that moment.
 fn free_ports() -> [u16; 3] {
-    let listeners: Vec<std::net::TcpListener> =
-        (0..3).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
-    let port = |i: usize| listeners[i].local_addr().expect("addr").port();
-    [port(0), port(1), port(2)]
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::from(d.subsec_nanos()));
+    let mut draw = u64::from(std::process::id()) * 7919 + nanos;
+    let mut ports = Vec::new();
+    while ports.len() < 3 {
+        draw = draw.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let port = 20_000 + u16::try_from((draw >> 33) % 12_000).expect("below 12,000");
+        if !ports.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            ports.push(port);
+        }
+    }
+    [ports[0], ports[1], ports[2]]
 }
 
 /// `nginx` on the PATH or in the usual sbin directories.

@@ -130,17 +130,22 @@ impl Nodes {
 
 async fn at_once(url: String) {
     let nodes = two_nodes(&url).await;
+    let mut waits = Vec::new();
     for i in 0..20 {
         let id = format!("s{i}");
         nodes.cached_session(&id).await;
         assert!(nodes.a.delete_session(nodes.alice.id, &id, None).await.expect("revoke"), "revoked");
+        let started = Instant::now();
         nodes.a.settle(nodes.a.written()).await;
+        waits.push(started.elapsed());
         // No waiting here: the next request, wherever it goes.
         assert!(
             nodes.cache.session_with_user(&id).await.expect("read").is_none(),
             "round {i}: B served a session A had revoked and settled"
         );
     }
+    waits.sort();
+    eprintln!("settling took {:?} (median), {:?} (longest)", waits[waits.len() / 2], waits[waits.len() - 1]);
     nodes.close().await;
 }
 

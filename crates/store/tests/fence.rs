@@ -4,6 +4,8 @@
 
 #[path = "support/cached.rs"]
 mod cached;
+#[path = "support/nodes.rs"]
+mod nodes;
 #[allow(dead_code, reason = "shared by several test binaries, each using the services it needs")]
 #[path = "support/services.rs"]
 mod services;
@@ -11,48 +13,31 @@ mod services;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlx::{Connection as _, Executor as _, PgConnection};
-
 use portcullis_app::ports::Settle as _;
-use portcullis_app::{NewUser, SessionStore, User, UserStore};
-use portcullis_domain::{Email, Username};
+use portcullis_app::{SessionStore, User};
 use portcullis_store::SqlStore;
 use portcullis_store::cache::CachedStore;
 use portcullis_store::fence::{GIVE_UP, LEASE};
 
-use cached::{T0, session};
+use cached::session;
+use nodes::{alice, in_schema, until_served_from_memory};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(portcullis_no_postgres, ignore = "needs PostgreSQL: set PORTCULLIS_TEST_POSTGRES_URL")]
 async fn a_revocation_settled_on_one_node_is_refused_on_the_other_at_once() {
-    in_schema("at_once", at_once).await;
+    in_schema("fence_at_once", at_once).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(portcullis_no_postgres, ignore = "needs PostgreSQL: set PORTCULLIS_TEST_POSTGRES_URL")]
 async fn a_node_that_stops_answering_is_waited_for_until_its_lease_is_over() {
-    in_schema("hung", hung).await;
+    in_schema("fence_hung", hung).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(portcullis_no_postgres, ignore = "needs PostgreSQL: set PORTCULLIS_TEST_POSTGRES_URL")]
 async fn a_node_that_left_is_not_waited_for() {
-    in_schema("left", left).await;
-}
-
-/// Runs `scenario` on a URL whose tables live in a schema of their own.
-async fn in_schema<F: std::future::Future<Output = ()> + Send + 'static>(name: &str, scenario: fn(String) -> F) {
-    let Some(base) = services::postgres_url() else { return };
-    let schema = format!("fence_{name}_{}_{}", std::process::id(), T0 % 1000);
-    let mut admin = PgConnection::connect(&base).await.expect("PostgreSQL");
-    admin.execute(format!(r#"DROP SCHEMA IF EXISTS "{schema}" CASCADE"#).as_str()).await.expect("drop");
-    admin.execute(format!(r#"CREATE SCHEMA "{schema}""#).as_str()).await.expect("schema");
-    let url = format!("{base}{}options=-c%20search_path%3D{schema}", if base.contains('?') { '&' } else { '?' });
-    let outcome = tokio::spawn(scenario(url)).await;
-    let _ = admin.execute(format!(r#"DROP SCHEMA "{schema}" CASCADE"#).as_str()).await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    in_schema("fence_left", left).await;
 }
 
 /// Two nodes on `url`, both listening, B with a read cache that serves
@@ -71,40 +56,13 @@ async fn two_nodes(url: &str) -> Nodes {
     let b = Arc::new(SqlStore::connect(url, 4).await.expect("node B"));
     let following = [a.follow_changes().expect("A follows"), b.follow_changes().expect("B follows")];
     let cache = CachedStore::new(b.clone());
-    let alice = a
-        .insert_user(
-            &NewUser {
-                username: Username::parse("alice").expect("name"),
-                email: Email::parse("alice@example.com").expect("email"),
-                password_hash: "hash".into(),
-                is_admin: false,
-                email_verified: true,
-                security_stamp: "stamp".into(),
-                now: T0,
-            },
-            None,
-        )
-        .await
-        .expect("user");
+    let alice = alice(&a).await;
     a.insert_session(&session("probe", &alice)).await.expect("session");
-    // B serves from memory once it listens: a change made behind the
-    // triggers' back (they are off for it) is not seen.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        assert!(cache.session_with_user("probe").await.expect("read").is_some());
-        let mut conn = a.pool().acquire().await.expect("connection");
-        conn.execute("ALTER TABLE sessions DISABLE TRIGGER USER").await.expect("triggers off");
-        conn.execute("UPDATE sessions SET secret_hash = 'quiet' WHERE id = 'probe'").await.expect("update");
-        conn.execute("ALTER TABLE sessions ENABLE TRIGGER USER").await.expect("triggers on");
-        drop(conn);
-        let read = cache.session_with_user("probe").await.expect("read").expect("live");
-        sqlx::query("UPDATE sessions SET secret_hash = 'h' WHERE id = 'probe'").execute(a.pool()).await.expect("back");
-        if read.session.secret_hash == "h" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "node B never served the session from memory");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let read = || {
+        let cache = cache.clone();
+        async move { cache.session_with_user("probe").await.expect("read").map(|s| s.session.secret_hash.clone()) }
+    };
+    until_served_from_memory(&a, "sessions", "probe", read).await;
     // Each node says hello every second; by now A has heard B's.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     Nodes { a, b, cache, following, alice }

@@ -4,6 +4,8 @@
 
 #[path = "support/cached.rs"]
 mod cached;
+#[path = "support/nodes.rs"]
+mod nodes;
 #[allow(dead_code, reason = "shared by several test binaries, each using the services it needs")]
 #[path = "support/services.rs"]
 mod services;
@@ -11,16 +13,14 @@ mod services;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlx::{Connection as _, Executor as _, PgConnection};
-
+use portcullis_app::SessionStore;
 use portcullis_app::access_tokens::AccessToken;
 use portcullis_app::ports::AccessTokenStore as _;
-use portcullis_app::{NewUser, SessionStore, User, UserStore};
-use portcullis_domain::{Email, Username};
 use portcullis_store::SqlStore;
 use portcullis_store::cache::CachedStore;
 
 use cached::{T0, session};
+use nodes::{alice, in_schema, until_served_from_memory};
 
 /// How soon a change made on one node must be seen on the other.
 const WITHIN: Duration = Duration::from_millis(100);
@@ -28,45 +28,13 @@ const WITHIN: Duration = Duration::from_millis(100);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(portcullis_no_postgres, ignore = "needs PostgreSQL: set PORTCULLIS_TEST_POSTGRES_URL")]
 async fn a_session_revoked_on_one_node_is_refused_on_the_other_within_100_ms() {
-    in_schema("sessions", scenario).await;
+    in_schema("notices_sessions", scenario).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(portcullis_no_postgres, ignore = "needs PostgreSQL: set PORTCULLIS_TEST_POSTGRES_URL")]
 async fn a_token_revoked_on_one_node_is_refused_on_the_other_within_100_ms() {
-    in_schema("tokens", token_scenario).await;
-}
-
-/// Runs `scenario` on a URL whose tables live in a schema of their own.
-async fn in_schema<F: std::future::Future<Output = ()> + Send + 'static>(name: &str, scenario: fn(String) -> F) {
-    let Some(base) = services::postgres_url() else { return };
-    let schema = format!("notices_{name}_{}_{}", std::process::id(), T0 % 1000);
-    let mut admin = PgConnection::connect(&base).await.expect("PostgreSQL");
-    admin.execute(format!(r#"DROP SCHEMA IF EXISTS "{schema}" CASCADE"#).as_str()).await.expect("drop");
-    admin.execute(format!(r#"CREATE SCHEMA "{schema}""#).as_str()).await.expect("schema");
-    let url = format!("{base}{}options=-c%20search_path%3D{schema}", if base.contains('?') { '&' } else { '?' });
-    let outcome = tokio::spawn(scenario(url)).await;
-    let _ = admin.execute(format!(r#"DROP SCHEMA "{schema}" CASCADE"#).as_str()).await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
-}
-
-async fn alice(a: &SqlStore) -> User {
-    a.insert_user(
-        &NewUser {
-            username: Username::parse("alice").expect("name"),
-            email: Email::parse("alice@example.com").expect("email"),
-            password_hash: "hash".into(),
-            is_admin: false,
-            email_verified: true,
-            security_stamp: "stamp".into(),
-            now: T0,
-        },
-        None,
-    )
-    .await
-    .expect("user")
+    in_schema("notices_tokens", token_scenario).await;
 }
 
 async fn scenario(url: String) {
@@ -78,25 +46,11 @@ async fn scenario(url: String) {
     let alice = alice(&a).await;
     a.insert_session(&session("s1", &alice)).await.expect("session");
 
-    // B serves the session from memory once it listens: a change made
-    // behind the triggers' back (they are off for it) is not seen.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        assert!(cache.session_with_user("s1").await.expect("read").is_some(), "the session is live");
-        let mut conn = a.pool().acquire().await.expect("connection");
-        conn.execute("ALTER TABLE sessions DISABLE TRIGGER USER").await.expect("triggers off");
-        conn.execute("UPDATE sessions SET secret_hash = 'changed quietly' WHERE id = 's1'").await.expect("update");
-        conn.execute("ALTER TABLE sessions ENABLE TRIGGER USER").await.expect("triggers on");
-        drop(conn);
-        let read = cache.session_with_user("s1").await.expect("read").expect("live");
-        if read.session.secret_hash == "h" {
-            break;
-        }
-        // Not listening yet: it read the table. Put the row back and try again.
-        sqlx::query("UPDATE sessions SET secret_hash = 'h' WHERE id = 's1'").execute(a.pool()).await.expect("back");
-        assert!(Instant::now() < deadline, "node B never served the session from memory");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let read = || {
+        let cache = cache.clone();
+        async move { cache.session_with_user("s1").await.expect("read").map(|s| s.session.secret_hash.clone()) }
+    };
+    until_served_from_memory(&a, "sessions", "s1", read).await;
 
     // Revoked on A: refused on B within the bound.
     assert!(a.delete_session(alice.id, "s1", None).await.expect("revoke"), "revoked");
@@ -131,26 +85,11 @@ async fn token_scenario(url: String) {
     };
     a.insert_access_token(&token, None).await.expect("token");
 
-    // B serves the token from memory once it listens (a change made with
-    // the triggers off is not seen).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        assert!(cache.access_token_with_user("t1").await.expect("read").is_some(), "the token is live");
-        sqlx::query("UPDATE access_tokens SET secret_hash = 'changed quietly' WHERE id = 't1'")
-            .execute(a.pool())
-            .await
-            .expect("update");
-        let (read, _) = cache.access_token_with_user("t1").await.expect("read").expect("live");
-        if read.secret_hash == "h" {
-            break;
-        }
-        sqlx::query("UPDATE access_tokens SET secret_hash = 'h' WHERE id = 't1'")
-            .execute(a.pool())
-            .await
-            .expect("back");
-        assert!(Instant::now() < deadline, "node B never served the token from memory");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let read = || {
+        let cache = cache.clone();
+        async move { cache.access_token_with_user("t1").await.expect("read").map(|t| t.0.secret_hash.clone()) }
+    };
+    until_served_from_memory(&a, "access_tokens", "t1", read).await;
 
     // Revoked on A: refused on B within the bound.
     assert!(a.delete_access_token(alice.id, "t1", None).await.expect("revoke"), "revoked");

@@ -50,6 +50,9 @@ const KNOWN_FOR: Duration = Duration::from_secs(4);
 /// answer its `!who`, before its first round.
 const WARM_UP: Duration = Duration::from_millis(300);
 
+/// Sends the notice `$1` on the channel of the connection's schema.
+pub(crate) const NOTIFY: &str = "SELECT pg_notify(portcullis_channel(current_schema()), $1)";
+
 /// What a node knows of the others (see the module's documentation).
 pub(crate) struct Nodes {
     /// This node's name in the notices: random, new at each start.
@@ -85,21 +88,30 @@ enum Control<'a> {
 }
 
 impl<'a> Control<'a> {
-    /// The notice `payload`, if it is one of this module's; a malformed
-    /// one is `Some(None)`, and read as nothing.
-    fn parse(payload: &'a str) -> Option<Option<Self>> {
-        let rest = payload.strip_prefix('!')?;
-        let words: Vec<&str> = rest.split_whitespace().collect();
+    /// `words`, the words of a notice of this module after its `!`; `None`
+    /// if malformed or unknown.
+    fn parse(words: &[&'a str]) -> Option<Self> {
         let round = |w: &str| w.parse::<u64>().ok();
-        Some(match words.as_slice() {
+        match *words {
             ["hello", n] => Some(Self::Hello(n)),
             ["who", n] => Some(Self::Who(n)),
             ["bye", n] => Some(Self::Bye(n)),
             ["fence", n, r] => round(r).map(|r| Self::Fence(n, r)),
             ["ack", to, r, from] => round(r).map(|round| Self::Ack { to, round, from }),
             _ => None,
-        })
+        }
     }
+}
+
+/// What a node makes of a notice it read.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Read {
+    /// A change notice: the caller marks what it names.
+    Change,
+    /// One of this module's, taken in; nothing to answer.
+    Taken,
+    /// One of this module's, to be answered with this notice.
+    Answer(String),
 }
 
 impl Nodes {
@@ -124,7 +136,8 @@ impl Nodes {
     }
 
     /// This node has started listening: it is not leased until it hears its
-    /// own hello. Answers the notice that asks the others to say theirs.
+    /// own hello, or the notice this answers, which asks the others to say
+    /// theirs.
     pub(crate) fn listening(&self) -> String {
         let mut heard = lock(&self.heard);
         heard.own_hello = None;
@@ -142,48 +155,50 @@ impl Nodes {
         lock(&self.heard).own_hello.is_some_and(|at| at.elapsed() < LEASE)
     }
 
-    /// Reads `payload`: `None` if it is a change notice, else what to
-    /// answer, if anything.
-    pub(crate) fn read(&self, payload: &str) -> Option<Option<String>> {
-        let control = Control::parse(payload)?;
+    /// Reads the notice `payload`. A malformed or unknown one of this
+    /// module's is taken in and ignored.
+    pub(crate) fn read(&self, payload: &str) -> Read {
+        let Some(rest) = payload.strip_prefix('!') else { return Read::Change };
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        let Some(control) = Control::parse(&words) else { return Read::Taken };
         let now = Instant::now();
         let mut heard = lock(&self.heard);
         let mut seen = |node: &str| {
             heard.others.entry(node.to_owned()).or_insert((now, 0)).0 = now;
         };
-        Some(match control {
-            Some(Control::Hello(n)) if n == self.me => {
+        match control {
+            Control::Hello(n) | Control::Who(n) if n == self.me => {
                 heard.own_hello = Some(now);
-                None
+                Read::Taken
             }
-            Some(Control::Bye(n)) => {
+            Control::Bye(n) => {
                 heard.others.remove(n);
                 drop(heard);
                 // A round waiting for it need not.
                 self.answered.notify_waiters();
-                None
+                Read::Taken
             }
-            Some(Control::Hello(n)) if n != self.me => {
+            Control::Hello(n) => {
                 seen(n);
-                None
+                Read::Taken
             }
-            Some(Control::Who(n)) if n != self.me => {
+            Control::Who(n) => {
                 seen(n);
-                Some(self.hello())
+                Read::Answer(self.hello())
             }
-            Some(Control::Fence(n, round)) if n != self.me => {
+            Control::Fence(n, round) if n != self.me => {
                 seen(n);
-                Some(format!("!ack {n} {round} {}", self.me))
+                Read::Answer(format!("!ack {n} {round} {}", self.me))
             }
-            Some(Control::Ack { to, round, from }) if to == self.me => {
+            Control::Ack { to, round, from } if to == self.me => {
                 let other = heard.others.entry(from.to_owned()).or_insert((now, 0));
                 *other = (now, other.1.max(round));
                 drop(heard);
                 self.answered.notify_waiters();
-                None
+                Read::Taken
             }
-            _ => None,
-        })
+            Control::Fence(..) | Control::Ack { .. } => Read::Taken,
+        }
     }
 
     /// The other nodes heard within [`KNOWN_FOR`]: those a round waits for.
@@ -207,11 +222,7 @@ impl Nodes {
 impl SqlStore {
     /// Sends `payload` on this schema's channel, on a connection of the pool.
     pub(crate) async fn notify(&self, payload: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT pg_notify(portcullis_channel(current_schema()), $1)")
-            .bind(payload)
-            .execute(&self.pool)
-            .await
-            .map(drop)
+        sqlx::query(NOTIFY).bind(payload).execute(&self.pool).await.map(drop)
     }
 
     /// Tells the other nodes that this one stops (on PostgreSQL), so that
@@ -280,13 +291,14 @@ mod tests {
 
     #[test]
     fn control_notices_are_read_and_change_notices_are_not() {
-        assert_eq!(Control::parse("u12 p"), None);
-        assert_eq!(Control::parse("*"), None);
-        assert_eq!(Control::parse("!hello ab"), Some(Some(Control::Hello("ab"))));
-        assert_eq!(Control::parse("!fence ab 7"), Some(Some(Control::Fence("ab", 7))));
-        assert_eq!(Control::parse("!ack ab 7 cd"), Some(Some(Control::Ack { to: "ab", round: 7, from: "cd" })));
-        assert_eq!(Control::parse("!fence ab seven"), Some(None), "malformed, read as nothing");
-        assert_eq!(Control::parse("!later ab"), Some(None), "unknown, read as nothing");
+        assert_eq!(Control::parse(&["hello", "ab"]), Some(Control::Hello("ab")));
+        assert_eq!(Control::parse(&["fence", "ab", "7"]), Some(Control::Fence("ab", 7)));
+        assert_eq!(Control::parse(&["ack", "ab", "7", "cd"]), Some(Control::Ack { to: "ab", round: 7, from: "cd" }));
+        let a = Nodes::new();
+        assert_eq!(a.read("u12 p"), Read::Change);
+        assert_eq!(a.read("*"), Read::Change);
+        assert_eq!(a.read("!fence ab seven"), Read::Taken, "malformed, read as nothing");
+        assert_eq!(a.read("!later ab"), Read::Taken, "unknown, read as nothing");
     }
 
     #[test]
@@ -294,12 +306,12 @@ mod tests {
         let a = Nodes::new();
         let b = Nodes::new();
         let fence = format!("!fence {} 3", b.me);
-        assert_eq!(a.read(&fence), Some(Some(format!("!ack {} 3 {}", b.me, a.me))));
-        assert_eq!(b.read(&fence), Some(None), "its own fence");
+        assert_eq!(a.read(&fence), Read::Answer(format!("!ack {} 3 {}", b.me, a.me)));
+        assert_eq!(b.read(&fence), Read::Taken, "its own fence");
         let who = b.listening();
-        assert_eq!(a.read(&who), Some(Some(a.hello())));
-        assert_eq!(b.read(&who), Some(None));
-        assert_eq!(a.read("u5"), None, "a change notice is the caller's");
+        assert_eq!(a.read(&who), Read::Answer(a.hello()));
+        assert_eq!(b.read(&who), Read::Taken);
+        assert_eq!(a.read("u5"), Read::Change, "a change notice is the caller's");
     }
 
     #[test]
@@ -314,6 +326,9 @@ mod tests {
         assert!(a.leased());
         a.deaf();
         assert!(!a.leased());
+        let who = a.listening();
+        let _ = a.read(&who);
+        assert!(a.leased(), "its own question heard back does as well");
     }
 
     #[test]
@@ -328,7 +343,7 @@ mod tests {
         both.sort();
         assert_eq!(others, both);
         assert_eq!(a.unanswered(&others, 1), others);
-        let ack = b.read(&format!("!fence {} 1", a.me)).flatten().expect("b answers");
+        let Read::Answer(ack) = b.read(&format!("!fence {} 1", a.me)) else { panic!("b answers") };
         let _ = a.read(&ack);
         assert_eq!(a.unanswered(&others, 1), vec![c.me.clone()]);
         assert_eq!(a.unanswered(&others, 2).len(), 2, "an answer covers its round, not the next");

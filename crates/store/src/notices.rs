@@ -25,7 +25,7 @@ use sqlx::postgres::PgListener;
 
 use portcullis_app::StoreError;
 
-use crate::fence::{HELLO_EVERY, Nodes};
+use crate::fence::{HELLO_EVERY, Nodes, Read};
 use crate::marks::Reach;
 use crate::{Backend, SqlStore, backend_err};
 
@@ -116,24 +116,20 @@ impl SqlStore {
                 Ok((mut listener, channel)) => {
                     self.marks.changed(Reach::Everything);
                     follower.live.store(true, Ordering::Release);
+                    // Heard back, this question also starts the lease.
                     let who = follower.nodes.listening();
-                    let hello = follower.nodes.hello();
-                    let mut said = say(&mut listener, &channel, &who).await;
-                    if said.is_ok() {
-                        said = say(&mut listener, &channel, &hello).await;
-                    }
-                    let ended = match said {
+                    let ended = match say(&mut listener, &channel, &who).await {
                         Err(e) => Some(e),
                         Ok(()) => loop {
                             match listener.try_recv().await {
                                 Ok(Some(notice)) => match follower.nodes.read(notice.payload()) {
-                                    None => {
+                                    Read::Change => {
                                         for reach in reaches(notice.payload()) {
                                             self.marks.changed(reach);
                                         }
                                     }
-                                    Some(None) => {}
-                                    Some(Some(answer)) => {
+                                    Read::Taken => {}
+                                    Read::Answer(answer) => {
                                         if let Err(e) = say(&mut listener, &channel, &answer).await {
                                             break Some(e);
                                         }
@@ -164,11 +160,7 @@ impl SqlStore {
     pub async fn announce(&self, reach: Reach) -> Result<(), StoreError> {
         let mut conn = self.write(reach).await?;
         if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify(portcullis_channel(current_schema()), $1)")
-                .bind(payload(reach))
-                .execute(&mut *conn)
-                .await
-                .map_err(backend_err)?;
+            sqlx::query(crate::fence::NOTIFY).bind(payload(reach)).execute(&mut *conn).await.map_err(backend_err)?;
         }
         Ok(())
     }

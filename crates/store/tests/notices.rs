@@ -50,16 +50,11 @@ async fn scenario(url: String) {
         let cache = cache.clone();
         async move { cache.session_with_user("s1").await.expect("read").map(|s| s.session.secret_hash.clone()) }
     };
-    until_served_from_memory(&a, "sessions", "s1", read).await;
+    until_served_from_memory(&a, "sessions", "s1", &read).await;
 
     // Revoked on A: refused on B within the bound.
     assert!(a.delete_session(alice.id, "s1", None).await.expect("revoke"), "revoked");
-    let revoked = Instant::now();
-    while cache.session_with_user("s1").await.expect("read").is_some() {
-        assert!(revoked.elapsed() < WITHIN, "node B still served the revoked session after {WITHIN:?}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    eprintln!("refused on the other node {:?} after the revocation", revoked.elapsed());
+    refused_within_bound("session", read).await;
     follower.abort();
     a.close().await;
     b.close().await;
@@ -89,17 +84,23 @@ async fn token_scenario(url: String) {
         let cache = cache.clone();
         async move { cache.access_token_with_user("t1").await.expect("read").map(|t| t.0.secret_hash.clone()) }
     };
-    until_served_from_memory(&a, "access_tokens", "t1", read).await;
+    until_served_from_memory(&a, "access_tokens", "t1", &read).await;
 
     // Revoked on A: refused on B within the bound.
     assert!(a.delete_access_token(alice.id, "t1", None).await.expect("revoke"), "revoked");
-    let revoked = Instant::now();
-    while cache.access_token_with_user("t1").await.expect("read").is_some() {
-        assert!(revoked.elapsed() < WITHIN, "node B still accepted the revoked token after {WITHIN:?}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    eprintln!("token refused on the other node {:?} after the revocation", revoked.elapsed());
+    refused_within_bound("token", read).await;
     follower.abort();
     a.close().await;
     b.close().await;
+}
+
+/// Reads through node B's cache (`read`) until it refuses the `what` just
+/// revoked on A, failing past [`WITHIN`].
+async fn refused_within_bound<F: Future<Output = Option<String>>>(what: &str, read: impl Fn() -> F) {
+    let revoked = Instant::now();
+    while read().await.is_some() {
+        assert!(revoked.elapsed() < WITHIN, "node B still accepted the revoked {what} after {WITHIN:?}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    eprintln!("{what} refused on the other node {:?} after the revocation", revoked.elapsed());
 }
